@@ -1,0 +1,35 @@
+# The two set-up commands: `make demo` and `make test` (each creates .venv on first use).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint fuzz stress bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+fuzz: $(STAMP)
+	ARCMAN_FUZZ_CASES=20000 $(PY) -m pytest -q tests/test_fuzz.py
+
+stress: $(STAMP)
+	$(PY) -m pytest -q -m stress --run-stress
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,323 @@
+"""Turn results.json into REPORT.md (tables, targets, phase timings) and chart.png.
+
+Kept apart from run.py so a report can be re-rendered (or the targets re-evaluated) without
+re-running hours of benchmarks: ``python bench/report.py bench/results/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MB = 1_000_000
+MiB = 1 << 20
+PEER_COLORS = (0, 1, 2, 4, 5, 7, 8, 9)  # tab10 without red (arcman's) and pink
+OP_TITLES = {"create": "create", "extract": "extract", "verify": "verify"}
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal: ``tool``'s metric divided by ``peer``'s must be <= ``limit``.
+
+    With ``peer`` None the limit is absolute (bytes of peak RSS).
+    """
+
+    label: str
+    op: str
+    tool: str
+    peer: str | None
+    metric: str  # wall | size | rss
+    limit: float
+    applies: Callable[[str, dict[str, Any]], bool] = lambda name, info: True
+
+
+def targets(cores: int) -> list[Target]:
+    """The performance targets of arcman (peer names depend on the core count)."""
+    pigz, zstd = f"tar|pigz -p{cores} -6", f"tar|zstd -T{cores} -3"
+    many = lambda name, info: int(info.get("files", 0)) > 100  # noqa: E731
+    big = lambda name, info: name == "big2x1g"  # noqa: E731
+    return [
+        Target(f"create .tar.gz wall <= 0.5x {pigz}", "create", "arcman gz", pigz, "wall", 0.5),
+        Target("create .tar.gz size <= 1.02x tar|gzip -6", "create", "arcman gz", "tar|gzip -6",
+               "size", 1.02),
+        Target("create .tar.gz >= 5x faster than sequential tarfile (corpora > 100 files)",
+               "create", "arcman gz", "tarfile seq", "wall", 0.2, many),
+        Target("create --level 1 >= 10x faster than tar czf", "create", "arcman gz -1",
+               "tar czf", "wall", 0.1),
+        Target(f"create .tar.zst wall <= 1.0x {zstd}", "create", "arcman zst", zstd, "wall", 1.0),
+        Target(f"create .tar.zst size <= 1.01x {zstd}", "create", "arcman zst", zstd, "size", 1.01),
+        Target("extract .tar.gz (full SHA-256 verification) wall <= 0.7x tar xzf", "extract",
+               "arcman extract", "tar xzf", "wall", 0.7),
+        Target("verify wall <= 0.5x gzip -t", "verify", "arcman verify", "gzip -t", "wall", 0.5),
+        Target("tiny20k create .tar.gz wall <= 3x tar czf", "create", "arcman gz", "tar czf",
+               "wall", 3.0, lambda name, info: name == "tiny20k"),
+        *(Target(f"big2x1g {tool} peak RSS <= 150 MB", op, tool, None, "rss", 150 * MB, big)
+          for op, tool in (("create", "arcman gz"), ("create", "arcman gz -1"),
+                           ("create", "arcman zst"), ("extract", "arcman extract"))),
+    ]
+
+
+def _index(data: dict[str, Any]) -> dict[tuple[str, str, str], Row]:
+    return {(r["corpus"], r["op"], r["tool"]): r for r in data["results"]}
+
+
+def peak_rss(row: Row) -> int | None:
+    """Worst peak over successful runs: max of ru_maxrss and the sampled process-tree sum."""
+    values = [max(r["maxrss"], r["tree_rss"] or 0) for r in row["runs"] if r["rc"] == 0]
+    return max(values) if values else None
+
+
+def evaluate_targets(data: dict[str, Any]) -> list[Row]:
+    """PASS/MISS (or n/a with the reason) for every target on every corpus it applies to."""
+    idx = _index(data)
+    out: list[Row] = []
+    for t in targets(int(data["meta"]["cores"])):
+        for corpus, info in data["corpora"].items():
+            if not t.applies(corpus, info) or t.op not in data["meta"]["ops"]:
+                continue
+            row: Row = {"target": t.label, "corpus": corpus, "limit": t.limit, "value": None,
+                        "status": "n/a", "detail": ""}
+            mine = idx.get((corpus, t.op, t.tool))
+            peer = idx.get((corpus, t.op, t.peer)) if t.peer else None
+            if t.peer is None:
+                value = peak_rss(mine) if mine else None
+                row["value"] = value
+                if value is not None:
+                    row["status"] = "PASS" if value <= t.limit else "MISS"
+                    row["detail"] = f"{value / MB:.0f} MB"
+            else:
+                a = mine["median"].get(t.metric) if mine else None
+                b = peer["median"].get(t.metric) if peer else None
+                if a is not None and b:
+                    ratio = a / b
+                    row["value"] = ratio
+                    row["status"] = "PASS" if ratio <= t.limit else "MISS"
+                    row["detail"] = f"{ratio:.3f}x" + (
+                        f" ({1 / ratio:.1f}x faster)" if t.metric == "wall" and ratio < 1 else "")
+            if row["status"] == "n/a":
+                missing = [n for n, r in ((t.tool, mine), (t.peer, peer)) if n and
+                           (r is None or r["status"] != "ok")]
+                row["detail"] = "no data for " + ", ".join(missing or ["metric"])
+            out.append(row)
+    return out
+
+
+def _cell(text: object) -> str:
+    """Escape a value for a Markdown table cell (tool names contain pipes)."""
+    return str(text).replace("|", "\\|").replace("\n", " / ")
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    if unit == "MiB":
+        return f"{value / MiB:.1f}"
+    if unit == "size":
+        return f"{value / MiB:.2f} MiB" if value >= MiB else f"{value / 1024:.1f} KiB"
+    return f"{value:.3f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.3f}" if a is not None and b else "-"
+
+
+def _table(rows: list[Row], idx: dict[tuple[str, str, str], Row], corpus_bytes: int) -> list[str]:
+    lines = [
+        "| tool | runs ok | wall s | CPU s | MB/s | peak RSS MiB | tree RSS MiB | size "
+        "| arcman vs | wall ratio | size ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["median"]
+        ok = sum(1 for x in r["runs"] if x["rc"] == 0)
+        runs = f"{ok}/{len(r['runs'])}" + ("" if r["status"] == "ok" else f" ({r['status']})")
+        thr = f"{corpus_bytes / MB / m['wall']:.0f}" if m.get("wall") else "-"
+        vs = wall_ratio = size_ratio = ""
+        if r["counterpart"]:
+            mine = idx.get((r["corpus"], r["op"], r["counterpart"]))
+            vs = r["counterpart"]
+            if mine:
+                wall_ratio = _ratio(mine["median"].get("wall"), m.get("wall"))
+                size_ratio = _ratio(mine["median"].get("size"), m.get("size"))
+        name = f"**{_cell(r['tool'])}**" if r["arcman"] else _cell(r["tool"])
+        lines.append(
+            f"| {name} | {runs} | {_fmt(m.get('wall'), 's')} | {_fmt(m.get('cpu'), 's')} | {thr} "
+            f"| {_fmt(m.get('maxrss'), 'MiB')} | {_fmt(m.get('tree_rss'), 'MiB')} "
+            f"| {_fmt(m.get('size'), 'size')} | {_cell(vs)} | {wall_ratio} | {size_ratio} |"
+        )
+    return lines
+
+
+def _phases(r: Row) -> str:
+    tm = r["timings_median"]
+    wall = r["median"].get("wall")
+    parts = []
+    for k, v in sorted(tm.items(), key=lambda kv: -kv[1]):
+        pct = f" ({100 * v / wall:.0f}%)" if wall else ""
+        parts.append(f"{k} {v:.3f}s{pct}")
+    return ", ".join(parts) or "-"
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """The REPORT.md text."""
+    meta, machine = data["meta"], data["meta"]["machine"]
+    idx = _index(data)
+    out = ["# arcman benchmark report", ""]
+    out += [f"Date: {meta['date']}. Run took {meta['duration_s'] / 60:.1f} min. "
+            f"Repetitions: {meta['repeat']} timed rounds after one untimed warm-up; medians.", ""]
+    if meta["scale"] != 1.0:
+        out += [f"> **Scaled run (scale {meta['scale']:g})**: corpora are reduced; "
+                "numbers and targets are NOT representative of the full benchmark.", ""]
+    out += ["## Machine", "", "| | |", "|---|---|"]
+    labels = [("cpu", "CPU"), ("cores", "cores (os.cpu_count)"), ("memory", "memory"),
+              ("os", "OS"), ("python", "Python"), ("python_path", "interpreter"),
+              ("arcman", "arcman --version"), ("tar", "tar"), ("gzip", "gzip"),
+              ("pigz", "pigz"), ("zstd", "zstd")]
+    out += [f"| {label} | {machine.get(key, '-')} |" for key, label in labels]
+    out += ["", "## Method", "",
+            "- Every command runs as `bash -c 'set -o pipefail; CMD'`, reaped with `os.wait4`: "
+            "wall is measured around it, CPU is user+sys of the whole process tree, "
+            f"peak RSS ({meta.get('peak_rss_source', 'wait4 ru_maxrss')}) is that of the "
+            "largest single process of the tree.",
+            f"- tree RSS: summed RSS of the process tree sampled every {meta['rss_sample_ms']:g}"
+            " ms with psutil (shows pipelines and worker processes; may miss very short peaks).",
+            "- Commands alternate round-robin (arcman, peer 1, peer 2, arcman, ...). Page cache "
+            "cannot be dropped: all runs read warm data. Outputs and extraction directories are "
+            "removed before each run (untimed).",
+            "- Ratios are arcman / peer: below 1 means arcman is faster or smaller.",
+            "- extract: each tool extracts the same archive; `arcman extract` on arcman's own "
+            ".tar.gz verifies every member's SHA-256 from its manifest, on the foreign "
+            "`tar|gzip -6` archive only the container's CRCs can be checked.",
+            "- verify: both tools check arcman's own .tar.gz.",
+            "- Targets on memory use the worst run's max(peak RSS, tree RSS).", ""]
+    out += ["## Corpora", "", "| corpus | files | size | description |", "|---|---|---|---|"]
+    for name, info in data["corpora"].items():
+        out.append(f"| {name} | {info['files']} | {_fmt(info['bytes'], 'size')} "
+                   f"| {info['description']} |")
+    out += ["", "## Commands", "", "PY is the interpreter above; SRC the corpus directory "
+            "(tar commands run inside it); OUT the output archive.", ""]
+    seen: set[tuple[str, str]] = set()
+    for r in data["results"]:
+        if (r["op"], r["tool"]) not in seen:
+            seen.add((r["op"], r["tool"]))
+            out.append(f"- {r['op']} / {r['tool']}: `{r['command']}`")
+    out += ["", "## Targets", ""]
+    if meta["scale"] != 1.0:
+        out += [f"(scale {meta['scale']:g}: indicative only)", ""]
+    out += ["| target | corpus | actual | result |", "|---|---|---|---|"]
+    for t in data.get("targets", []):
+        mark = {"PASS": "PASS", "MISS": "**MISS**"}.get(t["status"], t["status"])
+        out.append(f"| {_cell(t['target'])} | {t['corpus']} | {_cell(t['detail'])} | {mark} |")
+    counts = {s: sum(1 for t in data.get("targets", []) if t["status"] == s)
+              for s in ("PASS", "MISS", "n/a")}
+    out += ["", f"{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} n/a.", ""]
+    out += ["## Results", ""]
+    for name, info in data["corpora"].items():
+        out += [f"### {name} ({info['files']} files, {_fmt(info['bytes'], 'size')})", ""]
+        for op in meta["ops"]:
+            rows = [r for r in data["results"] if r["corpus"] == name and r["op"] == op]
+            if rows:
+                out += [f"**{op}**", "", *_table(rows, idx, int(info["bytes"])), ""]
+    out += ["## Where the time went (arcman `--json` timings, medians)", "",
+            "Phases may overlap (pipelined stages run concurrently), so shares can add up "
+            "to more than 100% of the wall time.", "",
+            "| corpus | op | tool | wall s | verification | phases |", "|---|---|---|---|---|---|"]
+    for r in data["results"]:
+        if r["arcman"] and r["op"] != "verify":
+            last = next((x["json_out"] for x in reversed(r["runs"]) if x.get("json_out")), None)
+            verification = (last or {}).get("verification", "-")
+            out.append(f"| {r['corpus']} | {r['op']} | {_cell(r['tool'])} "
+                       f"| {_fmt(r['median'].get('wall'), 's')} | {verification} "
+                       f"| {_phases(r)} |")
+    problems = [r for r in data["results"] if r["status"] != "ok" or r["note"]]
+    notes = list(data.get("notes", []))
+    notes += [f"{r['corpus']} {r['op']} {r['tool']}: {r['status']}: {r['note']}"
+              for r in problems]
+    if notes:
+        out += ["", "## Notes", ""]
+        out += ["- " + n.replace("\n", " / ") for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def render_chart(data: dict[str, Any], path: Path) -> bool:
+    """Grouped bars of median wall time per corpus, one panel per operation (log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    ops = [op for op in data["meta"]["ops"] if any(r["op"] == op for r in data["results"])]
+    if not ops:
+        return False
+    corpora = list(data["corpora"])
+    fig, axes = plt.subplots(len(ops), 1, figsize=(14, 4.8 * len(ops)), squeeze=False)
+    for ax, op in zip(axes[:, 0], ops, strict=True):
+        tools = list(dict.fromkeys(r["tool"] for r in data["results"] if r["op"] == op))
+        arc = [t for t in tools if t.startswith("arcman")]
+        peers = [t for t in tools if not t.startswith("arcman")]
+        colors = {**{t: plt.get_cmap("Reds")(0.85 - 0.2 * i) for i, t in enumerate(arc)},
+                  **{t: plt.get_cmap("tab10")(PEER_COLORS[i % len(PEER_COLORS)])
+                     for i, t in enumerate(peers)}}
+        width = 0.8 / max(1, len(tools))
+        idx = _index(data)
+        for i, tool in enumerate(arc + peers):
+            xs, ys = [], []
+            for c, corpus in enumerate(corpora):
+                row = idx.get((corpus, op, tool))
+                wall = row["median"].get("wall") if row else None
+                if wall:
+                    xs.append(c + (i - (len(tools) - 1) / 2) * width)
+                    ys.append(wall)
+            ax.bar(xs, ys, width, label=tool, color=colors[tool],
+                   edgecolor="black" if tool in arc else "none", linewidth=0.6)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(corpora)), corpora, fontsize=11)
+        ax.set_ylabel("median wall time (s, log)")
+        ax.set_title(f"{OP_TITLES[op]}: arcman (red, outlined) vs peers", fontsize=12)
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.grid(axis="y", which="both", alpha=0.3)
+    scale = data["meta"]["scale"]
+    fig.suptitle("arcman benchmark" + (f" (scale {scale:g}, not representative)"
+                                      if scale != 1.0 else ""), fontsize=14)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def render(data: dict[str, Any], outdir: Path) -> None:
+    """Write REPORT.md and chart.png into ``outdir``."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    text = render_markdown(data)
+    if render_chart(data, outdir / "chart.png"):
+        text += "\n![median wall time per corpus and operation](chart.png)\n"
+    else:
+        text += "\n(chart.png not drawn: matplotlib is not installed)\n"
+    (outdir / "REPORT.md").write_text(text)
+
+
+def main(argv: list[str]) -> int:
+    """Re-render the report (and re-evaluate the targets) from a results.json."""
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    data = json.loads(path.read_text())
+    data["targets"] = evaluate_targets(data)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    render(data, path.parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

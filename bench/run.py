@@ -1,0 +1,580 @@
+"""Benchmark arcman against the standard tools on the same inputs, and write the report.
+
+For each corpus and operation the commands run round-robin (arcman, peer 1, peer 2, arcman, ...)
+after one untimed warm-up each, ``--repeat`` times; medians are reported. Each run is a
+``bash -c`` child reaped with ``os.wait4`` so its rusage covers the whole pipeline: CPU is
+user+sys of every process, peak RSS is the largest single process (``ru_maxrss``). Since a
+pipeline or a process pool spreads memory over several processes, the summed RSS of the
+process tree is also sampled with psutil when it is installed.
+
+Usage (full run, ~45 min on 2 cores):
+    python bench/run.py --corpora /var/tmp/arcman-bench --python .venv/bin/python
+Smoke run (~2 min):
+    python bench/run.py --corpora /tmp/arcman-bench-smoke --scale 0.02 --repeat 2
+
+Outputs: bench/results/{REPORT.md,results.json,chart.png} (see report.py, which can also
+re-render them from results.json alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import corpora  # noqa: E402  (sibling module; bench/ is not a package)
+import report  # noqa: E402
+
+OPS = ("create", "extract", "verify")
+METRICS = ("wall", "cpu", "maxrss", "tree_rss", "size")
+
+try:
+    import psutil
+except ImportError:  # the harness still works, without the summed-tree RSS column
+    psutil = None
+
+
+@dataclass
+class Run:
+    """One measured execution of a command."""
+
+    wall: float
+    cpu: float
+    maxrss: int
+    tree_rss: int | None
+    size: int | None
+    rc: int
+    timings: dict[str, float] | None = None
+    json_out: dict[str, Any] | None = None
+
+
+@dataclass
+class Tool:
+    """A command to benchmark: ``command`` is a bash string run in ``cwd``.
+
+    ``out_dir`` is recreated empty before each run (so arcman sidecars and temp files never
+    leak between runs); ``dest`` is removed before each run and created empty when
+    ``mkdir_dest`` (tar needs an existing directory, arcman accepts a missing one).
+    """
+
+    name: str
+    op: str
+    command: str
+    cwd: Path
+    arcman: bool
+    counterpart: str | None = None  # arcman tool this peer is compared with
+    output: Path | None = None  # file whose size is reported
+    out_dir: Path | None = None
+    dest: Path | None = None
+    mkdir_dest: bool = False
+    display: str = ""  # command with paths replaced by placeholders, for the report
+
+    def prepare(self) -> None:
+        """Untimed reset to a fresh state before a run."""
+        for d in (self.out_dir, self.dest):
+            if d is not None and d.exists():
+                shutil.rmtree(d)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True)
+        if self.dest is not None and self.mkdir_dest:
+            self.dest.mkdir(parents=True)
+
+    def cleanup(self) -> None:
+        """Free disk after a run (extracted trees); archives stay for the next operations."""
+        if self.dest is not None and self.dest.exists():
+            shutil.rmtree(self.dest)
+
+
+@dataclass
+class Result:
+    """All runs of one tool on one corpus and operation, with their medians."""
+
+    corpus: str
+    op: str
+    tool: str
+    command: str
+    arcman: bool
+    counterpart: str | None
+    status: str = "ok"  # ok | failed | skipped
+    note: str = ""
+    runs: list[Run] = field(default_factory=list)
+    median: dict[str, float | None] = field(default_factory=dict)
+    timings_median: dict[str, float] = field(default_factory=dict)
+
+    def summarize(self) -> None:
+        """Compute medians over the successful runs."""
+        ok = [r for r in self.runs if r.rc == 0]
+        for m in METRICS:
+            values = [getattr(r, m) for r in ok if getattr(r, m) is not None]
+            self.median[m] = statistics.median(values) if values else None
+        phases: dict[str, list[float]] = {}
+        for r in ok:
+            for k, v in (r.timings or {}).items():
+                if isinstance(v, int | float):
+                    phases.setdefault(k, []).append(float(v))
+        self.timings_median = {k: statistics.median(v) for k, v in phases.items()}
+
+
+class TreeRssSampler:
+    """Samples the summed RSS of a process and its descendants in a background thread."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.peak = 0
+        self._pid = pid
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        assert psutil is not None
+        try:
+            root = psutil.Process(self._pid)
+        except psutil.Error:
+            return
+        while not self._stop.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            self._stop.wait(self._interval)
+
+    def stop(self) -> int | None:
+        """Stop sampling; the peak, or None when no sample was taken."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak or None
+
+
+def gnu_time() -> str | None:
+    """Path of GNU time, if installed (Debian package ``time``).
+
+    A child forked from the harness starts from the harness's memory, and Linux carries that
+    high-water mark into ``ru_maxrss`` across exec: every ``wait4`` peak would be at least the
+    harness's own ~20 MiB. GNU time is a tiny process, so the peak it reports for its child is
+    the command's own. Without it, ``ru_maxrss`` from ``wait4`` is used and has that floor.
+    """
+    path = shutil.which("time")
+    if path is None:
+        return None
+    rc, text = capture([path, "--version"])
+    return path if rc == 0 and "GNU" in text else None
+
+
+def measure(tool: Tool, log_dir: Path, opts: argparse.Namespace) -> Run:
+    """Run ``tool`` once (after ``prepare``) and measure wall, rusage and output size."""
+    tool.prepare()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stem = log_dir / _slug(tool.name)
+    stdout_path, stderr_path = stem.with_suffix(".stdout"), stem.with_suffix(".stderr")
+    rss_path = stem.with_suffix(".maxrss")
+    argv = ["bash", "-c", "set -o pipefail; " + tool.command]
+    if opts.gnu_time:
+        rss_path.unlink(missing_ok=True)
+        argv = [opts.gnu_time, "-f", "%M", "-o", str(rss_path), *argv]
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=tool.cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, start_new_session=True)
+        interval = opts.rss_sample_ms / 1000
+        sampler = TreeRssSampler(proc.pid, interval) if psutil and interval > 0 else None
+        timer = threading.Timer(opts.timeout, _kill_group, (proc.pid,))
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen from waiting
+    tree_rss = sampler.stop() if sampler else None
+    maxrss = usage.ru_maxrss * 1024
+    if opts.gnu_time:
+        with contextlib.suppress(OSError, ValueError):
+            maxrss = int(rss_path.read_text().split()[-1]) * 1024
+    run = Run(
+        wall=wall, cpu=usage.ru_utime + usage.ru_stime, maxrss=maxrss, tree_rss=tree_rss,
+        rc=proc.returncode,
+        size=tool.output.stat().st_size if tool.output and tool.output.exists() else None,
+    )
+    if tool.arcman:
+        run.json_out = _parse_json(stdout_path.read_text(errors="replace"))
+        if run.json_out is not None:
+            if isinstance(run.json_out.get("files"), list):  # 20,000 names x every run: no
+                run.json_out["files"] = len(run.json_out["files"])
+            if isinstance(run.json_out.get("timings"), dict):
+                run.timings = run.json_out["timings"]
+    if run.rc != 0:
+        run.json_out = {"stderr_tail": _tail(stderr_path)}
+    return run
+
+
+def _kill_group(pid: int) -> None:
+    """Timeout: kill the whole process group of a run."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _parse_json(text: str) -> dict[str, Any] | None:
+    """arcman's ``--json`` prints one object; tolerate surrounding noise."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def capture(argv: list[str]) -> tuple[int, str]:
+    """Run a short command; (rc, stdout+stderr stripped). Missing programs give rc 127."""
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+    return p.returncode, (p.stdout + p.stderr).strip()
+
+
+def machine_info(python: str) -> dict[str, str]:
+    """CPU, memory, OS, interpreter and tool versions for the report header."""
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    models = [ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
+              if ln.startswith("model name")]
+    info["cpu"] = models[0] if models else platform.processor() or "unknown"
+    info["cores"] = str(os.cpu_count())
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    for ln in meminfo.splitlines():
+        if ln.startswith("MemTotal:"):
+            info["memory"] = f"{int(ln.split()[1]) / 1024**2:.1f} GiB"
+    osrel = Path("/etc/os-release")
+    pretty = ""
+    if osrel.exists():
+        for ln in osrel.read_text().splitlines():
+            if ln.startswith("PRETTY_NAME="):
+                pretty = ln.split("=", 1)[1].strip('"')
+    info["os"] = f"{pretty} (kernel {platform.release()})".strip()
+    info["python"] = capture([python, "-c", "import sys; print(sys.version.split()[0])"])[1]
+    info["python_path"] = python
+    for prog, argv in (("tar", ["tar", "--version"]), ("gzip", ["gzip", "--version"]),
+                       ("pigz", ["pigz", "--version"]), ("zstd", ["zstd", "--version"])):
+        rc, text = capture(argv)
+        info[prog] = text.splitlines()[0] if rc == 0 and text else "not installed"
+    rc, text = capture([python, "-m", "arcman", "--version"])
+    info["arcman"] = text.splitlines()[-1] if rc == 0 and text else "unavailable"
+    return info
+
+
+@dataclass
+class Context:
+    """What the tool builders need to know about the run."""
+
+    python: str
+    cores: int
+    corpus: str
+    src: Path
+    work: Path
+    has: dict[str, bool]
+    skip: set[str]
+
+
+def _q(p: Path | str) -> str:
+    return shlex.quote(str(p))
+
+
+def create_tools(ctx: Context) -> tuple[list[Tool], list[str]]:
+    """The create commands; also returns notes about skipped peers."""
+    py, c = _q(ctx.python), ctx.cores
+    tar_pipe = "tar --sort=name -cf - ."
+    specs: list[tuple[str, bool, str | None, str, str, list[str]]] = [
+        # name, arcman?, counterpart, archive file name, command template, required programs
+        ("arcman gz", True, None, "out.tar.gz",
+         f"{py} -m arcman create {{src}} -o {{out}} --json -q", ["arcman"]),
+        ("arcman gz -1", True, None, "out.tar.gz",
+         f"{py} -m arcman create {{src}} -o {{out}} --level 1 --json -q", ["arcman"]),
+        ("arcman zst", True, None, "out.tar.zst",
+         f"{py} -m arcman create {{src}} -o {{out}} --json -q", ["arcman"]),
+        ("tar|gzip -6", False, "arcman gz", "out.tar.gz",
+         f"{tar_pipe} | gzip -6 > {{out}}", ["tar", "gzip"]),
+        (f"tar|pigz -p{c} -6", False, "arcman gz", "out.tar.gz",
+         f"{tar_pipe} | pigz -p {c} -6 > {{out}}", ["tar", "pigz"]),
+        ("tar czf", False, "arcman gz", "out.tar.gz", "tar czf {out} .", ["tar", "gzip"]),
+        (f"tar|zstd -T{c} -3", False, "arcman zst", "out.tar.zst",
+         f"{tar_pipe} | zstd -q -c -T{c} -3 > {{out}}", ["tar", "zstd"]),
+        ("tarfile seq", False, "arcman gz", "out.tar.gz",
+         f"{py} {_q(BENCH_DIR / 'tarfile_baseline.py')} {{src}} {{out}}", []),
+    ]
+    tools: list[Tool] = []
+    notes: list[str] = []
+    for name, is_arcman, counterpart, fname, template, needs in specs:
+        missing = [n for n in needs if not ctx.has.get(n, False)]
+        if name in ctx.skip or missing:
+            if missing:
+                notes.append(f"{name}: skipped, {', '.join(missing)} not available")
+            continue
+        out_dir = ctx.work / "create" / _slug(name)
+        out = out_dir / fname
+        tools.append(Tool(
+            name=name, op="create", arcman=is_arcman, counterpart=counterpart,
+            command=template.format(src=_q(ctx.src), out=_q(out)),
+            # Python runs outside the corpus: `-m` puts the cwd first on sys.path, and the
+            # stdlib corpus would shadow the interpreter's own modules
+            cwd=ctx.work if template.startswith(py) else ctx.src,
+            output=out, out_dir=out_dir,
+            display=template.format(src="SRC", out="OUT").replace(py, "PY"),
+        ))
+    return tools, notes
+
+
+def extract_tools(ctx: Context, archives: dict[str, Path]) -> list[Tool]:
+    """arcman extract vs ``tar xzf``, each pair on the same archive.
+
+    ``archives`` maps a label ("arcman" for arcman's own .tar.gz, whose manifest allows full
+    per-member SHA-256 verification, and "gzip -6" for a foreign archive) to its path.
+    """
+    py = _q(ctx.python)
+    tools: list[Tool] = []
+    for label, archive in archives.items():
+        suffix = "" if label == "arcman" else f" ({label} archive)"
+        arc_name, tar_name = f"arcman extract{suffix}", f"tar xzf{suffix}"
+        if ctx.has.get("arcman") and arc_name not in ctx.skip:
+            tools.append(Tool(
+                name=arc_name, op="extract", arcman=True, cwd=ctx.work,
+                command=f"{py} -m arcman extract {_q(archive)} -C {{dest}} --json",
+                dest=ctx.work / "extract" / _slug(arc_name),
+                display=f"PY -m arcman extract {label.upper().replace(' ', '')}.tar.gz"
+                        " -C DEST --json",
+            ))
+        if ctx.has.get("tar") and tar_name not in ctx.skip:
+            tools.append(Tool(
+                name=tar_name, op="extract", arcman=False, counterpart=arc_name, cwd=ctx.work,
+                command=f"tar xzf {_q(archive)} -C {{dest}}", mkdir_dest=True,
+                dest=ctx.work / "extract" / _slug(tar_name),
+                display=f"tar xzf {label.upper().replace(' ', '')}.tar.gz -C DEST",
+            ))
+    for t in tools:
+        assert t.dest is not None
+        t.command = t.command.format(dest=_q(t.dest))
+    return tools
+
+
+def verify_tools(ctx: Context, archive: Path) -> list[Tool]:
+    """arcman verify vs ``gzip -t`` on the same archive (arcman's own .tar.gz)."""
+    py = _q(ctx.python)
+    tools: list[Tool] = []
+    if ctx.has.get("arcman") and "arcman verify" not in ctx.skip:
+        tools.append(Tool(name="arcman verify", op="verify", arcman=True, cwd=ctx.work,
+                          command=f"{py} -m arcman verify {_q(archive)} --json",
+                          display="PY -m arcman verify ARCMAN.tar.gz --json"))
+    if ctx.has.get("gzip") and "gzip -t" not in ctx.skip:
+        tools.append(Tool(name="gzip -t", op="verify", arcman=False, counterpart="arcman verify",
+                          cwd=ctx.work, command=f"gzip -t {_q(archive)}",
+                          display="gzip -t ARCMAN.tar.gz"))
+    return tools
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
+
+
+class Bench:
+    """Runs the operations of every selected corpus and collects Results."""
+
+    def __init__(self, args: argparse.Namespace, has: dict[str, bool]) -> None:
+        self.args = args
+        self.has = has
+        self.results: list[Result] = []
+        self.notes: list[str] = []
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    def run_group(self, corpus: str, op: str, tools: list[Tool]) -> None:
+        """Warm up each tool once, then ``repeat`` round-robin rounds; record Results."""
+        a = self.args
+        logs = Path(a.corpora) / "_work" / corpus / "logs" / op
+        results = {t.name: Result(corpus, op, t.name, t.display, t.arcman, t.counterpart)
+                   for t in tools}
+        live: list[Tool] = []
+        for t in tools:
+            self.log(f"{corpus} {op}: warm-up {t.name}")
+            warm = measure(t, logs, a)
+            t.cleanup()
+            if warm.rc != 0:
+                res = results[t.name]
+                res.status = "failed"
+                res.note = f"warm-up exit {warm.rc}: {(warm.json_out or {}).get('stderr_tail', '')}"
+                res.runs.append(warm)
+                self.log(f"  FAILED: {res.note}")
+            else:
+                live.append(t)
+        for rep in range(a.repeat):
+            for t in live:
+                run = measure(t, logs, a)
+                t.cleanup()
+                results[t.name].runs.append(run)
+                status = "" if run.rc == 0 else f"  exit {run.rc}"
+                self.log(f"{corpus} {op} {rep + 1}/{a.repeat} {t.name}: {run.wall:.3f}s{status}")
+        for res in results.values():
+            if res.status == "ok" and any(r.rc != 0 for r in res.runs):
+                bad = next(r for r in res.runs if r.rc != 0)
+                res.note = f"some runs failed: {(bad.json_out or {}).get('stderr_tail', '')}"
+            res.summarize()
+            self.results.append(res)
+
+    def ensure_archive(self, tool: Tool | None, fallback: Callable[[], Tool | None]) -> Path | None:
+        """An archive from ``tool``'s last create run, or built once (untimed) by ``fallback``."""
+        if tool is not None and tool.output is not None and tool.output.exists():
+            return tool.output
+        made = fallback()
+        if made is None:
+            return None
+        self.log(f"building {made.name} archive (untimed)")
+        run = measure(made, Path(self.args.corpora) / "_work" / "logs", self.args)
+        return made.output if run.rc == 0 and made.output is not None else None
+
+    def run_corpus(self, name: str) -> None:
+        """create, then extract and verify on archives made by create."""
+        a = self.args
+        src = corpora.ensure(Path(a.corpora), name, a.scale, log=self.log)
+        work = Path(a.corpora) / "_work" / name
+        work.mkdir(parents=True, exist_ok=True)
+        ctx = Context(python=a.python, cores=a.cores, corpus=name, src=src, work=work,
+                      has=self.has, skip=set(a.skip))
+        # archive builders always exist (even with --skip) so extract/verify have inputs
+        all_creates, notes = create_tools(replace(ctx, skip=set()))
+        if name == a.selected[0]:
+            self.notes.extend(notes)
+        by_name = {t.name: t for t in all_creates}
+        if "create" in a.ops:
+            self.run_group(name, "create", [t for t in all_creates if t.name not in ctx.skip])
+
+        def builder(tool_name: str) -> Callable[[], Tool | None]:
+            return lambda: by_name.get(tool_name)
+
+        arcman_gz = self.ensure_archive(by_name.get("arcman gz") if "create" in a.ops else None,
+                                        builder("arcman gz")) if self.has.get("arcman") else None
+        gzip6 = self.ensure_archive(by_name.get("tar|gzip -6") if "create" in a.ops else None,
+                                    builder("tar|gzip -6"))
+        if "extract" in a.ops:
+            archives: dict[str, Path] = {}
+            if arcman_gz is not None and "arcman" in a.extract_from:
+                archives["arcman"] = arcman_gz
+            if gzip6 is not None and "gzip6" in a.extract_from:
+                archives["gzip -6"] = gzip6
+            self.run_group(name, "extract", extract_tools(ctx, archives))
+        if "verify" in a.ops:
+            target = arcman_gz or gzip6
+            if target is not None:
+                if target != arcman_gz:
+                    self.notes.append(f"{name} verify: no arcman archive, checked tar|gzip -6's")
+                self.run_group(name, "verify", verify_tools(ctx, target))
+        if not a.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    default_root = os.environ.get("ARCMAN_BENCH_DIR", "/var/tmp/arcman-bench")
+    ap.add_argument("--corpora", default=default_root,
+                    help="directory for corpora and scratch archives (default: %(default)s)")
+    ap.add_argument("--only", help=f"corpora subset, comma-separated: {','.join(corpora.SPECS)}")
+    ap.add_argument("--ops", default=",".join(OPS), help="operations (default: %(default)s)")
+    ap.add_argument("--scale", type=float, default=1.0, help="corpus scale for smoke runs")
+    ap.add_argument("--repeat", type=int, default=5, help="timed rounds (default: %(default)s)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter that runs `-m arcman` and the tarfile baseline")
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+                    help="threads given to pigz/zstd (default: os.cpu_count())")
+    ap.add_argument("--skip", default="", help="tool names to leave out, comma-separated")
+    ap.add_argument("--extract-from", default="arcman,gzip6",
+                    help="archives to extract: arcman (own .tar.gz, full SHA-256 verification) "
+                         "and/or gzip6 (foreign tar|gzip -6 archive); default: %(default)s")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    ap.add_argument("--rss-sample-ms", type=float, default=50,
+                    help="process-tree RSS sampling period, 0 to disable (needs psutil)")
+    ap.add_argument("--results", type=Path, default=BENCH_DIR / "results",
+                    help="where REPORT.md, results.json and chart.png go")
+    ap.add_argument("--keep-work", action="store_true", help="keep scratch archives")
+    args = ap.parse_args(argv)
+    args.selected = corpora.parse_names(args.only)
+    args.ops = [o for o in OPS if o in args.ops.split(",")]
+    args.skip = [s.strip() for s in args.skip.split(",") if s.strip()]
+    args.extract_from = args.extract_from.split(",")
+    if not 0 < args.scale <= 1 or args.repeat < 1:
+        ap.error("need 0 < --scale <= 1 and --repeat >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write results.json, REPORT.md and chart.png."""
+    args = parse_args(argv)
+    args.gnu_time = gnu_time()
+    started = time.time()
+    info = machine_info(args.python)
+    has = {prog: shutil.which(prog) is not None for prog in ("tar", "gzip", "pigz", "zstd")}
+    has["arcman"] = info["arcman"] != "unavailable"
+    bench = Bench(args, has)
+    if not has["arcman"]:
+        rc, text = capture([args.python, "-m", "arcman", "--version"])
+        bench.notes.append(f"arcman unavailable with {args.python} (exit {rc}): {text[-300:]}")
+    if args.gnu_time is None:
+        bench.notes.append("GNU time not installed (apt package `time`): peak RSS comes from "
+                           "wait4 and cannot be below the harness's own RSS")
+    if psutil is None:
+        bench.notes.append("psutil not installed: no process-tree RSS column")
+    for name in args.selected:
+        bench.run_corpus(name)
+    data = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "duration_s": round(time.time() - started, 1),
+            "scale": args.scale, "repeat": args.repeat, "cores": args.cores,
+            "ops": args.ops, "machine": info, "argv": sys.argv[1:],
+            "rss_sample_ms": args.rss_sample_ms if psutil else 0,
+            "peak_rss_source": "GNU time %M" if args.gnu_time else "wait4 ru_maxrss",
+        },
+        "corpora": {
+            n: {**corpora.manifest_of(Path(args.corpora), n, args.scale),
+                "description": corpora.SPECS[n].describe}
+            for n in args.selected
+        },
+        "results": [asdict(r) for r in bench.results],
+        "notes": bench.notes,
+    }
+    data["targets"] = report.evaluate_targets(data)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    report.render(data, args.results)
+    bench.log(f"done in {time.time() - started:.0f}s: {args.results / 'REPORT.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""ArchiveConfig: every knob of an operation, validated when it is built."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._formats import CompressionFormat
+
+ProgressCallback = Callable[[int, int], None]
+OnError = Literal["fail", "skip"]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+def default_thread_count() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """Ceilings that stop archive bombs; the defaults suit a small board such as a Raspberry Pi.
+
+    Raise them (or set one to None for no limit) for archives you trust to be large.
+    """
+
+    max_total_size: int | None = 16 * GiB
+    max_members: int | None = 1_000_000
+    max_member_size: int | None = 8 * GiB
+    # Uncompressed bytes per compressed byte, checked once 64 MiB have been produced:
+    # text rarely exceeds 20:1, a zero-filled bomb reaches 1,000:1 (gzip) or far more (zstd).
+    max_compression_ratio: float | None = 250.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value <= 0:
+                raise ValueError(f"ExtractionLimits.{f.name} must be positive or None, not {value}")
+
+
+@dataclass
+class ArchiveConfig:
+    """Settings for create, extract and verify. Invalid values raise ValueError on construction.
+
+    ``thread_pool_size`` is capped at the machine's core count; ``enable_parallelization=False``
+    runs every stage on the calling thread (for debugging) and produces the same archive bytes.
+    ``memory_budget`` bounds the file data held in flight between pipeline stages.
+    ``on_error="skip"`` turns unreadable source files into reported skips instead of errors.
+    """
+
+    compression_level: int | None = None
+    preserve_permissions: bool = True
+    preserve_timestamps: bool = True
+    follow_symlinks: bool = False
+    create_checksums: bool = True
+    include_metadata: bool = True
+    progress_callback: ProgressCallback | None = None
+    exclude_patterns: list[str] = field(default_factory=lambda: [".DS_Store", "Thumbs.db"])
+    max_file_size: int | None = None
+    thread_pool_size: int = field(default_factory=default_thread_count)
+    enable_parallelization: bool = True
+    memory_budget: int = 64 * MiB
+    on_error: OnError = "fail"
+    format: CompressionFormat | None = None
+    reproducible: bool = False
+    source_date_epoch: int | None = None
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)
+
+    def __post_init__(self) -> None:
+        if self.compression_level is not None and (
+            isinstance(self.compression_level, bool) or not isinstance(self.compression_level, int)
+        ):
+            raise ValueError(f"compression_level must be an int, not {self.compression_level!r}")
+        if self.compression_level is not None and self.format is not None:
+            self.level_for(self.format)
+        if isinstance(self.thread_pool_size, bool) or not isinstance(self.thread_pool_size, int):
+            raise ValueError(f"thread_pool_size must be an int, not {self.thread_pool_size!r}")
+        if self.thread_pool_size < 1:
+            raise ValueError(f"thread_pool_size must be at least 1, not {self.thread_pool_size}")
+        self.thread_pool_size = min(self.thread_pool_size, os.cpu_count() or 1)
+        if self.max_file_size is not None and self.max_file_size < 0:
+            raise ValueError(f"max_file_size must be >= 0 or None, not {self.max_file_size}")
+        if self.memory_budget < 1 * MiB:
+            raise ValueError(f"memory_budget must be at least 1 MiB, not {self.memory_budget}")
+        if self.on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
+        if self.progress_callback is not None and not callable(self.progress_callback):
+            raise ValueError("progress_callback must be callable(done_bytes, total_bytes)")
+        if isinstance(self.exclude_patterns, str) or not all(
+            isinstance(p, str) for p in self.exclude_patterns
+        ):
+            raise ValueError("exclude_patterns must be a list of strings")
+        if self.format is not None and not isinstance(self.format, CompressionFormat):
+            raise ValueError(f"format must be a CompressionFormat, not {self.format!r}")
+        if self.source_date_epoch is not None and self.source_date_epoch < 0:
+            raise ValueError("source_date_epoch must be >= 0")
+        if not isinstance(self.limits, ExtractionLimits):
+            raise ValueError("limits must be an ExtractionLimits")
+
+    @property
+    def threads(self) -> int:
+        """Worker threads an operation actually uses (1 when parallelization is off)."""
+        return self.thread_pool_size if self.enable_parallelization else 1
+
+    def level_for(self, fmt: CompressionFormat) -> int:
+        """The compression level to use for ``fmt``, validated against the format's range."""
+        if self.compression_level is None:
+            return fmt.default_level
+        low, high = fmt.level_range
+        if not low <= self.compression_level <= high:
+            raise ValueError(
+                f"compression_level {self.compression_level} is out of range for {fmt.value} "
+                f"({low}-{high})"
+            )
+        return self.compression_level
+
+    def replace(self, **changes: object) -> ArchiveConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,158 @@
+"""Create: collect -> read and hash -> write (tar or zip records, in order) -> compress.
+
+``create_archive`` wires the stages together for one operation and writes the archive, and its
+``.sha256`` and ``.meta`` sidecars, atomically.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .._atomic import AtomicFile, write_atomically
+from .._config import ArchiveConfig
+from .._errors import SourceError
+from .._formats import CompressionFormat
+from .._manifest import DIR, FILE
+from .._metadata import ArchiveMetadata
+from .._progress import Progress
+from .._stats import PhaseClock
+from .._workers import Submit
+from .collect import Collector, SourceEntry
+from .compress import open_sink
+from .read import ContentReader, Skipped
+from .tar_writer import TarWriter
+from .zip_writer import ZipWriter
+
+log = logging.getLogger("arcman")
+
+
+def sidecar_paths(archive_path: str) -> tuple[str, str]:
+    return archive_path + ".sha256", archive_path + ".meta"
+
+
+def create_archive(
+    source_dir: str,
+    archive_path: str,
+    config: ArchiveConfig,
+    submit: Submit | None,
+    clock: PhaseClock,
+) -> ArchiveMetadata:
+    archive_path = os.path.abspath(archive_path)
+    fmt = config.format or CompressionFormat.from_extension(archive_path)
+    level = config.level_for(fmt)
+    checksum_path, meta_path = sidecar_paths(archive_path)
+    skip = config.on_error == "skip"
+
+    with clock.measure("collection"):
+        collection = Collector(
+            source_dir,
+            exclude_patterns=config.exclude_patterns,
+            exclude_paths={archive_path, checksum_path, meta_path},
+            follow_symlinks=config.follow_symlinks,
+            max_file_size=config.max_file_size,
+            skip_errors=skip,
+            submit=submit,
+        ).collect()
+    entries = collection.entries
+    epoch = _fixed_mtime(config)
+    if epoch is not None:
+        for entry in entries:
+            _normalize(entry, epoch)
+
+    skipped = [f"{path}: {reason}" for path, reason in collection.skipped]
+    progress = Progress(config.progress_callback, collection.total_bytes)
+    written: list[str] = []
+    total = files = 0
+    with AtomicFile(archive_path) as out:
+        writer: TarWriter | ZipWriter
+        prepare: Callable[[bytes], Any] | None = None
+        if fmt is CompressionFormat.ZIP:
+            writer = ZipWriter(out, level, submit, config.threads, clock)  # type: ignore[arg-type]
+            prepare = writer.prepare
+        else:
+            writer = TarWriter(open_sink(fmt, level, out, submit, config.threads, clock))  # type: ignore[arg-type]
+        reader = ContentReader(
+            os.path.realpath(source_dir),
+            entries,
+            submit=submit,
+            budget=config.memory_budget,
+            skip_errors=skip,
+            follow_symlinks=config.follow_symlinks,
+            clock=clock,
+            prepare=prepare,
+        )
+        for entry, content in reader:
+            if isinstance(content, Skipped):
+                skipped.append(f"{entry.path}: {content.reason}")
+                progress.advance(entry.size)
+                continue
+            nbytes = writer.add(entry, content)
+            total += nbytes
+            files += entry.kind == FILE
+            written.append(entry.path)
+            progress.advance(nbytes)
+        writer.close()
+    progress.finish()
+    for line in skipped:
+        log.warning("skipped %s", line)
+
+    metadata = ArchiveMetadata(
+        filename=archive_path,
+        format=fmt,
+        created_at=_timestamp(epoch),
+        file_count=files,
+        uncompressed_size=total,
+        compressed_size=out.size,
+        checksum_sha256=out.sha256,
+        files=written,
+        timings=clock.snapshot(),
+        verification="manifest",
+        skipped=skipped,
+    )
+    if config.create_checksums:
+        line = f"{metadata.checksum_sha256}  {os.path.basename(archive_path)}\n"
+        write_atomically(checksum_path, line.encode("utf-8", "surrogateescape"))
+    if config.include_metadata:
+        write_atomically(meta_path, json.dumps(metadata.to_dict(), indent=2).encode() + b"\n")
+    return metadata
+
+
+def _fixed_mtime(config: ArchiveConfig) -> int | None:
+    """The mtime every member gets in a reproducible archive, or None to keep real ones."""
+    if config.source_date_epoch is not None:
+        return config.source_date_epoch
+    if not config.reproducible:
+        return None
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is None:
+        return 0
+    try:
+        return max(0, int(env))
+    except ValueError:
+        raise SourceError(f"SOURCE_DATE_EPOCH must be an integer, not {env!r}") from None
+
+
+def _normalize(entry: SourceEntry, epoch: int) -> None:
+    entry.mtime = epoch
+    entry.uid = entry.gid = 0
+    if entry.kind == DIR or (entry.kind == FILE and entry.mode & 0o111):
+        entry.mode = 0o755
+    elif entry.kind == FILE:
+        entry.mode = 0o644
+    else:
+        entry.mode = 0o777
+
+
+def _timestamp(epoch: int | None) -> str:
+    moment = (
+        datetime.datetime.now(datetime.UTC)
+        if epoch is None
+        else datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    )
+    return moment.isoformat(timespec="seconds")
+

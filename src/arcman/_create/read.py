@@ -1,0 +1,185 @@
+"""ContentReader: reads and hashes file contents in worker threads, ahead of the writer.
+
+Files up to SMALL_FILE_LIMIT are read whole and hashed by a worker (and, for zip, deflated by
+the ``prepare`` hook) while the writer is still busy with earlier members. Read-ahead is bounded
+by a byte budget that the consuming thread reserves in archive order, so the writer's next
+member is always already reserved and nothing can deadlock. Larger files are streamed in chunks
+by the consumer itself (``LargeFile``), so memory stays flat however big a file is.
+The iteration completes when every entry has been handed over, in collection order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import SourceError
+from .._manifest import FILE
+from .._stats import PhaseClock
+from .._workers import Submit, start
+from .collect import SourceEntry
+
+SMALL_FILE_LIMIT = 1024 * 1024
+CHUNK_SIZE = 1024 * 1024
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A small file's whole content, its SHA-256, and what ``prepare`` made of it."""
+
+    data: bytes
+    sha256: str
+    prepared: Any = None
+
+
+@dataclass(slots=True)
+class Skipped:
+    reason: str
+
+
+class LargeFile:
+    """A file streamed in chunks by the consumer; ``sha256`` is known once chunks() is done."""
+
+    def __init__(self, path: str, entry: SourceEntry, follow_symlinks: bool) -> None:
+        self.entry = entry
+        self._path = path
+        self._fd = _open_checked(path, entry, follow_symlinks)
+        self._hash = hashlib.sha256()
+        self.sha256 = ""
+
+    def chunks(self) -> Iterator[bytes]:
+        remaining = self.entry.size
+        try:
+            while remaining > 0:
+                chunk = os.read(self._fd, min(CHUNK_SIZE, remaining))
+                if not chunk:
+                    raise SourceError(f"{self._path!r} shrank while it was being read", self._path)
+                self._hash.update(chunk)
+                remaining -= len(chunk)
+                yield chunk
+            if os.read(self._fd, 1):
+                raise SourceError(f"{self._path!r} grew while it was being read", self._path)
+        except OSError as exc:
+            raise SourceError(f"cannot read {self._path!r}: {exc.strerror}", self._path) from exc
+        finally:
+            self.close()
+        self.sha256 = self._hash.hexdigest()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+Content = Loaded | LargeFile | Skipped | None
+
+
+class ContentReader:
+    def __init__(
+        self,
+        root: str,
+        entries: list[SourceEntry],
+        *,
+        submit: Submit | None,
+        budget: int,
+        skip_errors: bool,
+        follow_symlinks: bool,
+        clock: PhaseClock,
+        prepare: Callable[[bytes], Any] | None = None,
+    ) -> None:
+        self._root = root
+        self._entries = entries
+        self._submit = submit
+        self._budget = budget
+        self._skip = skip_errors
+        self._follow = follow_symlinks
+        self._clock = clock
+        self._prepare = prepare
+
+    def __iter__(self) -> Iterator[tuple[SourceEntry, Content]]:
+        window: deque[tuple[SourceEntry, Future[Loaded | Skipped] | None, int]] = deque()
+        reserved = 0
+        upcoming = iter(self._entries)
+        pending: SourceEntry | None = next(upcoming, None)
+        while pending is not None or window:
+            # Reserve and submit in archive order while the budget allows (always at least one).
+            while pending is not None:
+                small = pending.kind == FILE and pending.size <= SMALL_FILE_LIMIT
+                cost = pending.size + 512 if small else 0
+                if window and reserved + cost > self._budget:
+                    break
+                job = start(self._submit, self._load, pending) if small else None
+                window.append((pending, job, cost))
+                reserved += cost
+                pending = next(upcoming, None)
+            entry, job, cost = window.popleft()
+            if job is not None:
+                content: Content = job.result()
+            elif entry.kind == FILE:
+                content = self._open_large(entry)
+            else:
+                content = None
+            yield entry, content
+            reserved -= cost
+
+    def _open_large(self, entry: SourceEntry) -> LargeFile | Skipped:
+        path = os.path.join(self._root, entry.path)
+        try:
+            return LargeFile(path, entry, self._follow)
+        except SourceError as exc:
+            if not self._skip:
+                raise
+            return Skipped(str(exc))
+
+    def _load(self, entry: SourceEntry) -> Loaded | Skipped:
+        path = os.path.join(self._root, entry.path)
+        with self._clock.measure("hashing"):
+            try:
+                fd = _open_checked(path, entry, self._follow)
+                try:
+                    data = _read_exactly(fd, path, entry.size)
+                finally:
+                    os.close(fd)
+            except SourceError as exc:
+                if not self._skip:
+                    raise
+                return Skipped(str(exc))
+            digest = hashlib.sha256(data).hexdigest()
+            prepared = self._prepare(data) if self._prepare is not None else None
+        return Loaded(data, digest, prepared)
+
+
+def _open_checked(path: str, entry: SourceEntry, follow_symlinks: bool) -> int:
+    """Open a regular file that still has the size collection saw; a swap is an error."""
+    flags = _OPEN_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+        os.close(fd)
+        raise SourceError(f"{path!r} changed while the archive was being made", path)
+    return fd
+
+
+def _read_exactly(fd: int, path: str, size: int) -> bytes:
+    try:
+        data = os.read(fd, size + 1) if size else os.read(fd, 1)
+        while len(data) < size:
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    except OSError as exc:
+        raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+    if len(data) != size:
+        raise SourceError(f"{path!r} changed size while it was being read", path)
+    return data

@@ -1,0 +1,243 @@
+"""ZipWriter: emits zip members in collection order, deflated in parallel, then the manifest
+and the central directory.
+
+Written by hand because Python's zipfile cannot take data that was already compressed, and
+compressing inside zipfile would serialize all deflate work on the writer thread. Small members
+are deflated by the reader's workers (``prepare``); large ones go through the same block-parallel
+deflate as gzip, with a data descriptor after them. Zip64 records are added only when sizes,
+offsets or the member count need them. Unix modes and symlinks follow Info-ZIP's conventions,
+and an extended-timestamp field keeps mtimes exact.
+"""
+
+from __future__ import annotations
+
+import stat
+import struct
+import time
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .._manifest import DIR, FILE, MANIFEST_NAME, ManifestEntry, ManifestWriter
+from .._stats import PhaseClock
+from .._workers import Submit
+from .collect import SourceEntry
+from .compress import BlockCompressor, DeflateBlocks, deflate_backend
+from .read import Content, LargeFile, Loaded
+
+ZIP64_LIMIT = (1 << 31) - 1
+_STORED, _DEFLATED = 0, 8
+_FLAG_DESCRIPTOR, _FLAG_UTF8 = 0x08, 0x800
+_UNIX = 3
+
+
+@dataclass(slots=True)
+class _Record:
+    name: bytes
+    flags: int
+    method: int
+    dostime: int
+    dosdate: int
+    crc: int
+    csize: int
+    usize: int
+    offset: int
+    external: int
+    mtime: int
+
+
+def _dos_time(mtime: int) -> tuple[int, int]:
+    t = time.gmtime(max(mtime, 315532800))  # UTC keeps archives reproducible; zip starts at 1980
+    return (t.tm_hour << 11 | t.tm_min << 5 | t.tm_sec // 2), (
+        (t.tm_year - 1980) << 9 | t.tm_mon << 5 | t.tm_mday
+    )
+
+
+def _u32(value: int) -> int:
+    return min(max(value, 0), 0xFFFFFFFF)
+
+
+class _CountingOut:
+    """Counts bytes written so record offsets are known without tell()."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.offset = 0
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.offset += len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+class ZipWriter:
+    def __init__(
+        self, out: BinaryIO, level: int, submit: Submit | None, threads: int, clock: PhaseClock
+    ) -> None:
+        self._out = _CountingOut(out)
+        self._level = level
+        self._submit = submit
+        self._threads = threads
+        self._clock = clock
+        self._records: list[_Record] = []
+        self.manifest = ManifestWriter()
+        self.written = 0
+
+    def prepare(self, data: bytes) -> tuple[int, int, bytes]:
+        """Worker-side: CRC-32 and the member's stored bytes (deflated when that is smaller)."""
+        lib = deflate_backend(self._level or 6)
+        crc = lib.crc32(data)
+        if self._level:
+            c = lib.compressobj(self._level, lib.DEFLATED, -15)
+            packed = c.compress(data) + c.flush()
+            if len(packed) < len(data):
+                return crc, _DEFLATED, packed
+        return crc, _STORED, data
+
+    def add(self, entry: SourceEntry, content: Content) -> int:
+        name = entry.path + "/" if entry.kind == DIR else entry.path
+        kind_bits = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR}.get(entry.kind, stat.S_IFLNK)
+        external = (kind_bits | entry.mode) << 16 | (0x10 if entry.kind == DIR else 0)
+        digest: str | None = None
+        if isinstance(content, Loaded):
+            crc, method, packed = content.prepared
+            self._member(name, entry.mtime, external, method, crc, packed, len(content.data))
+            digest = content.sha256
+        elif isinstance(content, LargeFile):
+            self._large_member(name, entry, external, content)
+            digest = content.sha256
+        else:
+            data = (entry.target or "").encode("utf-8", "surrogateescape")
+            lib = deflate_backend(6)
+            self._member(name, entry.mtime, external, _STORED, lib.crc32(data), data, len(data))
+        self.manifest.add(
+            ManifestEntry(
+                entry.path, entry.kind, entry.size, entry.mode, entry.mtime, digest, entry.target
+            )
+        )
+        return entry.size if digest is not None else 0
+
+    def _new_record(self, name: str, mtime: int, external: int, method: int, flags: int) -> _Record:
+        raw = name.encode("utf-8", "surrogateescape")
+        if not raw.isascii():
+            flags |= _FLAG_UTF8
+        dostime, dosdate = _dos_time(mtime)
+        return _Record(raw, flags, method, dostime, dosdate, 0, 0, 0, self._out.offset,
+                       external, mtime)
+
+    def _member(
+        self, name: str, mtime: int, external: int, method: int, crc: int, packed: bytes, usize: int
+    ) -> None:
+        rec = self._new_record(name, mtime, external, method, 0)
+        rec.crc, rec.csize, rec.usize = crc, len(packed), usize
+        big = rec.usize > ZIP64_LIMIT or rec.csize > ZIP64_LIMIT
+        self._write_local(rec, zip64=big)
+        self._out.write(packed)
+        self.written += usize
+        self._records.append(rec)
+
+    def _large_member(
+        self, name: str, entry: SourceEntry, external: int, content: LargeFile
+    ) -> None:
+        method = _DEFLATED if self._level else _STORED
+        rec = self._new_record(name, entry.mtime, external, method, _FLAG_DESCRIPTOR)
+        big = entry.size > ZIP64_LIMIT
+        self._write_local(rec, zip64=big)
+        start = self._out.offset
+        if method == _DEFLATED:
+            from isal import isal_zlib
+
+            deflater = BlockCompressor(
+                self._out.out, DeflateBlocks(self._level), self._submit, self._threads,
+                self._clock, isal_zlib.crc32_combine,
+            )
+            for chunk in content.chunks():
+                deflater.write(chunk)
+            deflater.close()
+            self._out.offset += deflater.compressed_size
+            rec.crc = deflater.crc
+        else:
+            lib = deflate_backend(6)
+            crc = 0
+            for chunk in content.chunks():
+                crc = lib.crc32(chunk, crc)
+                self._out.write(chunk)
+            rec.crc = crc
+        rec.csize, rec.usize = self._out.offset - start, entry.size
+        fmt = "<4sIQQ" if big else "<4sIII"
+        self._out.write(struct.pack(fmt, b"PK\x07\x08", rec.crc, rec.csize, rec.usize))
+        self.written += entry.size
+        self._records.append(rec)
+
+    def _write_local(self, rec: _Record, zip64: bool) -> None:
+        extra = b""
+        csize, usize = rec.csize, rec.usize
+        if zip64:
+            extra = struct.pack("<HHQQ", 1, 16, rec.usize, rec.csize)
+            csize = usize = 0xFFFFFFFF
+        extra += struct.pack("<HHBI", 0x5455, 5, 1, _u32(rec.mtime))
+        self._out.write(
+            struct.pack(
+                "<4sHHHHHIIIHH", b"PK\x03\x04", 45 if zip64 else 20, rec.flags, rec.method,
+                rec.dostime, rec.dosdate, rec.crc if not rec.flags & _FLAG_DESCRIPTOR else 0,
+                0 if rec.flags & _FLAG_DESCRIPTOR and not zip64 else csize,
+                0 if rec.flags & _FLAG_DESCRIPTOR and not zip64 else usize,
+                len(rec.name), len(extra),
+            )
+            + rec.name
+            + extra
+        )
+
+    def close(self) -> None:
+        """Write the manifest member, the central directory and the end records."""
+        data, length = self.manifest.finish()
+        try:
+            body = data.read()
+        finally:
+            self.manifest.close()
+        lib = deflate_backend(6)
+        mtime = max((r.mtime for r in self._records), default=0)
+        self._member(MANIFEST_NAME, mtime, (stat.S_IFREG | 0o644) << 16, _STORED,
+                     lib.crc32(body), body, length)
+        cd_start = self._out.offset
+        for rec in self._records:
+            self._write_central(rec)
+        cd_size = self._out.offset - cd_start
+        count = len(self._records)
+        if count >= 0xFFFF or cd_start > ZIP64_LIMIT or cd_size > ZIP64_LIMIT:
+            eocd64 = self._out.offset
+            self._out.write(struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0,
+                                        count, count, cd_size, cd_start))
+            self._out.write(struct.pack("<4sIQI", b"PK\x06\x07", 0, eocd64, 1))
+            count16, size32, start32 = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF
+        else:
+            count16, size32, start32 = count, cd_size, cd_start
+        self._out.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count16, count16,
+                                    size32, start32, 0))
+        self._out.flush()
+
+    def _write_central(self, rec: _Record) -> None:
+        fields: list[int] = []
+        usize, csize, offset = rec.usize, rec.csize, rec.offset
+        if usize > ZIP64_LIMIT:
+            fields.append(usize)
+            usize = 0xFFFFFFFF
+        if csize > ZIP64_LIMIT:
+            fields.append(csize)
+            csize = 0xFFFFFFFF
+        if offset > ZIP64_LIMIT:
+            fields.append(offset)
+            offset = 0xFFFFFFFF
+        extra = struct.pack(f"<HH{len(fields)}Q", 1, 8 * len(fields), *fields) if fields else b""
+        extra += struct.pack("<HHBI", 0x5455, 5, 1, _u32(rec.mtime))
+        version = 45 if fields else 20
+        self._out.write(
+            struct.pack(
+                "<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", _UNIX << 8 | version, version, rec.flags,
+                rec.method, rec.dostime, rec.dosdate, rec.crc, csize, usize, len(rec.name),
+                len(extra), 0, 0, 0, rec.external, offset,
+            )
+            + rec.name
+            + extra
+        )

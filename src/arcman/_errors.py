@@ -1,0 +1,48 @@
+"""The exception hierarchy: everything the public API raises derives from ArchiveError."""
+
+from __future__ import annotations
+
+
+class ArchiveError(Exception):
+    """Root of every error arcman raises on purpose."""
+
+
+class UnsupportedFormatError(ArchiveError, ValueError):
+    """The archive format (by extension or by content) is not one arcman handles."""
+
+
+class SourceError(ArchiveError):
+    """A source file or directory cannot be archived (missing, unreadable, changed, too large)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class DestinationError(ArchiveError):
+    """The output cannot be written: destination not empty, no space, permission denied."""
+
+
+class UnsafeMemberError(ArchiveError):
+    """An archive member would escape the destination or is of a refused kind."""
+
+    def __init__(self, member: str, reason: str) -> None:
+        super().__init__(f"unsafe member {member!r}: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+class LimitExceededError(UnsafeMemberError):
+    """An archive exceeds an extraction limit (size, member count, compression ratio)."""
+
+
+class IntegrityError(ArchiveError):
+    """The archive's contents do not match its manifest or checksum."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class CorruptArchiveError(IntegrityError):
+    """The container itself is damaged: truncated, bad CRC, malformed headers, trailing garbage."""

@@ -1,0 +1,100 @@
+"""Commit: move a verified staging tree into place, atomically where the platform allows.
+
+A missing or empty destination is replaced by a single rename. An existing tree is swapped
+with the staging tree by renameat2(RENAME_EXCHANGE) on Linux, so at every instant the
+destination holds either the whole old tree or the whole new one; the old tree is removed
+only after the swap. Where no exchange call exists, the fallback renames the old tree aside
+and the new one in: a crash between those two renames leaves DEST missing and the old tree at
+a clearly named ``.DEST.arcman-old-*`` path beside it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import secrets
+import shutil
+import sys
+
+from .._atomic import describe_os_error
+from .._errors import DestinationError
+
+STAGING_MARKER = ".arcman-staging-"
+OLD_MARKER = ".arcman-old-"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def sibling(dest: str, marker: str) -> str:
+    parent, name = os.path.split(dest)
+    return os.path.join(parent, f".{name}{marker}{secrets.token_hex(4)}")
+
+
+def check_destination(dest: str, replace: bool) -> None:
+    """Fail early (before any work) when the commit could not succeed."""
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        raise DestinationError(f"parent directory {parent!r} does not exist")
+    if os.path.lexists(dest):
+        if not os.path.isdir(dest) or os.path.islink(dest):
+            raise DestinationError(f"destination {dest!r} exists and is not a directory")
+        if not replace and os.listdir(dest):
+            raise DestinationError(
+                f"destination {dest!r} is not empty (pass replace=True / --replace to swap it)"
+            )
+
+
+def make_staging(dest: str) -> str:
+    staging = sibling(dest, STAGING_MARKER)
+    try:
+        os.mkdir(staging, 0o700)
+    except OSError as exc:
+        raise DestinationError(describe_os_error(exc, staging)) from exc
+    return staging
+
+
+def remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two paths; False when the platform or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    # Hand-written: Python's os module has no binding for renameat2 (Linux 3.15+, glibc 2.28+).
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def commit(staging: str, dest: str, replace: bool, mode: int) -> None:
+    try:
+        os.chmod(staging, mode)
+        if not os.path.lexists(dest):
+            os.rename(staging, dest)
+            return
+        check_destination(dest, replace)
+        try:
+            os.rename(staging, dest)  # succeeds only over an empty directory
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if _exchange(staging, dest):
+            remove_tree(staging)  # now holds the old tree
+            return
+        old = sibling(dest, OLD_MARKER)
+        os.rename(dest, old)
+        os.rename(staging, dest)
+        remove_tree(old)
+    except OSError as exc:
+        raise DestinationError(describe_os_error(exc, dest)) from exc

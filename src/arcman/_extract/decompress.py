@@ -1,0 +1,149 @@
+"""DecompressedStream: decompresses an archive on its own thread, ahead of the tar parser.
+
+The decompressor (ISA-L for gzip, libzstd, bzip2, xz) runs on a dedicated thread and hands
+1 MiB pieces through a bounded queue, so decompression overlaps with parsing, hashing and
+writing while memory stays bounded. Every decoder reads concatenated streams and reports a
+truncated one; any decoder failure surfaces on the consumer side as CorruptArchiveError.
+In sequential mode the same decoder runs on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
+
+from .._errors import CorruptArchiveError
+from .._formats import CompressionFormat
+from .._stats import PhaseClock
+
+PIECE = 1024 * 1024
+_DEPTH = 8
+_END = object()
+
+
+def open_decoder(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
+    if fmt is CompressionFormat.TAR_GZ:
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call,return-value]
+    if fmt is CompressionFormat.TAR_ZST:
+        import pyzstd
+
+        return pyzstd.ZstdFile(raw, mode="rb")  # type: ignore[arg-type,return-value]
+    if fmt is CompressionFormat.TAR_BZ2:
+        return bz2.BZ2File(raw, mode="rb")
+    if fmt is CompressionFormat.TAR_XZ:
+        return lzma.LZMAFile(raw, mode="rb")
+    return raw
+
+
+class DecompressedStream:
+    """A read-only file over an archive's decompressed bytes.
+
+    ``consumed`` is how many compressed bytes have been read so far (for progress and the
+    compression-ratio limit). The producer thread completes at the end of the data, on the
+    first error, or when close() asks it to stop.
+    """
+
+    def __init__(
+        self, path: str, fmt: CompressionFormat, clock: PhaseClock, threaded: bool
+    ) -> None:
+        self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.compressed_size = os.fstat(self._raw.fileno()).st_size
+        self._decoder = open_decoder(self._raw, fmt)
+        self._clock = clock
+        self._buffer = memoryview(b"")
+        self._eof = False
+        self.produced = 0
+        self._stop = threading.Event()
+        self._pieces: Iterator[bytes | BaseException | object]
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
+            self._thread = threading.Thread(
+                target=self._produce, name="arcman-decompress", daemon=True
+            )
+            self._thread.start()
+            self._pieces = iter(self._queue.get, None)
+        else:
+            self._pieces = self._decode()
+
+    @property
+    def consumed(self) -> int:
+        try:
+            return self._raw.tell()
+        except (OSError, ValueError):
+            return self.compressed_size
+
+    def _decode(self) -> Iterator[bytes | BaseException | object]:
+        try:
+            while not self._stop.is_set():
+                with self._clock.measure("decompression"):
+                    piece = self._decoder.read(PIECE)
+                if not piece:
+                    break
+                yield piece
+        except Exception as exc:  # every decoder's own error type, reported as one kind
+            yield exc
+            return
+        yield _END
+
+    def _produce(self) -> None:
+        for item in self._decode():
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set():
+                return
+
+    def _next_piece(self) -> bool:
+        if self._eof:
+            return False
+        item = next(self._pieces)
+        if item is _END:
+            self._eof = True
+            return False
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise CorruptArchiveError(f"archive data is corrupt or truncated: {item}") from item
+        assert isinstance(item, bytes)
+        self.produced += len(item)
+        self._buffer = memoryview(item)
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            parts = [bytes(self._buffer)]
+            self._buffer = memoryview(b"")
+            while self._next_piece():
+                parts.append(bytes(self._buffer))
+            self._buffer = memoryview(b"")
+            return b"".join(parts)
+        out = bytearray()
+        while len(out) < n:
+            if not self._buffer and not self._next_piece():
+                break
+            take = self._buffer[: n - len(out)]
+            out += take
+            self._buffer = self._buffer[len(take) :]
+        return bytes(out)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:
+                    self._queue.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+            self._thread.join()
+        self._decoder.close()
+        self._raw.close()

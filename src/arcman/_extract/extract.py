@@ -1,0 +1,294 @@
+"""Extract, verify and list: decompress -> check each member -> write (or hash) -> verify ->
+commit.
+
+One scan serves all three: the member source yields members in order, the guard judges each,
+a sink writes (StagingTree) or only hashes (HashSink) them, and the manifest, which is the
+archive's last member, is checked against what was seen. Extraction commits the staging tree
+only after that check; any failure removes it and leaves the destination as it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import secrets
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from .._config import ArchiveConfig
+from .._errors import ArchiveError, CorruptArchiveError, IntegrityError
+from .._formats import CompressionFormat
+from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK, ManifestEntry, parse_manifest
+from .._metadata import ArchiveEntry, ArchiveMetadata
+from .._progress import Progress
+from .._stats import PhaseClock
+from .._workers import Submit, start
+from .check import Observed, check_against_manifest
+from .commit import check_destination, commit, make_staging, remove_tree
+from .decompress import DecompressedStream
+from .members import HARDLINK, Member, open_zip, tar_members, zip_members
+from .safety import MemberGuard, normalize_name
+from .stage import HashSink, MemberSink, StagingTree
+
+SMALL_MEMBER = 1024 * 1024
+CHUNK = 1024 * 1024
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError)
+
+
+@dataclass
+class Scan:
+    fmt: CompressionFormat
+    compressed_size: int
+    observed: list[Observed] = field(default_factory=list)
+    manifest: list[ManifestEntry] | None = None
+    uncompressed_size: int = 0
+    checksum: str = ""
+
+    @property
+    def verification(self) -> str:
+        return "manifest" if self.manifest is not None else "container"
+
+
+def _read_exactly(member: Member, n: int) -> bytes:
+    assert member.read is not None
+    try:
+        data = member.read(n)
+    except ArchiveError:
+        raise
+    except _READ_ERRORS as exc:
+        raise CorruptArchiveError(f"cannot read member {member.name!r}: {exc}") from exc
+    if len(data) != n:
+        raise CorruptArchiveError(f"member {member.name!r} is truncated")
+    return data
+
+
+def _chunks(member: Member) -> Iterator[bytes]:
+    remaining = member.size
+    while remaining:
+        chunk = _read_exactly(member, min(CHUNK, remaining))
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected_checksum(archive_path: str) -> str | None:
+    """The digest in ``<archive>.sha256`` (sha256sum format), if that sidecar exists."""
+    try:
+        with open(archive_path + ".sha256", encoding="utf-8") as f:
+            text = f.read(4096)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IntegrityError(f"cannot read {archive_path}.sha256: {exc.strerror}") from exc
+    fields = text.split()
+    if not fields or len(fields[0]) != 64:
+        raise IntegrityError(f"{archive_path}.sha256 is not in sha256sum format")
+    return fields[0].lower()
+
+
+def scan_archive(
+    archive_path: str,
+    sink: MemberSink,
+    guard: MemberGuard | None,
+    config: ArchiveConfig,
+    submit: Submit | None,
+    clock: PhaseClock,
+    *,
+    verify: bool,
+) -> Scan:
+    fmt = CompressionFormat.detect(archive_path)
+    expected = _expected_checksum(archive_path) if verify else None
+    checksum_job: Future[str] | None = (
+        start(submit, _hash_file, archive_path) if expected is not None else None
+    )
+    size = os.path.getsize(archive_path)
+    scan = Scan(fmt, size)
+    progress = Progress(config.progress_callback, size)
+    manifest_data: bytes | None = None
+    stream: DecompressedStream | None = None
+    archive: zipfile.ZipFile | None = None
+    try:
+        if fmt is CompressionFormat.ZIP:
+            archive = open_zip(archive_path)
+            members = zip_members(archive)
+        else:
+            stream = DecompressedStream(archive_path, fmt, clock, threaded=submit is not None)
+            members = tar_members(stream)
+        consumed = 0
+        for member in members:
+            if manifest_data is not None:
+                raise IntegrityError(f"member {member.name!r} follows the manifest", member.name)
+            if member.kind == FILE and _is_manifest(member.name):
+                manifest_data = _read_exactly(member, member.size)
+                continue
+            _dispatch(member, scan, sink, guard)
+            scan.uncompressed_size += member.size if member.kind == FILE else 0
+            now = stream.consumed if stream is not None else consumed + member.size
+            progress.advance(now - consumed)
+            consumed = now
+            if guard is not None and stream is not None:
+                guard.check_ratio(stream.produced, stream.consumed)
+    except ArchiveError:
+        raise
+    except _READ_ERRORS as exc:
+        raise CorruptArchiveError(f"damaged archive: {exc}") from exc
+    finally:
+        if stream is not None:
+            stream.close()
+        if archive is not None:
+            archive.close()
+    with clock.measure("verification"):
+        if manifest_data is not None:
+            scan.manifest = parse_manifest(manifest_data)
+        for seen in scan.observed:
+            seen.sha256()  # surface worker errors before judging contents
+        if verify and scan.manifest is not None:
+            check_against_manifest(scan.observed, scan.manifest)
+        if checksum_job is not None:
+            scan.checksum = checksum_job.result()
+            if scan.checksum != expected:
+                raise IntegrityError(
+                    f"{os.path.basename(archive_path)} does not match its .sha256 checksum"
+                )
+    progress.finish()
+    return scan
+
+
+def _is_manifest(name: str) -> bool:
+    try:
+        return normalize_name(name, zip_rules=False) == MANIFEST_NAME
+    except ArchiveError:
+        return False
+
+
+def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None) -> None:
+    path = guard.check(member) if guard is not None else member.name
+    if path is None:
+        return
+    seen = Observed(
+        path, member.kind, member.size if member.kind == FILE else 0, member.mode, member.mtime
+    )
+    if member.kind == DIR:
+        sink.add_dir(path, member.mode, member.mtime)
+    elif member.kind == FILE:
+        if member.size <= SMALL_MEMBER:
+            data = _read_exactly(member, member.size)
+            seen.digest = sink.add_file(path, data, member.mode, member.mtime)
+        else:
+            seen.digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
+    elif member.kind == SYMLINK:
+        seen.target = member.target
+        sink.add_symlink(path, member.target or "", member.mtime)
+    elif member.kind == HARDLINK:
+        seen.target = member.target
+        sink.add_hardlink(path, member.target or "")
+    scan.observed.append(seen)
+
+
+def _case_insensitive(directory: str) -> bool:
+    """Whether the staging file system folds case (macOS and Windows defaults do)."""
+    name = f"arcman-case-{secrets.token_hex(4)}"
+    with open(os.path.join(directory, name), "w"):
+        pass
+    try:
+        return os.path.exists(os.path.join(directory, name.upper()))
+    finally:
+        os.unlink(os.path.join(directory, name))
+
+
+def _guard(config: ArchiveConfig, fmt: CompressionFormat, case_insensitive: bool) -> MemberGuard:
+    return MemberGuard(
+        config.limits, case_insensitive=case_insensitive, zip_rules=fmt is CompressionFormat.ZIP
+    )
+
+
+def extract_archive(
+    archive_path: str,
+    dest_dir: str,
+    config: ArchiveConfig,
+    submit: Submit | None,
+    clock: PhaseClock,
+    *,
+    verify_integrity: bool,
+    replace: bool,
+) -> ArchiveMetadata:
+    dest = os.path.abspath(dest_dir)
+    fmt = CompressionFormat.detect(archive_path)
+    check_destination(dest, replace)
+    staging = make_staging(dest)
+    try:
+        sink = StagingTree(
+            staging, submit, config.memory_budget, clock,
+            preserve_permissions=config.preserve_permissions,
+            preserve_timestamps=config.preserve_timestamps,
+        )
+        guard = _guard(config, fmt, _case_insensitive(staging))
+        scan = scan_archive(
+            archive_path, sink, guard, config, submit, clock, verify=verify_integrity
+        )
+        sink.finish()
+        with clock.measure("commit"):
+            mode = os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755
+            commit(staging, dest, replace, mode)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    return _metadata(archive_path, scan, clock, verify_integrity)
+
+
+def verify_archive(
+    archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+) -> ArchiveMetadata:
+    fmt = CompressionFormat.detect(archive_path)
+    sink = HashSink(submit, config.memory_budget, clock)
+    scan = scan_archive(
+        archive_path, sink, _guard(config, fmt, False), config, submit, clock, verify=True
+    )
+    return _metadata(archive_path, scan, clock, True)
+
+
+def list_archive(
+    archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+) -> list[ArchiveEntry]:
+    """Every member with its SHA-256: from the manifest when there is one, else computed."""
+    sink = HashSink(submit, config.memory_budget, clock)
+    scan = scan_archive(archive_path, sink, None, config, submit, clock, verify=False)
+    if scan.manifest is not None:
+        return [
+            ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
+            for e in scan.manifest
+        ]
+    return [
+        ArchiveEntry(o.path, o.kind, o.size, o.mode, o.mtime, o.sha256(), o.target)
+        for o in scan.observed
+    ]
+
+
+def _metadata(
+    archive_path: str, scan: Scan, clock: PhaseClock, verified: bool
+) -> ArchiveMetadata:
+    files = [o.path for o in scan.observed]
+    return ArchiveMetadata(
+        filename=os.path.abspath(archive_path),
+        format=scan.fmt,
+        created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        file_count=sum(1 for o in scan.observed if o.kind == FILE),
+        uncompressed_size=scan.uncompressed_size,
+        compressed_size=scan.compressed_size,
+        checksum_sha256=scan.checksum,
+        files=files,
+        timings=clock.snapshot(),
+        verification=scan.verification if verified else "none",
+    )

@@ -1,0 +1,148 @@
+"""MemberGuard: judges every member before a byte of it is written.
+
+Stricter than tarfile's ``data`` filter (PEP 706), which only sanitizes some of these cases:
+a member is refused, never rewritten, when its name is absolute, has a ``..`` component, a NUL,
+a drive letter or (in zips) a backslash; when it is a device, fifo or other special file; when
+it would be written through a symlink or over an earlier member; when a link points outside
+the destination; or when it breaks an extraction limit. The guard remembers the kinds of the
+paths it has let through, which is what it needs to judge later members.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import unicodedata
+
+from .._config import ExtractionLimits
+from .._errors import LimitExceededError, UnsafeMemberError
+from .._manifest import DIR, FILE, SYMLINK
+from .members import HARDLINK, SPECIAL, Member
+
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
+RATIO_GRACE = 64 * 1024 * 1024
+
+
+def normalize_name(raw: str, *, zip_rules: bool) -> str | None:
+    """The member's path relative to the destination, or None for the root itself."""
+    name = raw
+    if "\x00" in name:
+        raise UnsafeMemberError(raw, "NUL byte in name")
+    if zip_rules and "\\" in name:
+        raise UnsafeMemberError(raw, "backslash in a zip member name")
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
+        raise UnsafeMemberError(raw, "absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UnsafeMemberError(raw, "'..' path component")
+    if not parts:
+        return None
+    path = "/".join(parts)
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise UnsafeMemberError(raw, f"path longer than {MAX_PATH_BYTES} bytes")
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
+        raise UnsafeMemberError(raw, f"name component longer than {MAX_NAME_BYTES} bytes")
+    return path
+
+
+class MemberGuard:
+    def __init__(self, limits: ExtractionLimits, *, case_insensitive: bool, zip_rules: bool):
+        self._limits = limits
+        self._fold = case_insensitive
+        self._zip = zip_rules
+        self._kinds: dict[str, str] = {}
+        self._folded: dict[str, str] = {}
+        self.members = 0
+        self.total_size = 0
+
+    def check(self, member: Member) -> str | None:
+        """Return the safe relative path to write ``member`` to (None: the root), or raise."""
+        path = normalize_name(member.name, zip_rules=self._zip)
+        if member.kind == SPECIAL:
+            raise UnsafeMemberError(member.name, f"special file refused ({member.detail})")
+        self._count(member)
+        if path is None:
+            if member.kind != DIR:
+                raise UnsafeMemberError(member.name, "a non-directory in place of the root")
+            return None
+        self._check_parents(member.name, path)
+        previous = self._kinds.get(path)
+        if previous is not None and not (previous == DIR and member.kind == DIR):
+            raise UnsafeMemberError(member.name, f"duplicate member (replaces a {previous})")
+        self._check_fold(member.name, path)
+        if member.kind == SYMLINK:
+            self._check_symlink(member, path)
+        elif member.kind == HARDLINK:
+            self._check_hardlink(member)
+        self._kinds[path] = member.kind
+        return path
+
+    def _count(self, member: Member) -> None:
+        limits = self._limits
+        self.members += 1
+        if limits.max_members is not None and self.members > limits.max_members:
+            raise LimitExceededError(member.name, f"more than {limits.max_members} members")
+        if member.kind == FILE:
+            if limits.max_member_size is not None and member.size > limits.max_member_size:
+                raise LimitExceededError(
+                    member.name, f"{member.size} bytes is over the {limits.max_member_size} limit"
+                )
+            self.total_size += member.size
+            if limits.max_total_size is not None and self.total_size > limits.max_total_size:
+                raise LimitExceededError(
+                    member.name, f"archive expands past the {limits.max_total_size} byte limit"
+                )
+
+    def check_ratio(self, produced: int, consumed: int) -> None:
+        limit = self._limits.max_compression_ratio
+        if limit is None or produced < RATIO_GRACE or consumed <= 0:
+            return
+        if produced / consumed > limit:
+            raise LimitExceededError(
+                "(archive)", f"compression ratio above {limit:g}:1 (a decompression bomb?)"
+            )
+
+    def _check_parents(self, raw: str, path: str) -> None:
+        parent = posixpath.dirname(path)
+        pending: list[str] = []
+        while parent:
+            kind = self._kinds.get(parent)
+            if kind == DIR:
+                break
+            if kind is not None:
+                raise UnsafeMemberError(raw, f"would be written through a {kind} ({parent!r})")
+            self._check_fold(raw, parent)
+            pending.append(parent)
+            parent = posixpath.dirname(parent)
+        for p in pending:
+            self._kinds[p] = DIR
+
+    def _check_fold(self, raw: str, path: str) -> None:
+        if not self._fold:
+            return
+        key = unicodedata.normalize("NFC", path).casefold()
+        other = self._folded.setdefault(key, path)
+        if other != path:
+            raise UnsafeMemberError(
+                raw, f"same name as {other!r} on this case-insensitive file system"
+            )
+
+    def _check_symlink(self, member: Member, path: str) -> None:
+        target = member.target or ""
+        if not target:
+            raise UnsafeMemberError(member.name, "symlink with an empty target")
+        if "\x00" in target:
+            raise UnsafeMemberError(member.name, "NUL byte in symlink target")
+        if target.startswith("/"):
+            raise UnsafeMemberError(member.name, f"symlink to an absolute path ({target!r})")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if resolved == ".." or resolved.startswith("../"):
+            raise UnsafeMemberError(member.name, f"symlink points outside ({target!r})")
+
+    def _check_hardlink(self, member: Member) -> None:
+        target = normalize_name(member.target or "", zip_rules=self._zip)
+        if target is None or self._kinds.get(target) != FILE:
+            raise UnsafeMemberError(
+                member.name, f"hardlink to {member.target!r}, which is not an earlier file"
+            )
+        member.target = target

@@ -1,0 +1,211 @@
+"""Member sinks: where checked members go. StagingTree writes them, HashSink only hashes them.
+
+StagingTree writes into a private staging directory that only this operation knows: regular
+files through the worker pool (bounded by a byte budget), each hashed as it is written.
+Directories are made in archive order on the caller's thread; links, directory modes and
+directory mtimes are applied by finish(), after every file is written, so nothing is ever
+written through a link, and every symlink is then resolved on disk and refused if it leaves
+the tree (this catches chains of links that look harmless one at a time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Protocol
+
+from .._atomic import describe_os_error
+from .._errors import DestinationError, UnsafeMemberError
+from .._stats import PhaseClock
+from .._workers import ByteBudget, Submit, start
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+_WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class MemberSink(Protocol):
+    def add_dir(self, path: str, mode: int, mtime: int) -> None: ...
+
+    def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]: ...
+
+    def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str: ...
+
+    def add_symlink(self, path: str, target: str, mtime: int) -> None: ...
+
+    def add_hardlink(self, path: str, target: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def safe_mode(mode: int, is_dir: bool) -> int:
+    """As tarfile's data filter: no setuid/setgid/sticky, no group/other write; owner rw(x)."""
+    mode &= 0o755
+    return mode | 0o700 if is_dir else mode | 0o600
+
+
+class HashSink:
+    """Hashes file contents on the pool and writes nothing: the verify and list path."""
+
+    def __init__(self, submit: Submit | None, budget: int, clock: PhaseClock) -> None:
+        self._submit = submit
+        self._budget = ByteBudget(budget)
+        self._clock = clock
+
+    def _hash(self, data: bytes) -> str:
+        try:
+            with self._clock.measure("verification"):
+                return hashlib.sha256(data).hexdigest()
+        finally:
+            self._budget.release(len(data))
+
+    def add_dir(self, path: str, mode: int, mtime: int) -> None:
+        pass
+
+    def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]:
+        self._budget.acquire(len(data))
+        return start(self._submit, self._hash, data)
+
+    def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str:
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            with self._clock.measure("verification"):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def add_symlink(self, path: str, target: str, mtime: int) -> None:
+        pass
+
+    def add_hardlink(self, path: str, target: str) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class StagingTree:
+    def __init__(
+        self,
+        root: str,
+        submit: Submit | None,
+        budget: int,
+        clock: PhaseClock,
+        *,
+        preserve_permissions: bool,
+        preserve_timestamps: bool,
+    ) -> None:
+        self.root = root
+        self._submit = submit
+        self._budget = ByteBudget(budget)
+        self._clock = clock
+        self._perms = preserve_permissions
+        self._times = preserve_timestamps
+        self._dirs: dict[str, tuple[int, int]] = {}
+        self._made: set[str] = {""}
+        self._symlinks: list[tuple[str, str, int]] = []
+        self._hardlinks: list[tuple[str, str]] = []
+
+    def _abs(self, path: str) -> str:
+        return os.path.join(self.root, path)
+
+    def _ensure_parent(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        if parent in self._made:
+            return
+        self._guarded(os.makedirs, self._abs(parent), 0o700, exist_ok=True)
+        while parent and parent not in self._made:
+            self._made.add(parent)
+            parent = posixpath.dirname(parent)
+
+    def _guarded(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+        try:
+            fn(*args, **kwargs)
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, str(args[0]))) from exc
+
+    def add_dir(self, path: str, mode: int, mtime: int) -> None:
+        self._ensure_parent(path)
+        if path not in self._made:
+            self._guarded(os.mkdir, self._abs(path), 0o700)
+            self._made.add(path)
+        self._dirs[path] = (mode, mtime)
+
+    def _finish_file(self, fd: int, mode: int, mtime: int) -> None:
+        os.fchmod(fd, safe_mode(mode, False) if self._perms else 0o644)
+        if self._times:
+            os.utime(fd, (mtime, mtime))
+
+    def _write(self, path: str, data: bytes, mode: int, mtime: int) -> str:
+        try:
+            with self._clock.measure("extraction"):
+                digest = hashlib.sha256(data).hexdigest()
+                fd = os.open(self._abs(path), _WRITE_FLAGS, 0o600)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    self._finish_file(fd, mode, mtime)
+                finally:
+                    os.close(fd)
+                return digest
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, path)) from exc
+        finally:
+            self._budget.release(len(data))
+
+    def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]:
+        self._ensure_parent(path)
+        self._budget.acquire(len(data))
+        return start(self._submit, self._write, path, data, mode, mtime)
+
+    def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str:
+        self._ensure_parent(path)
+        digest = hashlib.sha256()
+        try:
+            fd = os.open(self._abs(path), _WRITE_FLAGS, 0o600)
+            try:
+                for chunk in chunks:
+                    with self._clock.measure("extraction"):
+                        digest.update(chunk)
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
+                self._finish_file(fd, mode, mtime)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, path)) from exc
+        return digest.hexdigest()
+
+    def add_symlink(self, path: str, target: str, mtime: int) -> None:
+        self._ensure_parent(path)
+        self._symlinks.append((path, target, mtime))
+
+    def add_hardlink(self, path: str, target: str) -> None:
+        self._ensure_parent(path)
+        self._hardlinks.append((path, target))
+
+    def finish(self) -> None:
+        """Make the deferred links, check where symlinks resolve, then set directory metadata."""
+        with self._clock.measure("extraction"):
+            for path, target in self._hardlinks:
+                self._guarded(os.link, self._abs(target), self._abs(path), follow_symlinks=False)
+            for path, target, _ in self._symlinks:
+                self._guarded(os.symlink, target, self._abs(path))
+            real_root = os.path.realpath(self.root)
+            for path, target, mtime in self._symlinks:
+                resolved = os.path.realpath(self._abs(path))
+                if os.path.commonpath([real_root, resolved]) != real_root:
+                    raise UnsafeMemberError(path, f"symlink resolves outside ({target!r})")
+                if self._times:
+                    os.utime(self._abs(path), (mtime, mtime), follow_symlinks=False)
+            # Deepest first, so setting a child's mtime does not disturb its parent's.
+            for path in sorted(self._made - {""}, key=lambda p: p.count("/"), reverse=True):
+                full = self._abs(path)
+                listed = self._dirs.get(path)
+                mode = safe_mode(listed[0], True) if listed and self._perms else 0o755
+                self._guarded(os.chmod, full, mode)
+                if listed and self._times:
+                    self._guarded(os.utime, full, (listed[1], listed[1]))

@@ -1,0 +1,165 @@
+"""ArchiveManager: the public facade. It owns the worker pool and the statistics; the
+pipelines in ``_create`` and ``_extract`` do the work."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._config import ArchiveConfig
+from ._create.create import create_archive as _create
+from ._errors import ArchiveError
+from ._extract import extract as _extract
+from ._metadata import ArchiveEntry, ArchiveMetadata
+from ._stats import PhaseClock, StatsRecorder
+from ._workers import Submit
+
+T = TypeVar("T")
+
+
+
+class ArchiveManager:
+    """Creates, extracts, verifies and lists archives.
+
+    One manager may be shared by many threads: operations run concurrently on its pool (of
+    ``config.thread_pool_size`` workers, started on first use) and are not serialized.
+    ``close()`` (or leaving the ``with`` block) shuts the pool down and joins its threads.
+    """
+
+    def __init__(self, config: ArchiveConfig | None = None) -> None:
+        self.config = config or ArchiveConfig()
+        self._stats = StatsRecorder()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    def __enter__(self) -> ArchiveManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, config: ArchiveConfig) -> Submit | None:
+        if not config.enable_parallelization or config.thread_pool_size == 1:
+            return None
+        with self._lock:
+            if self._closed:
+                raise ArchiveError("this ArchiveManager is closed")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.config.thread_pool_size, thread_name_prefix="arcman-worker"
+                )
+            return self._pool.submit
+
+    def _run(
+        self,
+        kind: str,
+        config: ArchiveConfig | None,
+        work: Callable[[ArchiveConfig, Submit | None, PhaseClock], T],
+        measure: Callable[[T], tuple[int, int, int]],
+    ) -> T:
+        cfg = config or self.config
+        submit = self._submit(cfg)
+        clock = PhaseClock()
+        started = time.perf_counter()
+        try:
+            result = work(cfg, submit, clock)
+        except BaseException:
+            self._stats.record_failure(kind)
+            raise
+        files, bytes_in, bytes_out = measure(result)
+        self._stats.record(
+            kind,
+            parallel=submit is not None,
+            files=files,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            wall=time.perf_counter() - started,
+            phases=clock.snapshot(),
+        )
+        return result
+
+    def create_archive(
+        self,
+        source_dir: str | os.PathLike[str],
+        archive_path: str | os.PathLike[str],
+        config: ArchiveConfig | None = None,
+    ) -> ArchiveMetadata:
+        """Archive ``source_dir`` into ``archive_path`` (format from its extension)."""
+
+        def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            return _create(os.fspath(source_dir), os.fspath(archive_path), cfg, submit, clock)
+
+        return self._run("create", config, work, _sizes)
+
+    def extract_archive(
+        self,
+        archive_path: str | os.PathLike[str],
+        dest_dir: str | os.PathLike[str],
+        config: ArchiveConfig | None = None,
+        verify_integrity: bool = True,
+        *,
+        replace: bool = False,
+    ) -> ArchiveMetadata:
+        """Extract into ``dest_dir`` through a verified staging tree, then commit atomically."""
+
+        def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            return _extract.extract_archive(
+                os.fspath(archive_path), os.fspath(dest_dir), cfg, submit, clock,
+                verify_integrity=verify_integrity, replace=replace,
+            )
+
+        return self._run("extract", config, work, _sizes)
+
+    def verify_archive(
+        self, archive_path: str | os.PathLike[str], config: ArchiveConfig | None = None
+    ) -> ArchiveMetadata:
+        """Check everything that can be checked; raise IntegrityError naming what failed."""
+
+        def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            return _extract.verify_archive(os.fspath(archive_path), cfg, submit, clock)
+
+        return self._run("verify", config, work, _sizes)
+
+    def verify_archive_integrity(self, archive_path: str | os.PathLike[str]) -> bool:
+        """True when the archive is intact; otherwise IntegrityError names the member and why."""
+        self.verify_archive(archive_path)
+        return True
+
+    def list_archive(
+        self, archive_path: str | os.PathLike[str], config: ArchiveConfig | None = None
+    ) -> list[ArchiveEntry]:
+        def work(
+            cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+        ) -> list[ArchiveEntry]:
+            return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)
+
+        return self._run("list", config, work, lambda r: (len(r), 0, 0))
+
+    def get_stats(self) -> dict[str, Any]:
+        stats = self._stats.snapshot()
+        with self._lock:
+            stats["pool_size"] = self.config.thread_pool_size
+            stats["pool_alive"] = self._pool is not None
+        return stats
+
+
+def _sizes(meta: ArchiveMetadata) -> tuple[int, int, int]:
+    return meta.file_count, meta.uncompressed_size, meta.compressed_size

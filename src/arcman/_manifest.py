@@ -1,0 +1,134 @@
+"""The manifest: arcman's per-member SHA-256 record, stored as the archive's last member.
+
+Encoding (version 1) is JSON Lines in UTF-8, so it can be written while the archive streams and
+read without loading a DOM of the whole tree:
+
+    {"arcman_manifest": 1, "algorithm": "sha256"}
+    {"path": "bin/run.sh", "type": "file", "size": 120, "mode": 493, "mtime": 1700000000,
+     "sha256": "<64 hex digits>"}
+    {"path": "bin", "type": "dir", "mode": 493, "mtime": 1700000000}
+    {"path": "bin/latest", "type": "symlink", "target": "run.sh", "mode": 511, "mtime": ...}
+    {"end": true, "count": 3, "size": 120}
+
+The closing line guards against a cut-off manifest. Paths are POSIX, relative, in archive order.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from ._errors import IntegrityError
+
+MANIFEST_NAME = ".arcman-manifest.jsonl"
+MANIFEST_VERSION = 1
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+FILE, DIR, SYMLINK = "file", "dir", "symlink"
+KINDS = (FILE, DIR, SYMLINK)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    path: str
+    kind: str
+    size: int
+    mode: int
+    mtime: int
+    sha256: str | None = None
+    target: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "type": self.kind}
+        if self.kind == FILE:
+            data["size"] = self.size
+        data["mode"] = self.mode
+        data["mtime"] = self.mtime
+        if self.sha256 is not None:
+            data["sha256"] = self.sha256
+        if self.target is not None:
+            data["target"] = self.target
+        return data
+
+
+class ManifestWriter:
+    """Collects entries as members are written; spills to disk past 8 MiB so memory stays flat."""
+
+    def __init__(self) -> None:
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()
+            max_size=_SPOOL_IN_MEMORY
+        )
+        self._count = 0
+        self._size = 0
+        self._write({"arcman_manifest": MANIFEST_VERSION, "algorithm": "sha256"})
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+        self._spool.write(line.encode("utf-8", "surrogateescape") + b"\n")
+
+    def add(self, entry: ManifestEntry) -> None:
+        self._count += 1
+        self._size += entry.size if entry.kind == FILE else 0
+        self._write(entry.to_json())
+
+    def finish(self) -> tuple[IO[bytes], int]:
+        """Close the manifest; return a readable file positioned at 0 and its length."""
+        self._write({"end": True, "count": self._count, "size": self._size})
+        length = self._spool.tell()
+        self._spool.seek(0)
+        return self._spool, length
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def parse_manifest(data: bytes) -> list[ManifestEntry]:
+    """Decode a manifest; any deviation from the format is an IntegrityError."""
+    try:
+        lines = data.decode("utf-8", "surrogateescape").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        header = json.loads(lines[0])
+        if not isinstance(header, dict) or header.get("arcman_manifest") != MANIFEST_VERSION:
+            raise IntegrityError(f"unsupported manifest version in {MANIFEST_NAME}")
+        trailer = json.loads(lines[-1])
+        if len(lines) < 2 or not isinstance(trailer, dict) or trailer.get("end") is not True:
+            raise IntegrityError("manifest is truncated: its closing line is missing")
+        entries = [_entry(json.loads(line)) for line in lines[1:-1]]
+    except IntegrityError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise IntegrityError(f"manifest is malformed: {exc}") from exc
+    if trailer.get("count") != len(entries):
+        raise IntegrityError(
+            f"manifest is inconsistent: it says {trailer.get('count')} entries, has {len(entries)}"
+        )
+    return entries
+
+
+def _entry(obj: Any) -> ManifestEntry:
+    if not isinstance(obj, dict):
+        raise TypeError("manifest line is not an object")
+    kind = obj["type"]
+    if kind not in KINDS:
+        raise ValueError(f"unknown member type {kind!r}")
+    path, mode, mtime = obj["path"], obj["mode"], obj["mtime"]
+    size = obj["size"] if kind == FILE else 0
+    digest = obj.get("sha256")
+    target = obj.get("target")
+    if not isinstance(path, str) or not all(isinstance(v, int) for v in (mode, mtime, size)):
+        raise TypeError(f"bad field types for {path!r}")
+    if kind == FILE and (not isinstance(digest, str) or len(digest) != 64):
+        raise ValueError(f"missing or bad sha256 for {path!r}")
+    if kind == SYMLINK and not isinstance(target, str):
+        raise ValueError(f"missing symlink target for {path!r}")
+    return ManifestEntry(path, kind, size, mode, mtime, digest, target)
+
+
+def iter_lines(entries: list[ManifestEntry]) -> Iterator[str]:
+    """Human-readable rendering used by ``arcman list -l``."""
+    for e in entries:
+        yield f"{e.kind:7s} {e.mode:06o} {e.size:>12d} {e.sha256 or '-':64s} {e.path}"

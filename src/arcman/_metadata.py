@@ -1,0 +1,62 @@
+"""ArchiveMetadata: what an operation produced, as a JSON-friendly record."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._formats import CompressionFormat
+
+
+@dataclass
+class ArchiveMetadata:
+    """The result of create/extract: the archive, its members and where the time went.
+
+    ``verification`` says how contents were checked: ``"manifest"`` (every member's SHA-256),
+    ``"container"`` (foreign archive: only the container's own CRCs) or ``"none"``.
+    ``skipped`` lists source paths left out because ``on_error="skip"`` was asked for.
+    """
+
+    filename: str
+    format: CompressionFormat
+    created_at: str
+    file_count: int
+    uncompressed_size: int
+    compressed_size: int
+    checksum_sha256: str
+    files: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    verification: str = "none"
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["format"] = self.format.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchiveMetadata:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown ArchiveMetadata fields: {sorted(unknown)}")
+        values = dict(data)
+        values["format"] = CompressionFormat(values["format"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """One member as ``list_archive`` reports it (``sha256`` is None for non-files)."""
+
+    name: str
+    type: str
+    size: int
+    mode: int
+    mtime: int
+    sha256: str | None = None
+    target: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

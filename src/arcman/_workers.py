@@ -1,0 +1,54 @@
+"""One way to start a job: on the shared pool, or inline when the operation runs sequentially.
+
+Stages take a ``submit`` (the pool's, or None for sequential mode) so that the same code path
+produces the same bytes with parallelization on or off.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Submit = Callable[..., Future[Any]]
+
+
+def start(
+    submit: Submit | None, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> Future[T]:
+    if submit is not None:
+        future: Future[T] = submit(fn, *args, **kwargs)
+        return future
+    done: Future[T] = Future()
+    try:
+        done.set_result(fn(*args, **kwargs))
+    except BaseException as exc:
+        done.set_exception(exc)
+    return done
+
+
+class ByteBudget:
+    """Bounds the bytes handed to workers: acquire() blocks the producer, workers release().
+
+    A request larger than the whole budget is let through when nothing else is in flight, so
+    one big item never deadlocks.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self._used and self._used + n > self._limit:
+                self._cond.wait()
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
