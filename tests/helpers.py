@@ -1,0 +1,85 @@
+"""Shared test helpers: tree snapshots, hostile-archive builders and tool detection."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+
+from arcman import CompressionFormat
+
+FORMATS = [fmt.extensions[0] for fmt in CompressionFormat]
+TAR_FORMATS = [ext for ext in FORMATS if ext != ".zip"]
+MANIFEST = ".arcman-manifest.jsonl"
+
+Snapshot = dict[str, tuple[object, ...]]
+
+
+def snapshot(root: Path, *, mtimes: bool = True, skip: frozenset[str] = frozenset()) -> Snapshot:
+    """Every entry under ``root`` (not root itself) with its kind, content, mode and mtime."""
+    result: Snapshot = {}
+
+    def walk(directory: Path, prefix: str) -> None:
+        with os.scandir(directory) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                if rel in skip:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                mtime = int(st.st_mtime) if mtimes else None
+                if stat.S_ISLNK(st.st_mode):
+                    result[rel] = ("symlink", os.readlink(entry.path))
+                elif stat.S_ISDIR(st.st_mode):
+                    result[rel] = ("dir", stat.S_IMODE(st.st_mode), mtime)
+                    walk(Path(entry.path), rel + "/")
+                else:
+                    data = Path(entry.path).read_bytes()
+                    result[rel] = ("file", data, stat.S_IMODE(st.st_mode), mtime)
+
+    walk(root, "")
+    return result
+
+
+def listing(root: Path) -> list[str]:
+    """Names of everything directly in ``root`` (to prove a failed operation wrote nothing)."""
+    return sorted(os.listdir(root))
+
+
+def tool(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def tar_file(name: str, data: bytes = b"x", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
+    return info, data
+
+
+def tar_dir(name: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info, None
+
+
+def tar_link(name: str, target: str, *, hard: bool = False) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+def tar_special(name: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.devmajor, info.devminor = 1, 3
+    return info, None
+
+
+def write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
