@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import FORMATS, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arcman import ArchiveConfig, ArchiveManager
+from helpers import FORMATS, snapshot
 
 # Any character a POSIX file name may hold except the separator, NUL and the backslash (which a
 # zip reader must refuse); surrogates cannot be encoded.
