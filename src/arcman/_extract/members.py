@@ -21,6 +21,8 @@ from .decompress import DecompressedStream
 
 HARDLINK = "hardlink"
 SPECIAL = "special"
+_UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
+_UNIX = 3  # "version made by" host system
 
 
 @dataclass(slots=True)
@@ -116,6 +118,17 @@ def _zip_mtime(info: zipfile.ZipInfo) -> int:
     return calendar.timegm((*info.date_time, 0, 0, 0))
 
 
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """The member's name as unzip and bsdtar read it.
+
+    Without the UTF-8 flag, zipfile decodes names as cp437 (the DOS default), but zips made on
+    Unix (Info-ZIP's ``zip``) hold the raw bytes of the file name, normally UTF-8.
+    """
+    if info.flag_bits & _UTF8_FLAG or info.create_system != _UNIX:
+        return info.filename
+    return info.filename.encode("cp437").decode("utf-8", "surrogateescape")
+
+
 def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
         unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
@@ -128,7 +141,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             kind = SPECIAL
         else:
             kind, mode = FILE, mode or 0o644
-        member = Member(info.filename, kind, info.file_size, mode, _zip_mtime(info))
+        member = Member(_zip_name(info), kind, info.file_size, mode, _zip_mtime(info))
         try:
             if kind == SYMLINK:
                 member.target = archive.read(info).decode("utf-8", "surrogateescape")
