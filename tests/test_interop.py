@@ -1,0 +1,193 @@
+"""Interop both ways: other tools read arcman's archives, arcman reads theirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from arcman import ArchiveManager, IntegrityError
+from helpers import FORMATS, MANIFEST, TAR_FORMATS, snapshot, tool
+
+LONG = "n" * 150  # longer than ustar's 100 bytes: needs a pax or GNU header
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "a.txt").write_text("hello\n")
+    (root / "sub" / "data.bin").write_bytes(os.urandom(200_000))
+    (root / "sub" / "deep" / "zero").write_bytes(b"")
+    (root / "ünïcødé ✓.txt").write_text("unicode\n")
+    (root / LONG).write_text("long\n")
+    run = root / "run.sh"
+    run.write_text("#!/bin/sh\necho hi\n")
+    run.chmod(0o755)
+    (root / "link").symlink_to("a.txt")
+    return root
+
+
+def _expected(tree: Path) -> dict[str, tuple[object, ...]]:
+    return snapshot(tree, mtimes=False)
+
+
+def _extracted(dest: Path) -> dict[str, tuple[object, ...]]:
+    return snapshot(dest, mtimes=False, skip=frozenset({MANIFEST}))
+
+
+def _create(tree: Path, archive: Path) -> Path:
+    with ArchiveManager() as manager:
+        manager.create_archive(tree, archive)
+    return archive
+
+
+def _run(*argv: str | Path, cwd: Path | None = None) -> None:
+    subprocess.run([str(a) for a in argv], check=True, cwd=cwd, capture_output=True)
+
+
+@pytest.mark.parametrize("ext", TAR_FORMATS)
+@pytest.mark.parametrize("reader", ["tar", "bsdtar"])
+def test_tar_tools_extract_arcman_archives(
+    tmp_path: Path, tree: Path, ext: str, reader: str
+) -> None:
+    if tool(reader) is None:
+        pytest.skip(f"{reader} is not installed")
+    if ext == ".tar.zst" and reader == "tar" and tool("zstd") is None:
+        pytest.skip("GNU tar needs the zstd program for .tar.zst")
+    archive = _create(tree, tmp_path / f"a{ext}")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    _run(reader, "-xf", archive, "-C", dest)
+    assert _extracted(dest) == _expected(tree)
+    assert (dest / MANIFEST).is_file()
+
+
+@pytest.mark.parametrize("ext", TAR_FORMATS)
+def test_tarfile_extracts_arcman_archives(tmp_path: Path, tree: Path, ext: str) -> None:
+    if ext == ".tar.zst":
+        pytest.skip("Python 3.11's tarfile has no zstd support")
+    archive = _create(tree, tmp_path / f"a{ext}")
+    with tarfile.open(archive) as t:
+        t.extractall(tmp_path / "dest", filter="data")
+    assert _extracted(tmp_path / "dest") == _expected(tree)
+
+
+@pytest.mark.parametrize("reader", ["unzip", "bsdtar"])
+def test_zip_tools_extract_arcman_zips(tmp_path: Path, tree: Path, reader: str) -> None:
+    if tool(reader) is None:
+        pytest.skip(f"{reader} is not installed")
+    archive = _create(tree, tmp_path / "a.zip")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    if reader == "unzip":
+        _run("unzip", "-q", "-t", archive)  # unzip's own CRC test
+        _run("unzip", "-q", archive, "-d", dest)
+    else:
+        _run("bsdtar", "-xf", archive, "-C", dest)
+    assert _extracted(dest) == _expected(tree)
+
+
+def test_zipfile_reads_arcman_zips(tmp_path: Path, tree: Path) -> None:
+    archive = _create(tree, tmp_path / "a.zip")
+    with zipfile.ZipFile(archive) as z:
+        assert z.testzip() is None
+        z.extractall(tmp_path / "dest")
+        names = set(z.namelist())
+    dest = tmp_path / "dest"
+    # zipfile ignores unix modes and stores symlinks as files holding the target.
+    assert (dest / "sub" / "data.bin").read_bytes() == (tree / "sub" / "data.bin").read_bytes()
+    assert (dest / LONG).read_text() == "long\n"
+    assert (dest / "ünïcødé ✓.txt").read_text() == "unicode\n"
+    assert (dest / "link").read_text() == "a.txt"
+    assert {"empty/", "sub/deep/zero", MANIFEST} <= names
+
+
+def _arcman_extract(archive: Path, dest: Path) -> None:
+    with ArchiveManager() as manager:
+        assert manager.verify_archive(archive).verification == "container"
+        result = manager.extract_archive(archive, dest)
+    assert result.verification == "container"
+
+
+FOREIGN_TAR = {
+    "tar czf": ("tar", ["-czf"], ".tar.gz"),
+    "tar cjf": ("tar", ["-cjf"], ".tar.bz2"),
+    "tar cJf": ("tar", ["-cJf"], ".tar.xz"),
+    "tar --zstd": ("tar", ["--zstd", "-cf"], ".tar.zst"),
+    "tar cf": ("tar", ["-cf"], ".tar"),
+    "bsdtar czf": ("bsdtar", ["-czf"], ".tar.gz"),
+    "bsdtar zip": ("bsdtar", ["--format", "zip", "-cf"], ".zip"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN_TAR))
+def test_arcman_extracts_tool_archives(tmp_path: Path, tree: Path, case: str) -> None:
+    program, flags, ext = FOREIGN_TAR[case]
+    if tool(program) is None:
+        pytest.skip(f"{program} is not installed")
+    if "--zstd" in flags and tool("zstd") is None:
+        pytest.skip("GNU tar needs the zstd program for --zstd")
+    archive = tmp_path / f"foreign{ext}"
+    _run(program, *flags, archive, ".", cwd=tree)
+    _arcman_extract(archive, tmp_path / "dest")
+    assert snapshot(tmp_path / "dest", mtimes=False) == _expected(tree)
+
+
+def test_arcman_extracts_zip_r(tmp_path: Path, tree: Path) -> None:
+    if tool("zip") is None:
+        pytest.skip("zip is not installed")
+    archive = tmp_path / "foreign.zip"
+    _run("zip", "-q", "-r", "-y", archive, ".", cwd=tree)  # -y: store symlinks as links
+    _arcman_extract(archive, tmp_path / "dest")
+    assert snapshot(tmp_path / "dest", mtimes=False) == _expected(tree)
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_arcman_extracts_tarfile_archives(tmp_path: Path, tree: Path, mode: str) -> None:
+    archive = tmp_path / "foreign.tar"
+    with tarfile.open(archive, mode) as t:
+        for entry in sorted(os.listdir(tree)):
+            t.add(tree / entry, arcname=entry)
+    _arcman_extract(archive, tmp_path / "dest")
+    assert snapshot(tmp_path / "dest") == snapshot(tree)
+
+
+def test_arcman_extracts_zipfile_archives(tmp_path: Path, tree: Path) -> None:
+    shutil.rmtree(tree / "empty")
+    (tree / "link").unlink()  # zipfile writes neither empty dirs nor links by itself
+    archive = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(tree.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(tree).as_posix())
+    _arcman_extract(archive, tmp_path / "dest")
+    expected = {k: v[:2] for k, v in _expected(tree).items() if v[0] == "file"}
+    got = {k: v[:2] for k, v in snapshot(tmp_path / "dest", mtimes=False).items() if v[0] == "file"}
+    assert got == expected
+    assert (tmp_path / "dest" / "run.sh").stat().st_mode & 0o111  # zipfile keeps unix modes
+
+
+def test_foreign_archive_integrity_is_still_checked(tmp_path: Path, tree: Path) -> None:
+    archive = tmp_path / "foreign.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(tree / "sub", arcname="sub")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with ArchiveManager() as manager, pytest.raises(IntegrityError):
+        manager.verify_archive(archive)
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_sha256_sidecar_passes_sha256sum(tmp_path: Path, tree: Path, ext: str) -> None:
+    if tool("sha256sum") is None:
+        pytest.skip("sha256sum is not installed")
+    archive = _create(tree, tmp_path / f"a{ext}")
+    _run("sha256sum", "-c", f"{archive.name}.sha256", cwd=tmp_path)
