@@ -1,0 +1,107 @@
+"""One ArchiveManager shared by many threads; nothing of it survives close()."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from arcman import ArchiveConfig, ArchiveError, ArchiveManager, IntegrityError
+from helpers import FORMATS, snapshot
+
+
+def _arcman_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("arcman-")]
+
+
+@pytest.fixture
+def trees(tmp_path: Path) -> list[Path]:
+    roots = []
+    for i in range(4):
+        root = tmp_path / f"src{i}"
+        (root / "d").mkdir(parents=True)
+        for j in range(20):
+            (root / "d" / f"f{j}").write_bytes(os.urandom(1000 * (i + j)))
+        (root / "big").write_bytes(os.urandom(1024 * 1024 + i))  # the streamed path
+        roots.append(root)
+    return roots
+
+
+def test_one_manager_from_eight_threads(tmp_path: Path, trees: list[Path]) -> None:
+    # A ready archive per format for the extract and verify jobs to share.
+    ready = {}
+    with ArchiveManager() as setup:
+        for ext in FORMATS:
+            ready[ext] = tmp_path / f"ready{ext}"
+            setup.create_archive(trees[0], ready[ext])
+    expected = snapshot(trees[0])
+    tampered = tmp_path / "tampered.tar"
+    tampered.write_bytes(ready[".tar"].read_bytes())
+    Path(f"{tampered}.sha256").write_text("0" * 64 + "  tampered.tar\n")
+
+    manager = ArchiveManager(ArchiveConfig(thread_pool_size=4))
+    start = threading.Barrier(8)
+
+    def job(i: int) -> str:
+        start.wait()  # all eight operations in flight together
+        ext = FORMATS[i % len(FORMATS)]
+        for round_ in range(3):
+            kind = (i + round_) % 4
+            if kind == 0:
+                out = tmp_path / f"made-{i}-{round_}{ext}"
+                manager.create_archive(trees[i % len(trees)], out)
+                manager.extract_archive(out, tmp_path / f"made-{i}-{round_}")
+                assert snapshot(tmp_path / f"made-{i}-{round_}") == snapshot(trees[i % len(trees)])
+            elif kind == 1:
+                dest = tmp_path / f"dest-{i}-{round_}"
+                manager.extract_archive(ready[ext], dest)
+                assert snapshot(dest) == expected
+            elif kind == 2:
+                assert manager.verify_archive_integrity(ready[ext])
+                assert len(manager.list_archive(ready[ext])) == len(expected)
+            else:
+                with pytest.raises(IntegrityError):
+                    manager.verify_archive(tampered)
+        return threading.current_thread().name
+
+    try:
+        with ThreadPoolExecutor(8) as callers:
+            list(callers.map(job, range(8)))
+        stats = manager.get_stats()
+        assert stats["pool_alive"] is True
+        assert stats["operations_total"] == sum(stats["operations"].values())
+        assert stats["failures"] == {"verify": 6}
+    finally:
+        manager.close()
+    assert _arcman_threads() == []
+    assert manager.get_stats()["pool_alive"] is False
+
+
+def test_no_thread_survives_close_after_every_kind_of_operation(
+    tmp_path: Path, trees: list[Path]
+) -> None:
+    with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
+        for ext in FORMATS:
+            archive = tmp_path / f"a{ext}"
+            manager.create_archive(trees[1], archive)
+            manager.verify_archive(archive)
+            manager.list_archive(archive)
+            manager.extract_archive(archive, tmp_path / f"out{ext}")
+        # A failure in the middle of a stream must not strand the decompression thread.
+        broken = tmp_path / "broken.tar.gz"
+        broken.write_bytes((tmp_path / "a.tar.gz").read_bytes()[:5000])
+        with pytest.raises(ArchiveError):
+            manager.extract_archive(broken, tmp_path / "never")
+        assert not (tmp_path / "never").exists()
+    assert _arcman_threads() == []
+
+
+def test_a_closed_manager_refuses_parallel_work(tmp_path: Path, trees: list[Path]) -> None:
+    manager = ArchiveManager(ArchiveConfig(thread_pool_size=2))
+    manager.close()
+    with pytest.raises(ArchiveError, match="closed"):
+        manager.create_archive(trees[0], tmp_path / "a.tar")
+    assert not (tmp_path / "a.tar").exists()
