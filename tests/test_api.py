@@ -1,0 +1,247 @@
+"""The public API's contracts: config validation, formats, metadata, sidecars and stats."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcman import (
+    ArchiveConfig,
+    ArchiveError,
+    ArchiveManager,
+    ArchiveMetadata,
+    CompressionFormat,
+    DestinationError,
+    ExtractionLimits,
+    SourceError,
+    UnsupportedFormatError,
+)
+from helpers import FORMATS, snapshot
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"compression_level": "6"},
+        {"compression_level": True},
+        {"compression_level": 10, "format": CompressionFormat.TAR_GZ},
+        {"compression_level": 23, "format": CompressionFormat.TAR_ZST},
+        {"thread_pool_size": 0},
+        {"thread_pool_size": 2.0},
+        {"thread_pool_size": True},
+        {"max_file_size": -1},
+        {"memory_budget": 1000},
+        {"on_error": "ignore"},
+        {"progress_callback": 42},
+        {"exclude_patterns": "*.pyc"},
+        {"exclude_patterns": [1]},
+        {"format": "zip"},
+        {"source_date_epoch": -1},
+        {"limits": {"max_members": 1}},
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        ArchiveConfig(**kwargs)
+
+
+def test_config_defaults() -> None:
+    config = ArchiveConfig()
+    assert config.exclude_patterns == [".DS_Store", "Thumbs.db"]
+    assert config.follow_symlinks is False
+    assert config.create_checksums and config.include_metadata and config.enable_parallelization
+    assert config.max_file_size is None
+    assert 1 <= config.thread_pool_size <= min(4, os.cpu_count() or 1)
+    assert ArchiveConfig(enable_parallelization=False).threads == 1
+
+
+@pytest.mark.parametrize("field", ["max_total_size", "max_members", "max_compression_ratio"])
+def test_limits_must_be_positive(field: str) -> None:
+    with pytest.raises(ValueError):
+        ExtractionLimits(**{field: 0})
+
+
+def test_level_out_of_range_for_the_output_format_is_a_value_error(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    with ArchiveManager() as manager, pytest.raises(ValueError, match="out of range"):
+        manager.create_archive(
+            sample_tree, tmp_path / "a.tar.gz", ArchiveConfig(compression_level=12)
+        )
+    assert os.listdir(tmp_path) == ["src"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("a.tar", CompressionFormat.TAR),
+        ("a.tar.gz", CompressionFormat.TAR_GZ),
+        ("A.TGZ", CompressionFormat.TAR_GZ),
+        ("x/y.tar.bz2", CompressionFormat.TAR_BZ2),
+        ("a.tbz2", CompressionFormat.TAR_BZ2),
+        ("a.tar.xz", CompressionFormat.TAR_XZ),
+        ("a.txz", CompressionFormat.TAR_XZ),
+        ("a.tar.zst", CompressionFormat.TAR_ZST),
+        ("a.tzst", CompressionFormat.TAR_ZST),
+        ("a.zip", CompressionFormat.ZIP),
+        (Path("release.v1.2.tar.gz"), CompressionFormat.TAR_GZ),
+    ],
+)
+def test_from_extension(name: str, fmt: CompressionFormat) -> None:
+    assert CompressionFormat.from_extension(name) is fmt
+
+
+@pytest.mark.parametrize("name", ["a.gz", "a.rar", "a", "a.tar.gz.bak", "tar", "a.7z"])
+def test_from_extension_refuses_to_guess(name: str) -> None:
+    with pytest.raises(UnsupportedFormatError, match="known extensions") as caught:
+        CompressionFormat.from_extension(name)
+    assert isinstance(caught.value, ArchiveError) and isinstance(caught.value, ValueError)
+
+
+def test_create_with_an_unknown_extension_writes_nothing(tmp_path: Path, sample_tree: Path) -> None:
+    with ArchiveManager() as manager, pytest.raises(UnsupportedFormatError):
+        manager.create_archive(sample_tree, tmp_path / "a.rar")
+    assert os.listdir(tmp_path) == ["src"]
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_detect_ignores_a_lying_extension(tmp_path: Path, sample_tree: Path, ext: str) -> None:
+    archive = tmp_path / f"a{ext}"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        renamed = archive.rename(tmp_path / "renamed.bin")
+        assert CompressionFormat.detect(renamed).extensions[0] == ext
+        manager.extract_archive(renamed, tmp_path / "out")
+    assert snapshot(tmp_path / "out", skip=frozenset()) == snapshot(sample_tree)
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"hello world" * 100)
+    with ArchiveManager() as manager, pytest.raises(UnsupportedFormatError):
+        manager.verify_archive(junk)
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_metadata_round_trip_and_meta_sidecar(tmp_path: Path, sample_tree: Path, ext: str) -> None:
+    archive = tmp_path / f"a{ext}"
+    with ArchiveManager() as manager:
+        meta = manager.create_archive(sample_tree, archive)
+    data = json.loads(json.dumps(meta.to_dict()))
+    assert ArchiveMetadata.from_dict(data) == meta
+    assert data["format"] == CompressionFormat.from_extension(archive).value
+    assert json.loads(Path(f"{archive}.meta").read_text()) == data
+    assert meta.file_count == 4
+    assert meta.compressed_size == archive.stat().st_size
+    assert meta.uncompressed_size == sum(
+        p.stat().st_size for p in sample_tree.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+    assert sorted(meta.files) == sorted(
+        p.relative_to(sample_tree).as_posix() for p in sample_tree.rglob("*")
+    )
+    assert {"collection", "hashing"} <= set(meta.timings)
+    line = Path(f"{archive}.sha256").read_text()
+    assert line == f"{meta.checksum_sha256}  {archive.name}\n"
+
+
+def test_metadata_from_dict_rejects_unknown_fields() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        ArchiveMetadata.from_dict({"filename": "a", "bogus": 1})
+
+
+def test_sidecars_can_be_turned_off(tmp_path: Path, sample_tree: Path) -> None:
+    config = ArchiveConfig(create_checksums=False, include_metadata=False)
+    with ArchiveManager(config) as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar")
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "src"]
+
+
+def test_list_archive_reports_every_member(tmp_path: Path, sample_tree: Path) -> None:
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+        entries = {e.name: e for e in manager.list_archive(tmp_path / "a.tar.gz")}
+    assert entries["link"].type == "symlink" and entries["link"].target == "a.txt"
+    assert entries["run.sh"].mode == 0o755 and entries["run.sh"].type == "file"
+    assert entries["a.txt"].size == 6 and entries["a.txt"].sha256 is not None
+    assert entries["empty"].type == "dir" and entries["empty"].sha256 is None
+    assert ".arcman-manifest.jsonl" not in entries
+
+
+def test_excludes_and_max_file_size(tmp_path: Path, sample_tree: Path) -> None:
+    (sample_tree / ".DS_Store").write_text("x")
+    (sample_tree / "sub" / "x.pyc").write_text("x")
+    with ArchiveManager() as manager:
+        config = ArchiveConfig(exclude_patterns=[".DS_Store", "*.pyc"])
+        meta = manager.create_archive(sample_tree, tmp_path / "a.tar", config)
+        assert ".DS_Store" not in meta.files and "sub/x.pyc" not in meta.files
+        with pytest.raises(SourceError, match="max_file_size"):
+            manager.create_archive(
+                sample_tree, tmp_path / "b.tar", ArchiveConfig(max_file_size=100)
+            )
+        skipping = ArchiveConfig(max_file_size=100, on_error="skip")
+        meta = manager.create_archive(sample_tree, tmp_path / "c.tar", skipping)
+    assert "sub/big.bin" not in meta.files
+    assert [s.split(":")[0] for s in meta.skipped] == ["sub/big.bin"]
+    assert not (tmp_path / "b.tar").exists()
+
+
+def test_missing_source_and_bad_destination(tmp_path: Path, sample_tree: Path) -> None:
+    with ArchiveManager() as manager:
+        with pytest.raises(SourceError):
+            manager.create_archive(tmp_path / "nope", tmp_path / "a.tar")
+        with pytest.raises(DestinationError):
+            manager.create_archive(sample_tree, tmp_path / "no" / "dir" / "a.tar")
+        manager.create_archive(sample_tree, tmp_path / "a.tar")
+        (tmp_path / "full").mkdir()
+        (tmp_path / "full" / "x").write_text("x")
+        with pytest.raises(DestinationError, match="not empty"):
+            manager.extract_archive(tmp_path / "a.tar", tmp_path / "full")
+        assert os.listdir(tmp_path / "full") == ["x"]
+        manager.extract_archive(tmp_path / "a.tar", tmp_path / "full", replace=True)
+    assert snapshot(tmp_path / "full") == snapshot(sample_tree)
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "a.tar.meta", "a.tar.sha256", "full", "src"]
+
+
+def test_progress_callback_reaches_the_total(tmp_path: Path, sample_tree: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    config = ArchiveConfig(progress_callback=lambda done, total: calls.append((done, total)))
+    with ArchiveManager(config) as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+    assert calls and calls[-1][0] == calls[-1][1] > 0
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+
+
+def test_get_stats(tmp_path: Path, sample_tree: Path) -> None:
+    with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
+        fresh = manager.get_stats()
+        assert fresh["operations_total"] == 0 and fresh["pool_alive"] is False
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+        manager.create_archive(
+            sample_tree, tmp_path / "b.zip", ArchiveConfig(enable_parallelization=False)
+        )
+        manager.verify_archive_integrity(tmp_path / "a.tar.gz")
+        manager.extract_archive(tmp_path / "a.tar.gz", tmp_path / "out")
+        manager.list_archive(tmp_path / "b.zip")
+        with pytest.raises(SourceError):
+            manager.create_archive(tmp_path / "missing", tmp_path / "c.tar")
+        stats = manager.get_stats()
+    assert stats["operations"] == {"create": 2, "verify": 1, "extract": 1, "list": 1}
+    assert stats["operations_total"] == 5
+    assert stats["failures"] == {"create": 1}
+    assert stats["parallel_operations"] == 4 and stats["sequential_operations"] == 1
+    assert stats["pool_size"] == min(2, os.cpu_count() or 1)
+    assert stats["pool_alive"] is True
+    assert stats["bytes_in"] > 0 and stats["bytes_out"] > 0 and stats["files"] > 0
+    assert stats["throughput_bytes_per_s"] > 0
+    for phase in ("collection", "hashing", "compression", "decompression", "verification",
+                  "extraction", "commit"):
+        summary = stats["phases"][phase]
+        assert set(summary) == {"count", "total", "avg", "min", "max"}
+        assert summary["count"] >= 1, phase
+        assert summary["min"] <= summary["avg"] <= summary["max"] <= summary["total"] + 1e-9
+    assert stats["phases"]["collection"]["count"] == 2
+    assert manager.get_stats()["pool_alive"] is False
