@@ -1,0 +1,153 @@
+"""The command line, run as users run it: exit codes, one JSON object, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import snapshot, tar_file, write_tar
+
+
+def arcman(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "arcman", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def one_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout
+    obj = json.loads(lines[0])
+    assert isinstance(obj, dict)
+    return obj
+
+
+def assert_error(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("arcman: ") or code == 2
+    return lines[0]
+
+
+@pytest.fixture
+def archive(tmp_path: Path, sample_tree: Path) -> Path:
+    out = tmp_path / "app.tar.gz"
+    proc = arcman("create", sample_tree, "-o", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    return out
+
+
+def test_create_verify_list_extract_with_json(tmp_path: Path, sample_tree: Path) -> None:
+    out = tmp_path / "app.zip"
+    created = one_json(arcman("create", sample_tree, "-o", out, "--json", "--threads", "2"))
+    assert created["format"] == "zip" and created["file_count"] == 4
+    assert created["stats"]["operations"] == {"create": 1}
+
+    verified = one_json(arcman("verify", out, "--json"))
+    assert verified["verification"] == "manifest"
+
+    listed = one_json(arcman("list", out, "--json"))
+    assert {e["name"] for e in listed["entries"]} == set(created["files"])
+
+    extracted = one_json(arcman("extract", out, "-C", tmp_path / "dest", "--json"))
+    assert extracted["verification"] == "manifest"
+    assert snapshot(tmp_path / "dest") == snapshot(sample_tree)
+
+
+def test_human_output(tmp_path: Path, sample_tree: Path) -> None:
+    out = tmp_path / "app.tar.zst"
+    proc = arcman("create", sample_tree, "-o", out, "--no-parallel", "--level", "19",
+                  "--exclude", "*.sh")
+    assert proc.returncode == 0 and proc.stdout.startswith("created ")
+    proc = arcman("verify", out)
+    assert proc.returncode == 0 and "OK" in proc.stdout
+    proc = arcman("list", "-l", out)
+    assert proc.returncode == 0
+    assert "run.sh" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("file") and line.endswith(" a.txt") for line in lines)
+    proc = arcman("extract", out, "-C", tmp_path / "dest")
+    assert proc.returncode == 0 and "verified by manifest" in proc.stdout
+
+
+def test_destination_not_empty_is_5_unless_replace(tmp_path: Path, archive: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "old").write_text("old")
+    line = assert_error(arcman("extract", archive, "-C", dest), 5)
+    assert "not empty" in line
+    assert [p.name for p in dest.iterdir()] == ["old"]
+    assert arcman("extract", archive, "-C", dest, "--replace", "-q").returncode == 0
+    assert not (dest / "old").exists() and (dest / "a.txt").exists()
+
+
+def test_tampered_sidecar_is_1(tmp_path: Path, archive: Path) -> None:
+    Path(f"{archive}.sha256").write_text("f" * 64 + "  app.tar.gz\n")
+    assert_error(arcman("verify", archive), 1)
+    assert_error(arcman("extract", archive, "-C", tmp_path / "dest"), 1)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_corrupt_archive_is_3(tmp_path: Path, archive: Path) -> None:
+    Path(f"{archive}.sha256").unlink()
+    archive.write_bytes(archive.read_bytes()[:-200])
+    assert_error(arcman("verify", archive, "--json"), 3)
+
+
+def test_unsafe_archive_is_3(tmp_path: Path) -> None:
+    evil = write_tar(tmp_path / "evil.tar", [tar_file("../escape")])
+    line = assert_error(arcman("extract", evil, "-C", tmp_path / "dest"), 3)
+    assert "../escape" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar"]
+
+
+def test_missing_source_is_4(tmp_path: Path) -> None:
+    assert_error(arcman("create", tmp_path / "missing", "-o", tmp_path / "a.tar"), 4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_skipped_files_are_6_and_reported(tmp_path: Path, sample_tree: Path) -> None:
+    proc = arcman("create", sample_tree, "-o", tmp_path / "a.tar", "--max-file-size", "100",
+                  "--skip-unreadable", "--json")
+    assert proc.returncode == 6
+    assert "sub/big.bin" in proc.stderr and "Traceback" not in proc.stderr
+    assert one_json(proc)["skipped"][0].startswith("sub/big.bin")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["create"],
+        ["create", "SRC"],
+        ["frobnicate"],
+        ["create", "SRC", "-o", "OUT.tar", "--level", "x"],
+        ["create", "SRC", "-o", "OUT.rar"],
+        ["create", "SRC", "-o", "OUT.tar.gz", "--level", "99"],
+        ["create", "SRC", "-o", "OUT.tar", "--threads", "0"],
+        ["extract", "ARCHIVE"],
+        ["verify", "--bogus", "ARCHIVE"],
+    ],
+)
+def test_usage_errors_are_2(tmp_path: Path, sample_tree: Path, argv: list[str]) -> None:
+    argv = [
+        str(sample_tree) if a == "SRC" else str(tmp_path / a[3:]) if a.startswith("OUT") else a
+        for a in argv
+    ]
+    proc = arcman(*argv)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]
+
+
+def test_version() -> None:
+    proc = arcman("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("arcman ")
