@@ -1,0 +1,140 @@
+"""The embedded manifest: its format, and every way an archive can disagree with it."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from arcman import ArchiveConfig, ArchiveManager, IntegrityError
+from arcman._manifest import ManifestEntry, ManifestWriter, parse_manifest
+from helpers import MANIFEST, tar_file
+
+Members = list[tuple[tarfile.TarInfo, bytes | None]]
+
+
+def _arcman_tar(tmp_path: Path, sample_tree: Path) -> Members:
+    archive = tmp_path / "good.tar"
+    config = ArchiveConfig(create_checksums=False, include_metadata=False)
+    with ArchiveManager(config) as manager:
+        manager.create_archive(sample_tree, archive)
+    with tarfile.open(archive) as t:
+        return [
+            (info, t.extractfile(info).read() if info.isfile() else None)  # type: ignore[union-attr]
+            for info in t.getmembers()
+        ]
+
+
+def _rewrite(path: Path, members: Members) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _edit_manifest(members: Members, edit: Callable[[list[str]], list[str]]) -> Members:
+    info, data = members[-1]
+    assert info.name == MANIFEST and data is not None
+    lines = edit(data.decode().splitlines())
+    return [*members[:-1], (info, "".join(line + "\n" for line in lines).encode())]
+
+
+def _retarget(lines: list[str], path: str, **changes: object) -> list[str]:
+    out = []
+    for line in lines:
+        obj = json.loads(line)
+        if obj.get("path") == path:
+            obj.update(changes)
+        out.append(json.dumps(obj))
+    return out
+
+
+TAMPERINGS: dict[str, Callable[[Members], Members]] = {
+    "closing-line-cut": lambda m: _edit_manifest(m, lambda lines: lines[:-1]),
+    "entry-dropped": lambda m: _edit_manifest(
+        m, lambda lines: [x for x in lines if '"a.txt"' not in x]
+    ),
+    "wrong-digest": lambda m: _edit_manifest(
+        m, lambda lines: _retarget(lines, "a.txt", sha256="0" * 64)
+    ),
+    "wrong-size": lambda m: _edit_manifest(m, lambda lines: _retarget(lines, "a.txt", size=7)),
+    "wrong-kind": lambda m: _edit_manifest(m, lambda lines: _retarget(lines, "empty", type="file")),
+    "wrong-link": lambda m: _edit_manifest(m, lambda lines: _retarget(lines, "link", target="x")),
+    "not-json": lambda m: _edit_manifest(m, lambda lines: [lines[0], "{", *lines[1:]]),
+    "bad-version": lambda m: _edit_manifest(
+        m, lambda lines: ['{"arcman_manifest": 99}', *lines[1:]]
+    ),
+    "member-added": lambda m: [*m[:-1], tar_file("extra.txt"), m[-1]],
+    "member-removed": lambda m: [x for x in m if x[0].name != "a.txt"],
+    "member-after-manifest": lambda m: [*m, tar_file("late.txt")],
+    "member-content-changed": lambda m: [
+        (i, b"HELLO\n" if i.name == "a.txt" else d) for i, d in m
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERINGS))
+def test_disagreement_with_the_manifest_is_caught(
+    tmp_path: Path, sample_tree: Path, case: str
+) -> None:
+    archive = _rewrite(tmp_path / "bad.tar", TAMPERINGS[case](_arcman_tar(tmp_path, sample_tree)))
+    with ArchiveManager() as manager:
+        with pytest.raises(IntegrityError):
+            manager.verify_archive(archive)
+        with pytest.raises(IntegrityError):
+            manager.extract_archive(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_untampered_rewrite_still_verifies(tmp_path: Path, sample_tree: Path) -> None:
+    archive = _rewrite(tmp_path / "same.tar", _arcman_tar(tmp_path, sample_tree))
+    with ArchiveManager() as manager:
+        assert manager.verify_archive(archive).verification == "manifest"
+
+
+def test_manifest_is_last_and_not_extracted(tmp_path: Path, sample_tree: Path) -> None:
+    members = _arcman_tar(tmp_path, sample_tree)
+    assert members[-1][0].name == MANIFEST
+    entries = parse_manifest(members[-1][1] or b"")
+    assert [e.path for e in entries] == [info.name for info, _ in members[:-1]]
+    with ArchiveManager() as manager:
+        manager.extract_archive(tmp_path / "good.tar", tmp_path / "dest")
+    assert not (tmp_path / "dest" / MANIFEST).exists()
+
+
+def test_writer_and_parser_round_trip() -> None:
+    entries = [
+        ManifestEntry("d", "dir", 0, 0o755, 1),
+        ManifestEntry("d/ünï\nline", "file", 3, 0o644, 2, "a" * 64),
+        ManifestEntry("l", "symlink", 0, 0o777, 3, target="d"),
+    ]
+    writer = ManifestWriter()
+    for entry in entries:
+        writer.add(entry)
+    spool, length = writer.finish()
+    data = spool.read()
+    writer.close()
+    assert len(data) == length
+    assert json.loads(data.splitlines()[-1]) == {"end": True, "count": 3, "size": 3}
+    assert parse_manifest(data) == entries
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff\xfe",
+        b"[]\n",
+        b'{"arcman_manifest":1}\n',
+        b'{"arcman_manifest":1}\n{"end":true,"count":1}\n',
+    ],
+)
+def test_parser_rejects_malformed_manifests(data: bytes) -> None:
+    with pytest.raises(IntegrityError):
+        parse_manifest(data)
