@@ -1,0 +1,78 @@
+"""Collection: what a source tree turns into (order, excludes, links, special files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from arcman import ArchiveConfig, ArchiveManager, SourceError
+
+
+def _files(tmp_path: Path, source: Path, config: ArchiveConfig) -> list[str]:
+    with ArchiveManager(config) as manager:
+        return manager.create_archive(source, tmp_path / "a.tar", config).files
+
+
+def test_sorted_order_with_parents_first(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    for rel in ["b/z", "b/a", "a", "c/d/e"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    files = _files(tmp_path, root, ArchiveConfig())
+    assert files == ["a", "b", "b/a", "b/z", "c", "c/d", "c/d/e"]
+
+
+def test_gitignore_style_excludes(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    for rel in ["keep.py", "x.pyc", "sub/y.pyc", "build/out", "sub/build/out", "docs/build"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    files = _files(tmp_path, root, ArchiveConfig(exclude_patterns=["*.pyc", "/build/"]))
+    assert files == ["docs", "docs/build", "keep.py", "sub", "sub/build", "sub/build/out"]
+
+
+def test_special_file_is_an_error_or_a_reported_skip(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x")
+    os.mkfifo(root / "pipe")
+    with pytest.raises(SourceError, match="pipe"):
+        _files(tmp_path, root, ArchiveConfig())
+    assert not (tmp_path / "a.tar").exists()
+    with ArchiveManager() as manager:
+        meta = manager.create_archive(root, tmp_path / "a.tar", ArchiveConfig(on_error="skip"))
+    assert meta.files == ["f"] and meta.skipped[0].startswith("pipe")
+
+
+def test_follow_symlinks(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_text("data")
+    (root / "lf").symlink_to("d/f")
+    (root / "ld").symlink_to("d")
+    with ArchiveManager() as manager:
+        manager.create_archive(root, tmp_path / "a.tar", ArchiveConfig(follow_symlinks=True))
+        manager.extract_archive(tmp_path / "a.tar", tmp_path / "out")
+    out = tmp_path / "out"
+    assert not (out / "lf").is_symlink() and (out / "lf").read_text() == "data"
+    assert not (out / "ld").is_symlink() and (out / "ld" / "f").read_text() == "data"
+
+
+def test_symlink_loop_with_follow_symlinks_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "up").symlink_to("..")
+    with pytest.raises(SourceError, match="loop"):
+        _files(tmp_path, root, ArchiveConfig(follow_symlinks=True))
+
+
+def test_archive_inside_its_own_source_is_left_out(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("x")
+    with ArchiveManager() as manager:
+        first = manager.create_archive(root, root / "self.tar.gz")
+        second = manager.create_archive(root, root / "self.tar.gz")
+    assert first.files == second.files == ["f"]
