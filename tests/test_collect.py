@@ -76,3 +76,19 @@ def test_archive_inside_its_own_source_is_left_out(tmp_path: Path) -> None:
         first = manager.create_archive(root, root / "self.tar.gz")
         second = manager.create_archive(root, root / "self.tar.gz")
     assert first.files == second.files == ["f"]
+
+
+def test_backslash_names_are_refused_or_skipped_for_zip(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a\\b").write_text("x")
+    (src / "ok").write_text("y")
+    with ArchiveManager() as manager, pytest.raises(SourceError, match="backslash"):
+        manager.create_archive(src, tmp_path / "o.zip")
+    assert not (tmp_path / "o.zip").exists()
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(src, tmp_path / "o.zip")
+        assert meta.files == ["ok"]
+        assert meta.skipped and "backslash" in meta.skipped[0]
+        # tar keeps the name as it is
+        assert "a\\b" in manager.create_archive(src, tmp_path / "o.tar").files

@@ -99,8 +99,15 @@ def test_no_thread_survives_close_after_every_kind_of_operation(
     assert _arcman_threads() == []
 
 
-def test_a_closed_manager_refuses_parallel_work(tmp_path: Path, trees: list[Path]) -> None:
-    manager = ArchiveManager(ArchiveConfig(thread_pool_size=2))
+@pytest.mark.parametrize(
+    "config",
+    [ArchiveConfig(thread_pool_size=2), ArchiveConfig(enable_parallelization=False)],
+    ids=["parallel", "sequential"],
+)
+def test_a_closed_manager_refuses_work(
+    tmp_path: Path, trees: list[Path], config: ArchiveConfig
+) -> None:
+    manager = ArchiveManager(config)
     manager.close()
     with pytest.raises(ArchiveError, match="closed"):
         manager.create_archive(trees[0], tmp_path / "a.tar")

@@ -55,6 +55,15 @@ def _retarget(lines: list[str], path: str, **changes: object) -> list[str]:
     return out
 
 
+def _chmod(item: tuple[tarfile.TarInfo, bytes | None], mode: int, name: str) -> tuple[
+    tarfile.TarInfo, bytes | None
+]:
+    info, data = item
+    if info.name == name:
+        info.mode = mode
+    return info, data
+
+
 TAMPERINGS: dict[str, Callable[[Members], Members]] = {
     "closing-line-cut": lambda m: _edit_manifest(m, lambda lines: lines[:-1]),
     "entry-dropped": lambda m: _edit_manifest(
@@ -73,6 +82,7 @@ TAMPERINGS: dict[str, Callable[[Members], Members]] = {
     "member-added": lambda m: [*m[:-1], tar_file("extra.txt"), m[-1]],
     "member-removed": lambda m: [x for x in m if x[0].name != "a.txt"],
     "member-after-manifest": lambda m: [*m, tar_file("late.txt")],
+    "header-mode-changed": lambda m: [_chmod(i, 0o777, "run.sh") for i in m],
     "member-content-changed": lambda m: [
         (i, b"HELLO\n" if i.name == "a.txt" else d) for i, d in m
     ],

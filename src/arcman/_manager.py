@@ -57,11 +57,11 @@ class ArchiveManager:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, config: ArchiveConfig) -> Submit | None:
-        if not config.enable_parallelization or config.thread_pool_size == 1:
-            return None
         with self._lock:
             if self._closed:
                 raise ArchiveError("this ArchiveManager is closed")
+            if not config.enable_parallelization or config.thread_pool_size == 1:
+                return None
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     max_workers=self.config.thread_pool_size, thread_name_prefix="arcman-worker"

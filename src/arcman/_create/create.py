@@ -65,6 +65,8 @@ def create_archive(
             _normalize(entry, epoch)
 
     skipped = [f"{path}: {reason}" for path, reason in collection.skipped]
+    if fmt is CompressionFormat.ZIP:
+        entries = _zip_storable(entries, skip, skipped)
     progress = Progress(config.progress_callback, collection.total_bytes)
     written: list[str] = []
     total = files = 0
@@ -120,6 +122,23 @@ def create_archive(
     if config.include_metadata:
         write_atomically(meta_path, json.dumps(metadata.to_dict(), indent=2).encode() + b"\n")
     return metadata
+
+
+def _zip_storable(
+    entries: list[SourceEntry], skip: bool, skipped: list[str]
+) -> list[SourceEntry]:
+    """Zip readers (arcman's own included) treat a backslash as a path separator, so a name
+    holding one cannot round-trip through a zip: refuse it rather than store a trap."""
+    storable = []
+    for entry in entries:
+        if "\\" in entry.path:
+            reason = "a backslash in a name cannot be stored in a zip"
+            if not skip:
+                raise SourceError(f"cannot archive {entry.path!r}: {reason}", entry.path)
+            skipped.append(f"{entry.path}: {reason}")
+        else:
+            storable.append(entry)
+    return storable
 
 
 def _fixed_mtime(config: ArchiveConfig) -> int | None:

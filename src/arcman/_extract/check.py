@@ -42,6 +42,12 @@ def check_against_manifest(observed: list[Observed], manifest: list[ManifestEntr
             raise IntegrityError(
                 f"{member.path!r} is a {member.kind}, the manifest says {entry.kind}", member.path
             )
+        if member.kind != SYMLINK and member.mode & 0o7777 != entry.mode:
+            raise IntegrityError(
+                f"{member.path!r} has mode {member.mode & 0o7777:o}, the manifest says "
+                f"{entry.mode:o}",
+                member.path,
+            )
         if member.kind == FILE:
             if member.size != entry.size:
                 raise IntegrityError(
