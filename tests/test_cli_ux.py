@@ -174,7 +174,8 @@ def test_completion_script_names_the_commands(shell: str) -> None:
 def test_version_does_not_import_rich_or_pathspec() -> None:
     code = ("import sys\nfrom arcman._cli import main\ntry:\n    main(['--version'])\n"
             "except SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('rich', 'pathspec', 'tomllib', 'shtab') if m in sys.modules))")
+            "mods = ('rich', 'pathspec', 'tomllib', 'shtab')\n"
+            "print(sorted(m for m in mods if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().endswith("[]")

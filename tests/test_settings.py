@@ -66,7 +66,7 @@ def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=f"'compression'.*{conf}"):
         resolve(str(tmp_path), {}, environ={})
     _write(tmp_path / "arcman.toml", "[limits]\nmax_bombs = 1\n")
-    with pytest.raises(SettingsError, match="limits.max_bombs"):
+    with pytest.raises(SettingsError, match=r"limits\.max_bombs"):
         resolve(str(tmp_path), {}, environ={})
 
 

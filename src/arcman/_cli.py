@@ -1,8 +1,9 @@
 """The ``arcman`` command line: argument parsing, output and exit codes over the library.
 
-Exit codes: 0 ok; 1 verification failed, or ``diff`` found differences; 2 usage or configuration error; 3 unsafe or corrupt
-input; 4 source problem; 5 destination problem; 6 done, but files were skipped as asked;
-70 internal error; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+Exit codes: 0 ok; 1 verification failed, or ``diff`` found differences; 2 usage or
+configuration error; 3 unsafe or corrupt input; 4 source problem; 5 destination problem;
+6 done, but files were skipped as asked; 70 internal error; 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -358,7 +359,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         label = _BAR_LABELS.get(args.command)
         with ArchiveManager(_config(args, settings)) as manager:
-            with progress_bar(label or "", sys.stderr, enabled=bool(label) and not args.quiet) as cb:
+            show = bool(label) and not args.quiet
+            with progress_bar(label or "", sys.stderr, enabled=show) as cb:
                 out, text, code = _operate(args, manager, cb)
             stats = manager.get_stats()
         if args.json:

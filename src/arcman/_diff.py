@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import ArchiveConfig
+from ._create.collect import Collector, SourceEntry
 from ._manifest import FILE, SYMLINK
 from ._metadata import ArchiveEntry
 
@@ -48,10 +49,14 @@ def _sha256(path: str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _differs(old: ArchiveEntry, entry: SourceEntry, root: str) -> bool:
+    if old.type != entry.kind or old.size != entry.size or old.target != entry.target:
+        return True
+    return entry.kind == FILE and old.sha256 != _sha256(os.path.join(root, entry.path))
+
+
 def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig) -> TreeDiff:
     """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``."""
-    from ._create.collect import Collector
-
     tree = Collector(
         directory,
         exclude_patterns=config.exclude_patterns,
@@ -68,9 +73,7 @@ def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig
         old = archived.pop(entry.path, None)
         if old is None:
             result.added.append(entry.path)
-        elif old.type != entry.kind or old.size != entry.size or old.target != entry.target:
-            result.changed.append(entry.path)
-        elif entry.kind == FILE and old.sha256 != _sha256(os.path.join(root, entry.path)):
+        elif _differs(old, entry, root):
             result.changed.append(entry.path)
         elif entry.kind != SYMLINK and old.mode & 0o7777 != entry.mode:
             result.mode_only.append(entry.path)
