@@ -353,7 +353,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "rollback":
         ArchiveManager().rollback(args.dest)
         out = {"rolled_back": args.dest, "previous": args.dest.rstrip("/") + ".prev"}
-        text = f"rolled back {args.dest} (the replaced tree is now {out['previous']})"
+        text = f"rolled back {args.dest}; {out['previous']} now holds the tree it replaced"
     elif args.command == "create" and args.dry_run:
         out, text = _dry_run(args, settings, _config(args, settings))
     else:

@@ -86,6 +86,7 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
     spec = pathspec.GitIgnoreSpec.from_lines(config.exclude_patterns)
     root = os.path.realpath(source)
     for directory, dirs, files in os.walk(root, followlinks=config.follow_symlinks):
+        dirs.sort()  # report in archive order
         rel = os.path.relpath(directory, root).replace(os.sep, "/")
         rel = "" if rel == "." else rel
         if rel not in kept:
