@@ -65,3 +65,15 @@ def test_without_reproducible_mtimes_change_the_bytes(tmp_path: Path, sample_tre
         manager.create_archive(sample_tree, tmp_path / "a.tar")
         manager.create_archive(other, tmp_path / "b.tar")
     assert _digest(tmp_path / "a.tar") != _digest(tmp_path / "b.tar")
+
+
+def test_reproducible_tar_has_no_owner_names(tmp_path: Path, sample_tree: Path) -> None:
+    """gid 0 is "root" on Linux but "wheel" on macOS: names would differ between machines."""
+    import tarfile
+
+    archive = tmp_path / "a.tar"
+    with ArchiveManager(ArchiveConfig(reproducible=True)) as manager:
+        manager.create_archive(sample_tree, archive)
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
