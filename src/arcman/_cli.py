@@ -1,8 +1,9 @@
 """The ``arcman`` command line: argument parsing, output and exit codes over the library.
 
-Exit codes: 0 ok; 1 verification failed; 2 usage or configuration error; 3 unsafe or corrupt
-input; 4 source problem; 5 destination problem; 6 done, but files were skipped as asked;
-70 internal error; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+Exit codes: 0 ok; 1 verification failed, or ``diff`` found differences; 2 usage or
+configuration error; 3 unsafe or corrupt input; 4 source problem; 5 destination problem;
+6 done, but files were skipped as asked; 70 internal error; 130 interrupted (Ctrl-C);
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -40,92 +41,179 @@ def _version() -> str:
         return "unknown"
 
 
+def _examples(*lines: str) -> dict[str, Any]:
+    return {
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+        "epilog": "examples:\n" + "\n".join(f"  {line}" for line in lines),
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    common.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    common.add_argument("--threads", type=int, metavar="N", help="worker threads")
+    common.add_argument("-q", "--quiet", action="store_true", help="only errors, no progress bar")
+    common.add_argument("--threads", type=int, metavar="N",
+                        help="worker threads (env ARCMAN_THREADS, config 'threads')")
     common.add_argument("--no-parallel", action="store_true", help="run every stage on one thread")
+    common.add_argument("--stats", action="store_true", help="print timing statistics after")
+
+    excludes = argparse.ArgumentParser(add_help=False)
+    excludes.add_argument(
+        "--exclude", action="append", default=[], metavar="PATTERN",
+        help="gitignore-style pattern to leave out (repeatable; adds to the config's excludes)",
+    )
+    excludes.add_argument("--exclude-from", action="append", default=[], metavar="FILE",
+                          help="read gitignore-style patterns from FILE (repeatable)")
+    excludes.add_argument("--gitignore", action="store_true",
+                          help="honour the tree's .gitignore files, nested ones too")
 
     parser = argparse.ArgumentParser(
         prog="arcman",
         description="Fast, parallel, verified and atomic archives.",
-        epilog="exit codes: 0 ok, 1 verification failed, 2 usage, 3 unsafe or corrupt input, "
-        "4 source problem, 5 destination problem, 6 files skipped, 130/143 interrupted",
+        epilog="exit codes: 0 ok, 1 verification failed (diff: trees differ), 2 usage or "
+        "configuration, 3 unsafe or corrupt input, 4 source problem, 5 destination problem, "
+        "6 files skipped, 130/143 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"arcman {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     create = sub.add_parser(
-        "create", parents=[common], help="archive a directory",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  arcman create build/ -o app.tar.zst\n"
-        "  arcman create src/ -o src.tar.gz --level 1 --exclude '*.pyc'",
+        "create", parents=[common, excludes], help="archive a directory",
+        **_examples(
+            "arcman create build/ -o app.tar.zst",
+            "arcman create src/ -o src.tar.gz --level 1 --exclude '*.pyc'",
+            "arcman create . -o release.zip --gitignore --reproducible",
+            "arcman create . -o release.tar.gz --gitignore --dry-run",
+        ),
     )
     create.add_argument("source", help="directory to archive")
-    create.add_argument("-o", "--output", required=True, help="archive to write")
-    create.add_argument("--format", choices=FORMATS, help="format (default: from the extension)")
-    create.add_argument("--level", type=int, metavar="N", help="compression level")
-    create.add_argument(
-        "--exclude", action="append", default=[], metavar="PATTERN",
-        help="gitignore-style pattern to leave out (repeatable)",
-    )
+    create.add_argument("-o", "--output", help="archive to write (not needed with --dry-run)")
+    create.add_argument("--format", choices=FORMATS,
+                        help="format (default: from the extension; env ARCMAN_FORMAT)")
+    create.add_argument("--level", type=int, metavar="N",
+                        help="compression level (env ARCMAN_LEVEL, config 'level')")
+    create.add_argument("--dry-run", action="store_true",
+                        help="list what would be archived and why anything is left out")
     create.add_argument("--follow-symlinks", action="store_true", help="archive link targets")
     create.add_argument("--max-file-size", type=int, metavar="BYTES", help="refuse larger files")
     create.add_argument(
         "--skip-unreadable", action="store_true",
         help="skip (and report) files that cannot be read instead of failing",
     )
-    create.add_argument("--reproducible", action="store_true",
-                        help="fixed mtimes/owners/modes: same tree, same bytes")
+    create.add_argument("--reproducible", action="store_true", default=None,
+                        help="fixed mtimes/owners/modes: same tree, same bytes "
+                        "(SOURCE_DATE_EPOCH sets the mtime)")
     create.add_argument("--no-checksum", action="store_true", help="no <archive>.sha256 sidecar")
     create.add_argument("--no-meta", action="store_true", help="no <archive>.meta sidecar")
 
     extract = sub.add_parser(
         "extract", parents=[common], help="verify and extract an archive atomically",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  arcman extract app.tar.zst -C /opt/app\n"
-        "  arcman extract app.tar.zst -C /opt/app --replace",
+        **_examples(
+            "arcman extract app.tar.zst -C /opt/app",
+            "arcman extract app.tar.zst -C /opt/app --replace --keep-previous",
+        ),
     )
     extract.add_argument("archive")
     extract.add_argument("-C", "--directory", required=True, dest="dest", help="destination")
     extract.add_argument("--replace", action="store_true", help="swap out a non-empty DEST")
+    extract.add_argument("--keep-previous", action="store_true",
+                         help="with --replace: keep the replaced tree as DEST.prev for rollback")
     extract.add_argument("--no-verify", action="store_true", help="skip manifest/sidecar checks")
 
     verify = sub.add_parser("verify", parents=[common], help="check an archive's integrity",
-                            epilog="example: arcman verify app.tar.gz")
+                            **_examples("arcman verify app.tar.gz",
+                                        "arcman verify app.tar.gz --json"))
     verify.add_argument("archive")
 
     listing = sub.add_parser("list", parents=[common], help="list an archive's members",
-                             epilog="example: arcman list -l app.tar.gz")
+                             **_examples("arcman list app.tar.gz", "arcman list -l app.tar.gz"))
     listing.add_argument("archive")
     listing.add_argument("-l", "--long", action="store_true", help="type, mode, size, sha256")
+
+    diff = sub.add_parser(
+        "diff", parents=[common, excludes],
+        help="compare an archive with a directory (exit 0 same, 1 differs)",
+        **_examples("arcman diff app.tar.zst /opt/app",
+                    "arcman diff app.tar.zst build/ --json"),
+    )
+    diff.add_argument("archive")
+    diff.add_argument("directory")
+
+    rollback = sub.add_parser(
+        "rollback", parents=[common], help="swap DEST with DEST.prev (undo a deploy)",
+        **_examples("arcman extract v2.tar.zst -C /opt/app --replace --keep-previous",
+                    "arcman rollback /opt/app      # back to v1; run again to return to v2"),
+    )
+    rollback.add_argument("dest")
+
+    config = sub.add_parser(
+        "config", parents=[common], help="show the effective configuration and its sources",
+        **_examples("arcman config", "arcman config src/ --json",
+                    "ARCMAN_THREADS=2 arcman config"),
+    )
+    config.add_argument("directory", nargs="?", default=".",
+                        help="where to look for arcman.toml / pyproject.toml (default: .)")
+
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script",
+        **_examples("arcman completion bash > ~/.local/share/bash-completion/completions/arcman",
+                    "arcman completion zsh > ~/.zfunc/_arcman"),
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    completion.set_defaults(quiet=False, verbose=0)
     return parser
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from . import ArchiveConfig, CompressionFormat
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (None means "not given")."""
+    from ._excludes import gitignore_patterns, read_pattern_file
 
-    values: dict[str, Any] = {}
-    if args.threads is not None:
-        values["thread_pool_size"] = args.threads
-    if args.no_parallel:
-        values["enable_parallelization"] = False
+    flags: dict[str, Any] = {}
+    if getattr(args, "threads", None) is not None:
+        flags["threads"] = args.threads
     if args.command == "create":
-        values.update(
-            compression_level=args.level,
+        for key, value in (("level", args.level), ("format", args.format),
+                           ("reproducible", args.reproducible)):
+            if value is not None:
+                flags[key] = value
+    if args.command in ("create", "diff"):
+        excludes = [(p, "--exclude") for p in args.exclude]
+        for path in args.exclude_from:
+            excludes.extend(read_pattern_file(path))
+        if args.gitignore:
+            excludes.extend(gitignore_patterns(_tree(args)))
+        if excludes:
+            flags["excludes"] = excludes
+    return flags
+
+
+def _tree(args: argparse.Namespace) -> str:
+    """The directory whose configuration applies: the tree being archived or compared."""
+    return str(getattr(args, "source", None) or getattr(args, "directory", None) or ".")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from ._settings import resolve
+
+    return resolve(_tree(args), _flags(args))
+
+
+def _config(args: argparse.Namespace, settings: Any) -> Any:
+    from ._settings import to_config
+
+    extra: dict[str, Any] = {}
+    if args.no_parallel:
+        extra["enable_parallelization"] = False
+    if args.command == "create":
+        extra.update(
             follow_symlinks=args.follow_symlinks,
             max_file_size=args.max_file_size,
             on_error="skip" if args.skip_unreadable else "fail",
-            reproducible=args.reproducible,
             create_checksums=not args.no_checksum,
             include_metadata=not args.no_meta,
-            format=CompressionFormat(args.format) if args.format else None,
         )
-        if args.exclude:
-            values["exclude_patterns"] = [*ArchiveConfig().exclude_patterns, *args.exclude]
-    return ArchiveConfig(**values)
+    return to_config(settings, **extra)
 
 
 def _human(n: float) -> str:
@@ -136,57 +224,152 @@ def _human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from . import ArchiveManager
+def _show_config(settings: Any) -> tuple[dict[str, Any], str]:
+    out = {key: {"value": s.value, "source": s.source} for key, s in settings.items()}
+    width = max(len(key) for key in settings)
+    text = "\n".join(
+        f"{key:<{width}}  {json.dumps(s.value):<28}  {s.source}" for key, s in settings.items()
+    )
+    return out, text
 
-    config = _config(args)
-    out: dict[str, Any]
+
+def _stats_table(stats: dict[str, Any]) -> str:
+    """get_stats() as a rich table, rendered to text (so --stats works in pipes too)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="arcman statistics")
+    table.add_column("phase / counter")
+    table.add_column("value", justify="right")
+    for key in ("operations_total", "files", "bytes_in", "bytes_out", "throughput_bytes_per_s"):
+        table.add_row(key, str(stats[key]))
+    table.add_row("wall time", f"{stats['wall_time']['total']:.3f} s")
+    for phase, summary in stats["phases"].items():
+        if summary["count"]:
+            table.add_row(f"  {phase}", f"{summary['total']:.3f} s")
+    console = Console(width=60, force_terminal=False, color_system=None)
+    with console.capture() as capture:
+        console.print(table)
+    return capture.get().rstrip("\n")
+
+
+def _dry_run(args: argparse.Namespace, settings: Any, config: Any) -> tuple[dict[str, Any], str]:
+    from ._excludes import plan
+
+    result = plan(args.source, config, settings["excludes"].origins)
+    out = {
+        "source": args.source,
+        "included": [{"path": p, "type": k, "size": s} for p, k, s in result.included],
+        "excluded": [{"path": p, "reason": r} for p, r in result.excluded],
+        "total_bytes": result.total_bytes,
+    }
+    lines = [f"+ {p}" for p, _, _ in result.included]
+    lines += [f"- {p}  ({r})" for p, r in result.excluded]
+    lines.append(
+        f"would archive {sum(k == 'file' for _, k, _ in result.included)} files "
+        f"({_human(result.total_bytes)}), leave out {len(result.excluded)}"
+    )
+    return out, "\n".join(lines)
+
+
+def _operate(
+    args: argparse.Namespace, manager: Any, progress: Any
+) -> tuple[dict[str, Any], str, int]:
+    """Run one archive command; return its JSON object, its text and its exit code."""
+    config = manager.config.replace(progress_callback=progress)
     code = EXIT_OK
-    with ArchiveManager(config) as manager:
-        if args.command == "create":
-            meta = manager.create_archive(args.source, args.output)
-            out = meta.to_dict()
-            if meta.skipped:
-                code = EXIT_SKIPPED
-                for line in meta.skipped:
-                    print(f"arcman: skipped {line}", file=sys.stderr)
-            text = (
-                f"created {args.output}: {meta.file_count} files, "
-                f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
-            )
-        elif args.command == "extract":
-            meta = manager.extract_archive(
-                args.archive, args.dest, verify_integrity=not args.no_verify, replace=args.replace
-            )
-            out = meta.to_dict()
-            text = (
-                f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
-                f"to {args.dest}, verified by {meta.verification}"
-            )
-        elif args.command == "verify":
-            meta = manager.verify_archive(args.archive)
-            out = meta.to_dict()
-            how = (
-                "every member's SHA-256 matches the manifest"
-                if meta.verification == "manifest"
-                else "container checks only (no arcman manifest)"
-            )
-            text = f"{args.archive}: OK, {meta.file_count} files; {how}"
-        else:
-            entries = manager.list_archive(args.archive)
-            out = {"archive": args.archive, "entries": [e.to_dict() for e in entries]}
-            if args.long:
-                text = "\n".join(
-                    f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {e.name}"
-                    for e in entries
-                )
-            else:
-                text = "\n".join(e.name for e in entries)
+    if args.command == "create":
+        if not args.output:
+            raise ValueError("create needs -o/--output (or --dry-run)")
+        meta = manager.create_archive(args.source, args.output, config)
+        if meta.skipped:
+            code = EXIT_SKIPPED
+            for line in meta.skipped:
+                print(f"arcman: skipped {line}", file=sys.stderr)
+        text = (
+            f"created {args.output}: {meta.file_count} files, "
+            f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
+        )
+        return meta.to_dict(), text, code
+    if args.command == "extract":
+        if args.keep_previous and not args.replace:
+            raise ValueError("--keep-previous needs --replace")
+        meta = manager.extract_archive(
+            args.archive, args.dest, config, not args.no_verify,
+            replace=args.replace, keep_previous=args.keep_previous,
+        )
+        text = (
+            f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
+            f"to {args.dest}, verified by {meta.verification}"
+        )
+        if args.keep_previous:
+            text += f"; previous tree kept as {args.dest.rstrip('/')}.prev"
+        return meta.to_dict(), text, code
+    if args.command == "verify":
+        meta = manager.verify_archive(args.archive, config)
+        how = (
+            "every member's SHA-256 matches the manifest"
+            if meta.verification == "manifest"
+            else "container checks only (no arcman manifest)"
+        )
+        return meta.to_dict(), f"{args.archive}: OK, {meta.file_count} files; {how}", code
+    if args.command == "diff":
+        from ._diff import diff_tree
+
+        result = diff_tree(manager.list_archive(args.archive, config), args.directory, config)
+        text = "\n".join(result.lines()) if not result.same else "no differences"
+        out = {"archive": args.archive, "directory": args.directory, **result.to_dict()}
+        return out, text, EXIT_OK if result.same else EXIT_VERIFY
+    entries = manager.list_archive(args.archive, config)
+    if args.long:
+        text = "\n".join(
+            f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {e.name}"
+            for e in entries
+        )
+    else:
+        text = "\n".join(e.name for e in entries)
+    return {"archive": args.archive, "entries": [e.to_dict() for e in entries]}, text, code
+
+
+_BAR_LABELS = {"create": "archiving", "extract": "extracting", "verify": "verifying"}
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "completion":
+        import shtab
+
+        print(shtab.complete(build_parser(), shell=args.shell))
+        return EXIT_OK
+
+    from . import ArchiveManager
+    from ._progress_bar import progress_bar
+
+    settings = _settings(args)
+    text = ""
+    code = EXIT_OK
+    out: dict[str, Any]
+    if args.command == "config":
+        out, text = _show_config(settings)
+    elif args.command == "rollback":
+        ArchiveManager().rollback(args.dest)
+        out = {"rolled_back": args.dest, "previous": args.dest.rstrip("/") + ".prev"}
+        text = f"rolled back {args.dest}; {out['previous']} now holds the tree it replaced"
+    elif args.command == "create" and args.dry_run:
+        out, text = _dry_run(args, settings, _config(args, settings))
+    else:
+        label = _BAR_LABELS.get(args.command)
+        with ArchiveManager(_config(args, settings)) as manager:
+            show = bool(label) and not args.quiet
+            with progress_bar(label or "", sys.stderr, enabled=show) as cb:
+                out, text, code = _operate(args, manager, cb)
+            stats = manager.get_stats()
         if args.json:
-            out["stats"] = manager.get_stats()
+            out["stats"] = stats
+        elif args.stats:
+            text = f"{text}\n{_stats_table(stats)}"
     if args.json:
         print(json.dumps(out))
-    elif text and not (args.quiet and args.command != "list"):
+    elif text and not (args.quiet and args.command not in ("list", "diff", "config")):
         print(text)
     return code
 

@@ -15,6 +15,7 @@ from ._config import ArchiveConfig
 from ._create.create import create_archive as _create
 from ._errors import ArchiveError
 from ._extract import extract as _extract
+from ._extract.commit import rollback as _rollback
 from ._metadata import ArchiveEntry, ArchiveMetadata
 from ._stats import PhaseClock, StatsRecorder
 from ._workers import Submit
@@ -117,13 +118,18 @@ class ArchiveManager:
         verify_integrity: bool = True,
         *,
         replace: bool = False,
+        keep_previous: bool = False,
     ) -> ArchiveMetadata:
-        """Extract into ``dest_dir`` through a verified staging tree, then commit atomically."""
+        """Extract into ``dest_dir`` through a verified staging tree, then commit atomically.
+
+        With ``replace`` and ``keep_previous`` the replaced tree is kept as ``<dest_dir>.prev``
+        (an older one is discarded) so that ``rollback(dest_dir)`` can bring it back.
+        """
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             return _extract.extract_archive(
                 os.fspath(archive_path), os.fspath(dest_dir), cfg, submit, clock,
-                verify_integrity=verify_integrity, replace=replace,
+                verify_integrity=verify_integrity, replace=replace, keep_previous=keep_previous,
             )
 
         return self._run("extract", config, work, _sizes)
@@ -152,6 +158,10 @@ class ArchiveManager:
             return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("list", config, work, lambda r: (len(r), 0, 0))
+
+    def rollback(self, dest_dir: str | os.PathLike[str]) -> None:
+        """Swap ``dest_dir`` with ``<dest_dir>.prev`` kept by ``keep_previous``; again to undo."""
+        _rollback(os.path.abspath(dest_dir))
 
     def get_stats(self) -> dict[str, Any]:
         stats = self._stats.snapshot()

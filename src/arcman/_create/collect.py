@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import pathspec
-
 from .._errors import SourceError
 from .._manifest import DIR, FILE, SYMLINK
 from .._workers import Submit, start
@@ -63,6 +61,8 @@ class Collector:
         skip_errors: bool,
         submit: Submit | None,
     ) -> None:
+        import pathspec  # imported here so that `arcman --version` stays fast
+
         self._root = os.path.realpath(root)
         self._spec = pathspec.GitIgnoreSpec.from_lines(exclude_patterns)
         # Compared with each entry's path under the resolved root: cheap, and enough to keep

@@ -77,7 +77,8 @@ def create_archive(
             writer = ZipWriter(out, level, submit, config.threads, clock)  # type: ignore[arg-type]
             prepare = writer.prepare
         else:
-            writer = TarWriter(open_sink(fmt, level, out, submit, config.threads, clock))  # type: ignore[arg-type]
+            sink = open_sink(fmt, level, out, submit, config.threads, clock)  # type: ignore[arg-type]
+            writer = TarWriter(sink, owner_names=epoch is None)
         reader = ContentReader(
             os.path.realpath(source_dir),
             entries,

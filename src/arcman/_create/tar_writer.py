@@ -44,9 +44,11 @@ class _OwnerNames:
 
 
 class TarWriter:
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, *, owner_names: bool = True) -> None:
+        """``owner_names=False`` leaves uname/gname empty: uid 0 is "root" everywhere, but gid 0
+        is "root" on Linux and "wheel" on macOS, which would break reproducible archives."""
         self._sink = sink
-        self._names = _OwnerNames()
+        self._names = _OwnerNames() if owner_names else None
         self.manifest = ManifestWriter()
         self.written = 0
         self._max_mtime = 0
@@ -58,7 +60,8 @@ class TarWriter:
         info.mode = entry.mode
         info.mtime = entry.mtime
         info.uid, info.gid = entry.uid, entry.gid
-        info.uname, info.gname = self._names.user(entry.uid), self._names.group(entry.gid)
+        if self._names is not None:
+            info.uname, info.gname = self._names.user(entry.uid), self._names.group(entry.gid)
         if entry.target is not None:
             info.linkname = entry.target
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -76,25 +76,63 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
-def commit(staging: str, dest: str, replace: bool, mode: int) -> None:
+def previous_path(dest: str) -> str:
+    return dest.rstrip(os.sep) + ".prev"
+
+
+def _keep(old: str, dest: str) -> None:
+    """Make ``old`` (the replaced tree) ``DEST.prev``, discarding an older ``.prev``."""
+    prev = previous_path(dest)
+    if os.path.lexists(prev):
+        aside = sibling(prev, OLD_MARKER)
+        os.rename(prev, aside)
+        os.rename(old, prev)
+        remove_tree(aside)
+    else:
+        os.rename(old, prev)
+
+
+def commit(staging: str, dest: str, replace: bool, mode: int, keep_previous: bool = False) -> None:
+    """Put ``staging`` at ``dest``; with ``keep_previous`` a replaced tree becomes DEST.prev."""
     try:
         os.chmod(staging, mode)
         if not os.path.lexists(dest):
             os.rename(staging, dest)
             return
         check_destination(dest, replace)
-        try:
-            os.rename(staging, dest)  # succeeds only over an empty directory
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
+        if not keep_previous or not os.listdir(dest):
+            try:
+                os.rename(staging, dest)  # succeeds only over an empty directory
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
         if _exchange(staging, dest):
-            remove_tree(staging)  # now holds the old tree
+            old = staging  # now holds the old tree
+        else:
+            old = sibling(dest, OLD_MARKER)
+            os.rename(dest, old)
+            os.rename(staging, dest)
+        if keep_previous:
+            _keep(old, dest)
+        else:
+            remove_tree(old)
+    except OSError as exc:
+        raise DestinationError(describe_os_error(exc, dest)) from exc
+
+
+def rollback(dest: str) -> None:
+    """Swap DEST and DEST.prev (atomically where renameat2 exists); running it again undoes it."""
+    prev = previous_path(dest)
+    for path in (dest, prev):
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise DestinationError(f"cannot roll back: {path!r} is not a directory")
+    try:
+        if _exchange(dest, prev):
             return
-        old = sibling(dest, OLD_MARKER)
-        os.rename(dest, old)
-        os.rename(staging, dest)
-        remove_tree(old)
+        aside = sibling(dest, OLD_MARKER)
+        os.rename(dest, aside)
+        os.rename(prev, dest)
+        os.rename(aside, prev)
     except OSError as exc:
         raise DestinationError(describe_os_error(exc, dest)) from exc

@@ -223,6 +223,7 @@ def extract_archive(
     *,
     verify_integrity: bool,
     replace: bool,
+    keep_previous: bool = False,
 ) -> ArchiveMetadata:
     dest = os.path.abspath(dest_dir)
     fmt = CompressionFormat.detect(archive_path)
@@ -241,7 +242,7 @@ def extract_archive(
         sink.finish()
         with clock.measure("commit"):
             mode = os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755
-            commit(staging, dest, replace, mode)
+            commit(staging, dest, replace, mode, keep_previous)
     except BaseException:
         remove_tree(staging)
         raise

@@ -1,0 +1,81 @@
+"""``arcman diff``: compare an archive's manifest with a directory tree.
+
+Content is compared by SHA-256 (only for files whose size matches, so a changed size costs no
+hashing); mtimes are ignored because extraction and copies do not keep them reliably.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._config import ArchiveConfig
+from ._create.collect import Collector, SourceEntry
+from ._manifest import FILE, SYMLINK
+from ._metadata import ArchiveEntry
+
+
+@dataclass
+class TreeDiff:
+    added: list[str] = field(default_factory=list)  # in the tree, not in the archive
+    removed: list[str] = field(default_factory=list)  # in the archive, not in the tree
+    changed: list[str] = field(default_factory=list)  # type, size, content or link target
+    mode_only: list[str] = field(default_factory=list)  # same content, other permissions
+
+    @property
+    def same(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.mode_only)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "same": self.same,
+            "added": self.added,
+            "removed": self.removed,
+            "changed": self.changed,
+            "mode_only": self.mode_only,
+        }
+
+    def lines(self) -> list[str]:
+        marks = (("+", self.added), ("-", self.removed), ("M", self.changed),
+                 ("m", self.mode_only))
+        return sorted((f"{mark} {path}" for mark, paths in marks for path in paths),
+                      key=lambda line: line[2:])
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _differs(old: ArchiveEntry, entry: SourceEntry, root: str) -> bool:
+    if old.type != entry.kind or old.size != entry.size or old.target != entry.target:
+        return True
+    return entry.kind == FILE and old.sha256 != _sha256(os.path.join(root, entry.path))
+
+
+def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig) -> TreeDiff:
+    """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``."""
+    tree = Collector(
+        directory,
+        exclude_patterns=config.exclude_patterns,
+        exclude_paths=set(),
+        follow_symlinks=False,
+        max_file_size=None,
+        skip_errors=False,
+        submit=None,
+    ).collect().entries
+    root = os.path.realpath(directory)
+    archived = {e.name: e for e in entries}
+    result = TreeDiff()
+    for entry in tree:
+        old = archived.pop(entry.path, None)
+        if old is None:
+            result.added.append(entry.path)
+        elif _differs(old, entry, root):
+            result.changed.append(entry.path)
+        elif entry.kind != SYMLINK and old.mode & 0o7777 != entry.mode:
+            result.mode_only.append(entry.path)
+    result.removed.extend(archived)
+    return result

@@ -1,0 +1,53 @@
+"""The CLI's live progress bar (rich, on stderr) fed by the library's byte-based callback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING
+
+from ._config import ProgressCallback
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@contextlib.contextmanager
+def progress_bar(
+    description: str, stream: IO[str], *, enabled: bool, console: Console | None = None
+) -> Iterator[ProgressCallback | None]:
+    """Yield a ``progress_callback`` that drives a bar, or None when it should stay silent.
+
+    The bar shows bytes done of total, throughput and ETA. ``enabled`` is False for -q, and a
+    stream that is not a terminal gets nothing, so logs and pipes stay clean. The callback is
+    safe from any thread (the library serializes it and rich locks its own state).
+    """
+    if not enabled or (console is None and not stream.isatty()):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(file=stream),
+        transient=False,
+    )
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update

@@ -1,0 +1,217 @@
+"""Layered settings for the CLI: flag > environment > config file > default.
+
+The file is an ``arcman.toml`` or the ``[tool.arcman]`` table of a ``pyproject.toml``, found
+from a start directory upwards (the nearest wins, as ruff and black do). Every resolved value
+remembers where it came from, so ``arcman config`` can explain it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import ArchiveConfig, ExtractionLimits
+from ._errors import ArchiveError
+from ._formats import CompressionFormat
+
+LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(ExtractionLimits))
+
+
+class SettingsError(ArchiveError, ValueError):
+    """A configuration file or environment variable holds an unknown key or a bad value."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _format(value: str) -> str:
+    return CompressionFormat(value).value
+
+
+def _limit(value: Any) -> int | float | None:
+    """A limit is a positive number, or 0 / "none" for no limit."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("none", "0", ""):
+            return None
+        return float(value) if "." in value else int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a number: {value!r}")
+    return None if value == 0 else value
+
+
+@dataclass(frozen=True)
+class _Key:
+    check: Callable[[Any], Any]  # converts a TOML value; raises ValueError when it is wrong
+    parse: Callable[[str], Any]  # converts an environment string
+    env: str
+
+
+def _typed(kind: type) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+            raise ValueError(f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    return check
+
+
+def _str_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return list(value)
+
+
+KEYS: dict[str, _Key] = {
+    "level": _Key(_typed(int), int, "ARCMAN_LEVEL"),
+    "threads": _Key(_typed(int), int, "ARCMAN_THREADS"),
+    "format": _Key(lambda v: _format(_typed(str)(v)), _format, "ARCMAN_FORMAT"),
+    "reproducible": _Key(_typed(bool), _bool, "ARCMAN_REPRODUCIBLE"),
+    # Additive across layers, like repeated --exclude; the environment separates with ":".
+    "excludes": _Key(_str_list, lambda s: [p for p in s.split(":") if p], "ARCMAN_EXCLUDES"),
+    **{
+        f"limits.{name}": _Key(_limit, _limit, f"ARCMAN_LIMITS_{name.upper()}")
+        for name in LIMIT_FIELDS
+    },
+}
+
+
+@dataclass
+class Setting:
+    value: Any
+    source: str
+    # For "excludes": where each pattern came from, so --dry-run can say why a path is out.
+    origins: list[str] = dataclasses.field(default_factory=list)
+
+
+def find_config_file(start: str) -> tuple[str, dict[str, Any]] | None:
+    """The nearest ``arcman.toml``, or ``pyproject.toml`` with ``[tool.arcman]``, and its table."""
+    import tomllib
+
+    directory = os.path.abspath(start)
+    while True:
+        for name in ("arcman.toml", "pyproject.toml"):
+            path = os.path.join(directory, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    data = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise SettingsError(f"cannot read {path}: {exc}") from exc
+            if name == "arcman.toml":
+                return path, data
+            table = data.get("tool", {}).get("arcman")
+            if table is not None:
+                if not isinstance(table, dict):
+                    raise SettingsError(f"[tool.arcman] in {path} is not a table")
+                return path, table
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def _flatten(table: Mapping[str, Any], path: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "limits":
+            if not isinstance(value, dict):
+                raise SettingsError(f"'limits' in {path} must be a table")
+            flat.update({f"limits.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    for key in flat:
+        if key not in KEYS:
+            raise SettingsError(f"unknown key {key!r} in {path}")
+    return flat
+
+
+def _convert(key: str, raw: Any, convert: Callable[[Any], Any], where: str) -> Any:
+    try:
+        return convert(raw)
+    except ValueError as exc:
+        raise SettingsError(f"bad value for {key!r} in {where}: {exc}") from None
+
+
+def resolve(
+    start: str,
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Setting]:
+    """Every key's effective value and its source.
+
+    ``flags`` holds only the options given; its "excludes" are (pattern, origin) pairs.
+    """
+    env = os.environ if environ is None else environ
+    defaults = ArchiveConfig()
+    settings: dict[str, Setting] = {
+        "level": Setting(None, "default"),
+        "threads": Setting(defaults.thread_pool_size, "default"),
+        "format": Setting(None, "default"),
+        "reproducible": Setting(False, "default"),
+        "excludes": Setting(
+            list(defaults.exclude_patterns), "default", ["default"] * len(defaults.exclude_patterns)
+        ),
+        **{
+            f"limits.{n}": Setting(getattr(defaults.limits, n), "default") for n in LIMIT_FIELDS
+        },
+    }
+    layers: list[tuple[str, dict[str, Any]]] = []
+    found = find_config_file(start)
+    if found is not None:
+        path, table = found
+        flat = _flatten(table, path)
+        layers.append(
+            (path, {k: _convert(k, v, KEYS[k].check, path) for k, v in flat.items()})
+        )
+    layers.append(
+        (
+            "env",
+            {
+                k: _convert(k, env[spec.env], spec.parse, f"${spec.env}")
+                for k, spec in KEYS.items()
+                if spec.env in env
+            },
+        )
+    )
+    layers.append(("flag", {k: v for k, v in flags.items() if k != "excludes"}))
+    for origin, values in layers:
+        for key, value in values.items():
+            source = f"${KEYS[key].env}" if origin == "env" else origin
+            if key == "excludes":
+                _add_excludes(settings[key], [(p, source) for p in value], source)
+            else:
+                settings[key] = Setting(value, source)
+    if flags.get("excludes"):
+        _add_excludes(settings["excludes"], flags["excludes"], "flag")
+    return settings
+
+
+def _add_excludes(setting: Setting, patterns: list[tuple[str, str]], source: str) -> None:
+    setting.value = [*setting.value, *(p for p, _ in patterns)]
+    setting.origins = [*setting.origins, *(o for _, o in patterns)]
+    setting.source = f"{setting.source} + {source}"
+
+
+def to_config(settings: Mapping[str, Setting], **extra: Any) -> ArchiveConfig:
+    """Build the ArchiveConfig the settings describe (``extra`` adds the per-run options)."""
+    limits = ExtractionLimits(**{n: settings[f"limits.{n}"].value for n in LIMIT_FIELDS})
+    fmt = settings["format"].value
+    return ArchiveConfig(
+        compression_level=settings["level"].value,
+        thread_pool_size=settings["threads"].value,
+        format=CompressionFormat(fmt) if fmt else None,
+        reproducible=settings["reproducible"].value,
+        exclude_patterns=settings["excludes"].value,
+        limits=limits,
+        **extra,
+    )

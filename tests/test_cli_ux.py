@@ -1,0 +1,181 @@
+"""CLI user experience: progress bar, excludes and --dry-run, --stats, --json, help, completion."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from arcman import ArchiveConfig, ArchiveManager
+from arcman._cli import build_parser, main
+from arcman._excludes import gitignore_patterns
+from arcman._progress_bar import progress_bar
+
+
+def _arcman(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "arcman", *args], capture_output=True, text=True, cwd=cwd,
+        check=False,
+    )
+
+
+def test_no_progress_output_when_stderr_is_not_a_terminal(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    for args in (["create", str(sample_tree), "-o", str(archive)], ["verify", str(archive)],
+                 ["extract", str(archive), "-C", str(tmp_path / "out")]):
+        result = _arcman(*args)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+
+
+def test_progress_bar_renders_bytes_and_rate_on_a_terminal(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    with progress_bar("archiving", sys.stderr, enabled=True, console=console) as callback:
+        assert callback is not None
+        config = ArchiveConfig(progress_callback=callback)
+        with ArchiveManager(config) as manager:
+            manager.create_archive(sample_tree, tmp_path / "a.tar.zst")
+    text = buffer.getvalue()
+    assert "archiving" in text
+    assert "3.0/3.0 MiB" in text  # the sample tree's 3 MiB, complete
+    assert "/s" in text  # throughput column
+
+
+def test_progress_bar_is_off_with_quiet_or_without_a_terminal() -> None:
+    with progress_bar("x", io.StringIO(), enabled=True) as callback:
+        assert callback is None  # StringIO is not a TTY
+    console = Console(file=io.StringIO(), force_terminal=True)
+    with progress_bar("x", sys.stderr, enabled=False, console=console) as callback:
+        assert callback is None
+
+
+def _tree(root: Path) -> Path:
+    (root / "sub" / "only").mkdir(parents=True)
+    (root / "build").mkdir()
+    (root / "build" / "out.o").write_text("o")
+    (root / "a.txt").write_text("a")
+    (root / "a.pyc").write_text("c")
+    (root / "sub" / "x.log").write_text("l")
+    (root / "sub" / "keep").write_text("k")
+    (root / "sub" / "only" / "f").write_text("f")
+    (root / "sub" / "deeper").mkdir()
+    (root / "sub" / "deeper" / "y.log").write_text("l")
+    (root / "sub" / "deeper" / "only").write_text("anchored pattern must not match this")
+    (root / ".gitignore").write_text("# build output\nbuild/\n")
+    (root / "sub" / ".gitignore").write_text("*.log\n/only\n")
+    return root
+
+
+def test_gitignore_patterns_apply_relative_to_their_directory(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    patterns = gitignore_patterns(str(root))
+    assert [p for p, _ in patterns] == ["build/", "sub/**/*.log", "sub/only"]
+    assert patterns[1][1].endswith("sub/.gitignore:1")
+
+
+def test_dry_run_lists_contents_and_reasons_without_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _tree(tmp_path / "t")
+    patterns = tmp_path / "patterns"
+    patterns.write_text("*.pyc\n")
+    code = main(["create", str(root), "--dry-run", "--gitignore",
+                 "--exclude-from", str(patterns), "--json"])
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    included = {e["path"] for e in plan["included"]}
+    assert included == {".gitignore", "a.txt", "sub", "sub/.gitignore", "sub/keep",
+                        "sub/deeper", "sub/deeper/only"}
+    reasons = {e["path"]: e["reason"] for e in plan["excluded"]}
+    assert reasons.keys() == {"a.pyc", "build", "sub/only", "sub/x.log", "sub/deeper/y.log"}
+    assert "'build/'" in reasons["build"] and ".gitignore:2" in reasons["build"]
+    assert f"{patterns}:1" in reasons["a.pyc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["patterns", "t"]
+
+    assert main(["create", str(root), "--dry-run", "--exclude", "*.txt"]) == 0
+    text = capsys.readouterr().out
+    assert "- a.txt  (pattern '*.txt' from --exclude)" in text
+    assert "+ build/out.o" in text
+
+
+def test_gitignore_create_leaves_ignored_files_out(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t")
+    archive = tmp_path / "a.tar"
+    assert main(["create", str(root), "-o", str(archive), "--gitignore", "-q"]) == 0
+    with ArchiveManager() as manager:
+        names = {e.name for e in manager.list_archive(archive)}
+    assert "build/out.o" not in names and "sub/x.log" not in names and "sub/keep" in names
+
+
+def test_exclude_from_missing_file_is_a_source_error(tmp_path: Path) -> None:
+    result = _arcman("create", str(tmp_path), "--dry-run", "--exclude-from", "/nonexistent")
+    assert result.returncode == 4
+    assert "cannot read pattern file" in result.stderr
+
+
+def test_stats_prints_a_table(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.zip"), "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "arcman statistics" in out
+    size = sum(p.stat().st_size for p in sample_tree.rglob("*") if p.is_file() and
+               not p.is_symlink())
+    assert any("bytes_in" in line and str(size) in line for line in out.splitlines())
+
+
+def test_json_is_exactly_one_object_for_every_command(tmp_path: Path, sample_tree: Path) -> None:
+    archive = tmp_path / "a.tar.xz"
+    dest = tmp_path / "dest"
+    commands = [
+        ["create", str(sample_tree), "-o", str(archive)],
+        ["create", str(sample_tree), "--dry-run"],
+        ["verify", str(archive)],
+        ["list", str(archive)],
+        ["extract", str(archive), "-C", str(dest)],
+        ["diff", str(archive), str(dest)],
+        ["extract", str(archive), "-C", str(dest), "--replace", "--keep-previous"],
+        ["rollback", str(dest)],
+        ["config", str(sample_tree)],
+    ]
+    for args in commands:
+        result = _arcman(*args, "--json")
+        assert result.returncode == 0, (args, result.stderr)
+        assert isinstance(json.loads(result.stdout), dict), args
+        assert result.stdout.count("\n") == 1, args
+
+
+def test_every_command_has_help_with_examples() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) == {"create", "extract", "verify", "list", "diff", "rollback",
+                             "config", "completion"}
+    for name, sub in commands.items():
+        assert f"arcman {name}" in sub.format_help().split("examples:")[1], name
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_names_the_commands(shell: str) -> None:
+    result = _arcman("completion", shell)
+    assert result.returncode == 0, result.stderr
+    assert "rollback" in result.stdout and "--keep-previous" in result.stdout
+
+
+def test_version_does_not_import_rich_or_pathspec() -> None:
+    code = ("import sys\nfrom arcman._cli import main\ntry:\n    main(['--version'])\n"
+            "except SystemExit:\n    pass\n"
+            "mods = ('rich', 'pathspec', 'tomllib', 'shtab')\n"
+            "print(sorted(m for m in mods if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip().endswith("[]")

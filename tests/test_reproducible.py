@@ -1,0 +1,79 @@
+"""--reproducible: the same tree gives the same bytes in every format, wherever it lies, whatever
+its mtimes and permission noise, and with any thread count."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from arcman import ArchiveConfig, ArchiveManager
+from arcman._cli import main
+
+FORMATS = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip"]
+
+
+def _noisy_copy(source: Path, dest: Path) -> None:
+    """Copy with other mtimes and group/other bits: what a checkout on another machine gives."""
+    shutil.copytree(source, dest, symlinks=True)
+    for n, path in enumerate(sorted(dest.rglob("*"))):
+        if path.is_symlink():
+            continue
+        os.utime(path, (1_000_000 + n * 7919, 2_000_000_000 - n * 104729))
+        path.chmod((path.stat().st_mode | 0o060) & ~0o005)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_same_tree_same_bytes(tmp_path: Path, sample_tree: Path, fmt: str) -> None:
+    (sample_tree / "sub" / "big2.bin").write_bytes(os.urandom(64 * 1024) * 40)  # > 1 block
+    other = tmp_path / "elsewhere" / "checkout"
+    _noisy_copy(sample_tree, other)
+    one = ArchiveConfig(reproducible=True, enable_parallelization=False)
+    many = ArchiveConfig(reproducible=True, thread_pool_size=4, memory_budget=1024 * 1024)
+    a, b = tmp_path / f"a.{fmt}", tmp_path / f"b.{fmt}"
+    with ArchiveManager(one) as manager:
+        manager.create_archive(sample_tree, a)
+    with ArchiveManager(many) as manager:
+        manager.create_archive(other, b)
+    assert _digest(a) == _digest(b)
+
+
+def test_source_date_epoch_sets_every_mtime(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(archive), "--reproducible", "-q"]) == 0
+    with ArchiveManager() as manager:
+        entries = manager.list_archive(archive)
+    assert {e.mtime for e in entries} == {1700000000}
+    assert {e.mode for e in entries if e.type == "file"} <= {0o644, 0o755}
+
+
+def test_without_reproducible_mtimes_change_the_bytes(tmp_path: Path, sample_tree: Path) -> None:
+    """Guards the test above: mtime noise must matter when --reproducible is off."""
+    other = tmp_path / "other"
+    _noisy_copy(sample_tree, other)
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar")
+        manager.create_archive(other, tmp_path / "b.tar")
+    assert _digest(tmp_path / "a.tar") != _digest(tmp_path / "b.tar")
+
+
+def test_reproducible_tar_has_no_owner_names(tmp_path: Path, sample_tree: Path) -> None:
+    """gid 0 is "root" on Linux but "wheel" on macOS: names would differ between machines."""
+    import tarfile
+
+    archive = tmp_path / "a.tar"
+    with ArchiveManager(ArchiveConfig(reproducible=True)) as manager:
+        manager.create_archive(sample_tree, archive)
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
