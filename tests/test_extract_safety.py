@@ -158,7 +158,7 @@ def test_generated_member_names_stay_inside_or_are_refused(
         archive = write_tar(base / "g.tar", [tar_file(name, b"payload")])
         dest = base / "dest"
         with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
-            if absolute or ".." in kept or not kept:
+            if name.startswith("/") or ".." in kept or not kept:
                 with pytest.raises(UnsafeMemberError):
                     manager.extract_archive(archive, dest)
                 assert listing(base) == ["g.tar"]

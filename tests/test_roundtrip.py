@@ -12,16 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arcman import ArchiveConfig, ArchiveManager
+from arcman._formats import zip_name_problem
 from helpers import FORMATS, snapshot
 
-# Any character a POSIX file name may hold except the separator, NUL and the backslash (which a
-# zip reader must refuse); surrogates cannot be encoded.
+# Any character a POSIX file name may hold except the separator, NUL and the backslash, and no
+# drive-letter names (zip refuses both: see zip_name_problem); surrogates cannot be encoded.
 _CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00")
 _SHORT = st.text(_CHARS, min_size=1, max_size=12)
 _LONG = st.integers(101, 200).map(lambda n: ("long-name-" * 20)[:n])  # pax headers
 NAMES = (_SHORT | _LONG).filter(
     lambda n: n not in (".", "..", ".DS_Store", "Thumbs.db", ".arcman-manifest.jsonl")
     and len(n.encode()) <= 200
+    and zip_name_problem(n) is None
 )
 MTIMES = st.integers(0, 2**31 - 1)
 FILES = st.tuples(

@@ -16,7 +16,7 @@ from typing import Any
 from .._atomic import AtomicFile, write_atomically
 from .._config import ArchiveConfig
 from .._errors import SourceError
-from .._formats import CompressionFormat
+from .._formats import CompressionFormat, zip_name_problem
 from .._manifest import DIR, FILE
 from .._metadata import ArchiveMetadata
 from .._progress import Progress
@@ -128,12 +128,12 @@ def create_archive(
 def _zip_storable(
     entries: list[SourceEntry], skip: bool, skipped: list[str]
 ) -> list[SourceEntry]:
-    """Zip readers (arcman's own included) treat a backslash as a path separator, so a name
-    holding one cannot round-trip through a zip: refuse it rather than store a trap."""
+    """Names that zip readers (arcman's own included) would refuse are refused here, rather
+    than stored as a trap."""
     storable = []
     for entry in entries:
-        if "\\" in entry.path:
-            reason = "a backslash in a name cannot be stored in a zip"
+        reason = zip_name_problem(entry.path)
+        if reason:
             if not skip:
                 raise SourceError(f"cannot archive {entry.path!r}: {reason}", entry.path)
             skipped.append(f"{entry.path}: {reason}")

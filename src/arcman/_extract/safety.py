@@ -15,6 +15,7 @@ import unicodedata
 
 from .._config import ExtractionLimits
 from .._errors import LimitExceededError, UnsafeMemberError
+from .._formats import zip_name_problem
 from .._manifest import DIR, FILE, SYMLINK
 from .members import HARDLINK, SPECIAL, Member
 
@@ -28,9 +29,10 @@ def normalize_name(raw: str, *, zip_rules: bool) -> str | None:
     name = raw
     if "\x00" in name:
         raise UnsafeMemberError(raw, "NUL byte in name")
-    if zip_rules and "\\" in name:
-        raise UnsafeMemberError(raw, "backslash in a zip member name")
-    if name.startswith("/") or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
+    problem = zip_name_problem(name) if zip_rules else None
+    if problem:
+        raise UnsafeMemberError(raw, problem)
+    if name.startswith("/"):
         raise UnsafeMemberError(raw, "absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
