@@ -180,7 +180,8 @@ def render_markdown(data: dict[str, Any]) -> str:
     labels = [("cpu", "CPU"), ("cores", "cores (os.cpu_count)"), ("memory", "memory"),
               ("os", "OS"), ("python", "Python"), ("python_path", "interpreter"),
               ("arcman", "arcman --version"), ("tar", "tar"), ("gzip", "gzip"),
-              ("pigz", "pigz"), ("zstd", "zstd")]
+              ("pigz", "pigz"), ("zstd", "zstd"), ("load", "load average at start (1/5/15 min)"),
+              ("load_end", "load average at end")]
     out += [f"| {label} | {machine.get(key, '-')} |" for key, label in labels]
     out += ["", "## Method", "",
             "- Every command runs as `bash -c 'set -o pipefail; CMD'`, reaped with `os.wait4`: "
@@ -289,7 +290,7 @@ def render_chart(data: dict[str, Any], path: Path) -> bool:
     scale = data["meta"]["scale"]
     fig.suptitle("arcman benchmark" + (f" (scale {scale:g}, not representative)"
                                       if scale != 1.0 else ""), fontsize=14)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,8 +93,10 @@ class Tool:
                 shutil.rmtree(d)
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True)
-        if self.dest is not None and self.mkdir_dest:
-            self.dest.mkdir(parents=True)
+        if self.dest is not None:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            if self.mkdir_dest:
+                self.dest.mkdir()
 
     def cleanup(self) -> None:
         """Free disk after a run (extracted trees); archives stay for the next operations."""
@@ -205,12 +206,13 @@ def measure(tool: Tool, log_dir: Path, opts: argparse.Namespace) -> Run:
         timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        timed_out = timer.finished.is_set()
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: keep Popen from waiting
     tree_rss = sampler.stop() if sampler else None
     maxrss = usage.ru_maxrss * 1024
     if opts.gnu_time:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # empty if killed
             maxrss = int(rss_path.read_text().split()[-1]) * 1024
     run = Run(
         wall=wall, cpu=usage.ru_utime + usage.ru_stime, maxrss=maxrss, tree_rss=tree_rss,
@@ -225,7 +227,8 @@ def measure(tool: Tool, log_dir: Path, opts: argparse.Namespace) -> Run:
             if isinstance(run.json_out.get("timings"), dict):
                 run.timings = run.json_out["timings"]
     if run.rc != 0:
-        run.json_out = {"stderr_tail": _tail(stderr_path)}
+        why = f"timed out after {opts.timeout:g}s; " if timed_out else ""
+        run.json_out = {"stderr_tail": why + _tail(stderr_path)}
     return run
 
 
@@ -279,6 +282,7 @@ def machine_info(python: str) -> dict[str, str]:
             if ln.startswith("PRETTY_NAME="):
                 pretty = ln.split("=", 1)[1].strip('"')
     info["os"] = f"{pretty} (kernel {platform.release()})".strip()
+    info["load"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     info["python"] = capture([python, "-c", "import sys; print(sys.version.split()[0])"])[1]
     info["python_path"] = python
     for prog, argv in (("tar", ["tar", "--version"]), ("gzip", ["gzip", "--version"]),
@@ -346,7 +350,8 @@ def create_tools(ctx: Context) -> tuple[list[Tool], list[str]]:
             # stdlib corpus would shadow the interpreter's own modules
             cwd=ctx.work if template.startswith(py) else ctx.src,
             output=out, out_dir=out_dir,
-            display=template.format(src="SRC", out="OUT").replace(py, "PY"),
+            display=template.format(src="SRC", out=fname.replace("out", "OUT"))
+            .replace(py, "PY").replace(_q(BENCH_DIR), "bench"),
         ))
     return tools, notes
 
@@ -447,23 +452,23 @@ class Bench:
             res.summarize()
             self.results.append(res)
 
-    def ensure_archive(self, tool: Tool | None, fallback: Callable[[], Tool | None]) -> Path | None:
-        """An archive from ``tool``'s last create run, or built once (untimed) by ``fallback``."""
-        if tool is not None and tool.output is not None and tool.output.exists():
-            return tool.output
-        made = fallback()
-        if made is None:
+    def ensure_archive(self, tool: Tool | None) -> Path | None:
+        """``tool``'s archive: the one its last create run left, else built once now (untimed)."""
+        if tool is None or tool.output is None:
             return None
-        self.log(f"building {made.name} archive (untimed)")
-        run = measure(made, Path(self.args.corpora) / "_work" / "logs", self.args)
-        return made.output if run.rc == 0 and made.output is not None else None
+        if not tool.output.exists():
+            self.log(f"building the {tool.name} archive (untimed)")
+            if measure(tool, Path(self.args.corpora) / "_work" / "logs", self.args).rc != 0:
+                return None
+        return tool.output
 
     def run_corpus(self, name: str) -> None:
         """create, then extract and verify on archives made by create."""
         a = self.args
         src = corpora.ensure(Path(a.corpora), name, a.scale, log=self.log)
         work = Path(a.corpora) / "_work" / name
-        work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)  # no stale archive from an earlier run
+        work.mkdir(parents=True)
         ctx = Context(python=a.python, cores=a.cores, corpus=name, src=src, work=work,
                       has=self.has, skip=set(a.skip))
         # archive builders always exist (even with --skip) so extract/verify have inputs
@@ -473,14 +478,8 @@ class Bench:
         by_name = {t.name: t for t in all_creates}
         if "create" in a.ops:
             self.run_group(name, "create", [t for t in all_creates if t.name not in ctx.skip])
-
-        def builder(tool_name: str) -> Callable[[], Tool | None]:
-            return lambda: by_name.get(tool_name)
-
-        arcman_gz = self.ensure_archive(by_name.get("arcman gz") if "create" in a.ops else None,
-                                        builder("arcman gz")) if self.has.get("arcman") else None
-        gzip6 = self.ensure_archive(by_name.get("tar|gzip -6") if "create" in a.ops else None,
-                                    builder("tar|gzip -6"))
+        arcman_gz = self.ensure_archive(by_name.get("arcman gz"))
+        gzip6 = self.ensure_archive(by_name.get("tar|gzip -6"))
         if "extract" in a.ops:
             archives: dict[str, Path] = {}
             if arcman_gz is not None and "arcman" in a.extract_from:
@@ -551,7 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.notes.append("psutil not installed: no process-tree RSS column")
     for name in args.selected:
         bench.run_corpus(name)
-    data = {
+    info["load_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    data: dict[str, Any] = {
         "meta": {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(time.time() - started, 1),
