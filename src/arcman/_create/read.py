@@ -153,23 +153,23 @@ class ContentReader:
             return Skipped(str(exc))
 
     def _load_batch(self, entries: list[SourceEntry]) -> list[Loaded | Skipped]:
-        return [self._load(entry) for entry in entries]
+        with self._clock.measure("hashing"):
+            return [self._load(entry) for entry in entries]
 
     def _load(self, entry: SourceEntry) -> Loaded | Skipped:
         path = os.path.join(self._root, entry.path)
-        with self._clock.measure("hashing"):
+        try:
+            fd = _open_checked(path, entry, self._follow)
             try:
-                fd = _open_checked(path, entry, self._follow)
-                try:
-                    data = _read_exactly(fd, path, entry.size)
-                finally:
-                    os.close(fd)
-            except SourceError as exc:
-                if not self._skip:
-                    raise
-                return Skipped(str(exc))
-            digest = hashlib.sha256(data).hexdigest()
-            prepared = self._prepare(data) if self._prepare is not None else None
+                data = _read_exactly(fd, path, entry.size)
+            finally:
+                os.close(fd)
+        except SourceError as exc:
+            if not self._skip:
+                raise
+            return Skipped(str(exc))
+        digest = hashlib.sha256(data).hexdigest()
+        prepared = self._prepare(data) if self._prepare is not None else None
         return Loaded(data, digest, prepared)
 
 
