@@ -23,6 +23,9 @@ from .read import Content, LargeFile, Loaded
 
 BLOCK = 512
 RECORD = 20 * BLOCK
+# Records are gathered into writes of about this size: one sink call per member (header, data,
+# padding: three) cost more than the zstd compression of a small file did.
+COALESCE = 1024 * 1024
 _TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE}
 _OCTAL_7 = 8**7
 _OCTAL_11 = 8**11
@@ -104,6 +107,8 @@ class TarWriter:
         self._names = _OwnerNames()
         self.manifest = ManifestWriter()
         self.written = 0
+        self._parts: list[bytes] = []
+        self._held = 0
         self._max_mtime = 0
 
     def _header(self, entry: SourceEntry, size: int) -> bytes:
@@ -114,8 +119,17 @@ class TarWriter:
         )
 
     def _emit(self, data: bytes) -> None:
-        self._sink.write(data)
+        self._parts.append(data)
+        self._held += len(data)
         self.written += len(data)
+        if self._held >= COALESCE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._parts:
+            self._sink.write(self._parts[0] if len(self._parts) == 1 else b"".join(self._parts))
+            self._parts.clear()
+            self._held = 0
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:
@@ -161,4 +175,5 @@ class TarWriter:
         self._emit(b"\0" * (2 * BLOCK))
         if self.written % RECORD:
             self._emit(b"\0" * (RECORD - self.written % RECORD))
+        self._flush()
         self._sink.close()
