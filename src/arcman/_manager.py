@@ -12,9 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._config import ArchiveConfig
-from ._create.create import create_archive as _create
 from ._errors import ArchiveError
-from ._extract import extract as _extract
 from ._metadata import ArchiveEntry, ArchiveMetadata
 from ._stats import PhaseClock, StatsRecorder
 from ._workers import Submit
@@ -25,6 +23,9 @@ T = TypeVar("T")
 
 class ArchiveManager:
     """Creates, extracts, verifies and lists archives.
+
+    The create and extract pipelines are imported by the first operation that needs them, so
+    a CLI run or a program that only creates does not load the other half.
 
     One manager may be shared by many threads: operations run concurrently on its pool (of
     ``config.thread_pool_size`` workers, started on first use) and are not serialized.
@@ -105,6 +106,8 @@ class ArchiveManager:
         """Archive ``source_dir`` into ``archive_path`` (format from its extension)."""
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            from ._create.create import create_archive as _create
+
             return _create(os.fspath(source_dir), os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("create", config, work, _sizes)
@@ -121,6 +124,8 @@ class ArchiveManager:
         """Extract into ``dest_dir`` through a verified staging tree, then commit atomically."""
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            from ._extract import extract as _extract
+
             return _extract.extract_archive(
                 os.fspath(archive_path), os.fspath(dest_dir), cfg, submit, clock,
                 verify_integrity=verify_integrity, replace=replace,
@@ -134,6 +139,8 @@ class ArchiveManager:
         """Check everything that can be checked; raise IntegrityError naming what failed."""
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            from ._extract import extract as _extract
+
             return _extract.verify_archive(os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("verify", config, work, _sizes)
@@ -149,6 +156,8 @@ class ArchiveManager:
         def work(
             cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
         ) -> list[ArchiveEntry]:
+            from ._extract import extract as _extract
+
             return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("list", config, work, lambda r: (len(r), 0, 0))
