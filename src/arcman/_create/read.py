@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -51,21 +52,26 @@ class Skipped:
 class LargeFile:
     """A file streamed in chunks by the consumer; ``sha256`` is known once chunks() is done."""
 
-    def __init__(self, path: str, entry: SourceEntry, follow_symlinks: bool) -> None:
+    def __init__(
+        self, path: str, entry: SourceEntry, follow_symlinks: bool, clock: PhaseClock
+    ) -> None:
         self.entry = entry
         self._path = path
         self._fd = _open_checked(path, entry, follow_symlinks)
         self._hash = hashlib.sha256()
+        self._clock = clock
         self.sha256 = ""
 
     def chunks(self) -> Iterator[bytes]:
         remaining = self.entry.size
         try:
             while remaining > 0:
+                started = time.perf_counter()
                 chunk = os.read(self._fd, min(CHUNK_SIZE, remaining))
                 if not chunk:
                     raise SourceError(f"{self._path!r} shrank while it was being read", self._path)
                 self._hash.update(chunk)
+                self._clock.add("hashing", time.perf_counter() - started)
                 remaining -= len(chunk)
                 yield chunk
             if os.read(self._fd, 1):
@@ -146,7 +152,7 @@ class ContentReader:
     def _open_large(self, entry: SourceEntry) -> LargeFile | Skipped:
         path = os.path.join(self._root, entry.path)
         try:
-            return LargeFile(path, entry, self._follow)
+            return LargeFile(path, entry, self._follow, self._clock)
         except SourceError as exc:
             if not self._skip:
                 raise
