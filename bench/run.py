@@ -529,6 +529,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.extract_from = args.extract_from.split(",")
     if not 0 < args.scale <= 1 or args.repeat < 1:
         ap.error("need 0 < --scale <= 1 and --repeat >= 1")
+    if os.sep in args.python:  # commands run inside the corpus: a relative path would not resolve
+        args.python = os.path.abspath(args.python)
     return args
 
 
