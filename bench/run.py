@@ -94,8 +94,11 @@ class Tool:
                 shutil.rmtree(d)
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True)
-        if self.dest is not None and self.mkdir_dest:
-            self.dest.mkdir(parents=True)
+        if self.dest is not None:
+            # arcman makes DEST itself but, like any atomic rename, needs its parent.
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            if self.mkdir_dest:
+                self.dest.mkdir()
 
     def cleanup(self) -> None:
         """Free disk after a run (extracted trees); archives stay for the next operations."""
