@@ -94,6 +94,7 @@ class Tool:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True)
         if self.dest is not None:
+            # arcman makes DEST itself but, like any atomic rename, needs its parent.
             self.dest.parent.mkdir(parents=True, exist_ok=True)
             if self.mkdir_dest:
                 self.dest.mkdir()
@@ -528,6 +529,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.extract_from = args.extract_from.split(",")
     if not 0 < args.scale <= 1 or args.repeat < 1:
         ap.error("need 0 < --scale <= 1 and --repeat >= 1")
+    if os.sep in args.python:  # commands run inside the corpus: a relative path would not resolve
+        args.python = os.path.abspath(args.python)
     return args
 
 

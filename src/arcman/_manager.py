@@ -12,10 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._config import ArchiveConfig
-from ._create.create import create_archive as _create
 from ._errors import ArchiveError
-from ._extract import extract as _extract
-from ._extract.commit import rollback as _rollback
 from ._metadata import ArchiveEntry, ArchiveMetadata
 from ._stats import PhaseClock, StatsRecorder
 from ._workers import Submit
@@ -26,6 +23,9 @@ T = TypeVar("T")
 
 class ArchiveManager:
     """Creates, extracts, verifies and lists archives.
+
+    The create and extract pipelines are imported by the first operation that needs them, so
+    a CLI run or a program that only creates does not load the other half.
 
     One manager may be shared by many threads: operations run concurrently on its pool (of
     ``config.thread_pool_size`` workers, started on first use) and are not serialized.
@@ -106,6 +106,8 @@ class ArchiveManager:
         """Archive ``source_dir`` into ``archive_path`` (format from its extension)."""
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            from ._create.create import create_archive as _create
+
             return _create(os.fspath(source_dir), os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("create", config, work, _sizes)
@@ -127,6 +129,8 @@ class ArchiveManager:
         """
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            from ._extract import extract as _extract
+
             return _extract.extract_archive(
                 os.fspath(archive_path), os.fspath(dest_dir), cfg, submit, clock,
                 verify_integrity=verify_integrity, replace=replace, keep_previous=keep_previous,
@@ -140,6 +144,8 @@ class ArchiveManager:
         """Check everything that can be checked; raise IntegrityError naming what failed."""
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
+            from ._extract import extract as _extract
+
             return _extract.verify_archive(os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("verify", config, work, _sizes)
@@ -155,13 +161,17 @@ class ArchiveManager:
         def work(
             cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
         ) -> list[ArchiveEntry]:
+            from ._extract import extract as _extract
+
             return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)
 
         return self._run("list", config, work, lambda r: (len(r), 0, 0))
 
     def rollback(self, dest_dir: str | os.PathLike[str]) -> None:
         """Swap ``dest_dir`` with ``<dest_dir>.prev`` kept by ``keep_previous``; again to undo."""
-        _rollback(os.path.abspath(dest_dir))
+        from ._extract.commit import rollback
+
+        rollback(os.path.abspath(dest_dir))
 
     def get_stats(self) -> dict[str, Any]:
         stats = self._stats.snapshot()

@@ -54,6 +54,10 @@ class ManifestEntry:
         return data
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 class ManifestWriter:
     """Collects entries as members are written; spills to disk past 8 MiB so memory stays flat."""
 
@@ -66,7 +70,7 @@ class ManifestWriter:
         self._write({"arcman_manifest": MANIFEST_VERSION, "algorithm": "sha256"})
 
     def _write(self, obj: dict[str, Any]) -> None:
-        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+        line = _ENCODER.encode(obj)
         self._spool.write(line.encode("utf-8", "surrogateescape") + b"\n")
 
     def add(self, entry: ManifestEntry) -> None:

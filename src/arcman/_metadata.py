@@ -31,8 +31,10 @@ class ArchiveMetadata:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["format"] = self.format.value
+        # dataclasses.asdict deep-copies every string of ``files``: ~20 us a member.
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.update(format=self.format.value, files=list(self.files), skipped=list(self.skipped),
+                    timings=dict(self.timings))
         return data
 
     @classmethod

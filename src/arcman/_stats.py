@@ -14,6 +14,7 @@ PHASES = (
     "hashing",
     "compression",
     "decompression",
+    "parsing",
     "verification",
     "extraction",
     "commit",

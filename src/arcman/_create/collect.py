@@ -14,10 +14,14 @@ import stat
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .._errors import SourceError
 from .._manifest import DIR, FILE, SYMLINK
 from .._workers import Submit, start
+
+if TYPE_CHECKING:
+    import pathspec
 
 
 @dataclass(slots=True)
@@ -61,10 +65,13 @@ class Collector:
         skip_errors: bool,
         submit: Submit | None,
     ) -> None:
-        import pathspec  # imported here so that `arcman --version` stays fast
-
         self._root = os.path.realpath(root)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(exclude_patterns)
+        # pathspec costs ~20 ms to import and a match per entry: only when there are patterns.
+        self._spec: pathspec.GitIgnoreSpec | None = None
+        if exclude_patterns:
+            import pathspec
+
+            self._spec = pathspec.GitIgnoreSpec.from_lines(exclude_patterns)
         # Compared with each entry's path under the resolved root: cheap, and enough to keep
         # the archive being written (and its sidecars) out of itself.
         self._exclude_paths = {
@@ -140,7 +147,7 @@ class Collector:
                 continue
             mode = st.st_mode
             is_dir = stat.S_ISDIR(mode)
-            if self._spec.match_file(path + "/" if is_dir else path):
+            if self._spec is not None and self._spec.match_file(path + "/" if is_dir else path):
                 continue
             if d.path in self._exclude_paths:
                 continue

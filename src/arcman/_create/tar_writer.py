@@ -3,6 +3,11 @@
 Headers are POSIX pax (ustar where the member fits, pax records for long or non-ASCII names
 and large values), readable by GNU tar, bsdtar and Python's tarfile. Owner names are looked up
 once per uid/gid rather than once per member.
+
+tarfile's TarInfo.tobuf costs ~25 us a member, which made the writer thread the bottleneck
+once compression was parallel; ``ustar_header`` builds the common case (ASCII names that fit,
+values in range) directly, byte-identical to tarfile's output, and leaves everything else to
+tarfile's pax path.
 """
 
 from __future__ import annotations
@@ -18,7 +23,43 @@ from .read import Content, LargeFile, Loaded
 
 BLOCK = 512
 RECORD = 20 * BLOCK
+# Records are gathered into writes of about this size: one sink call per member (header, data,
+# padding: three) cost more than the zstd compression of a small file did.
+COALESCE = 1024 * 1024
 _TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE}
+_OCTAL_7 = 8**7
+_OCTAL_11 = 8**11
+# magic "ustar\0", version "00", then after the owner names: empty devmajor/devminor and prefix.
+_MAGIC = tarfile.POSIX_MAGIC
+_TAIL = bytes(8 + 8 + 155 + 12)
+
+
+def _fits(text: str, length: int) -> bool:
+    return len(text) <= length and text.isascii()
+
+
+def ustar_header(
+    name: str, type_: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+    linkname: str, uname: str, gname: str,
+) -> bytes | None:
+    """A plain ustar header block as tarfile's PAX_FORMAT writes it, or None if it needs pax."""
+    if not (
+        _fits(name, 100) and _fits(linkname, 100) and _fits(uname, 32) and _fits(gname, 32)
+        and 0 <= uid < _OCTAL_7 and 0 <= gid < _OCTAL_7
+        and 0 <= size < _OCTAL_11 and 0 <= mtime < _OCTAL_11
+    ):
+        return None
+    block = b"".join((
+        name.encode("ascii").ljust(100, b"\0"),
+        b"%07o\0%07o\0%07o\0%011o\0%011o\0        " % (mode & 0o7777, uid, gid, size, mtime),
+        type_,
+        linkname.encode("ascii").ljust(100, b"\0"),
+        _MAGIC,
+        uname.encode("ascii").ljust(32, b"\0"),
+        gname.encode("ascii").ljust(32, b"\0"),
+        _TAIL,
+    ))
+    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
 
 
 class _OwnerNames:
@@ -43,6 +84,23 @@ class _OwnerNames:
         return self._groups[gid]
 
 
+def _header(
+    name: str, type_: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
+    linkname: str, uname: str, gname: str,
+) -> bytes:
+    """The member's header: the lean ustar block when it fits, tarfile's pax sequence if not."""
+    if type_ == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"  # as tarfile does
+    fast = ustar_header(name, type_, mode, uid, gid, size, mtime, linkname, uname, gname)
+    if fast is not None:
+        return fast
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mode, info.mtime = type_, size, mode, mtime
+    info.uid, info.gid, info.uname, info.gname = uid, gid, uname, gname
+    info.linkname = linkname
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
 class TarWriter:
     def __init__(self, sink: Sink, *, owner_names: bool = True) -> None:
         """``owner_names=False`` leaves uname/gname empty: uid 0 is "root" everywhere, but gid 0
@@ -51,24 +109,31 @@ class TarWriter:
         self._names = _OwnerNames() if owner_names else None
         self.manifest = ManifestWriter()
         self.written = 0
+        self._parts: list[bytes] = []
+        self._held = 0
         self._max_mtime = 0
 
     def _header(self, entry: SourceEntry, size: int) -> bytes:
-        info = tarfile.TarInfo(entry.path)
-        info.type = _TYPES.get(entry.kind, tarfile.SYMTYPE)
-        info.size = size
-        info.mode = entry.mode
-        info.mtime = entry.mtime
-        info.uid, info.gid = entry.uid, entry.gid
-        if self._names is not None:
-            info.uname, info.gname = self._names.user(entry.uid), self._names.group(entry.gid)
-        if entry.target is not None:
-            info.linkname = entry.target
-        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        names = self._names
+        return _header(
+            entry.path, _TYPES.get(entry.kind, tarfile.SYMTYPE), entry.mode, entry.uid,
+            entry.gid, size, entry.mtime, entry.target or "",
+            names.user(entry.uid) if names is not None else "",
+            names.group(entry.gid) if names is not None else "",
+        )
 
     def _emit(self, data: bytes) -> None:
-        self._sink.write(data)
+        self._parts.append(data)
+        self._held += len(data)
         self.written += len(data)
+        if self._held >= COALESCE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._parts:
+            self._sink.write(self._parts[0] if len(self._parts) == 1 else b"".join(self._parts))
+            self._parts.clear()
+            self._held = 0
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:
@@ -102,9 +167,10 @@ class TarWriter:
         """Append the manifest member and the end-of-archive marker, padded to a full record."""
         data, length = self.manifest.finish()
         try:
-            info = tarfile.TarInfo(MANIFEST_NAME)
-            info.size, info.mode, info.mtime = length, 0o644, self._max_mtime
-            self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            self._emit(
+                _header(MANIFEST_NAME, tarfile.REGTYPE, 0o644, 0, 0, length, self._max_mtime,
+                        "", "", "")
+            )
             while chunk := data.read(1024 * 1024):
                 self._emit(chunk)
             self._pad(length)
@@ -113,4 +179,5 @@ class TarWriter:
         self._emit(b"\0" * (2 * BLOCK))
         if self.written % RECORD:
             self._emit(b"\0" * (RECORD - self.written % RECORD))
+        self._flush()
         self._sink.close()

@@ -86,10 +86,10 @@ class ZipWriter:
 
     def prepare(self, data: bytes) -> tuple[int, int, bytes]:
         """Worker-side: CRC-32 and the member's stored bytes (deflated when that is smaller)."""
-        lib = deflate_backend(self._level or 6)
+        lib, native = deflate_backend(self._level or 6)
         crc = lib.crc32(data)
         if self._level:
-            c = lib.compressobj(self._level, lib.DEFLATED, -15)
+            c = lib.compressobj(native, lib.DEFLATED, -15)
             packed = c.compress(data) + c.flush()
             if len(packed) < len(data):
                 return crc, _DEFLATED, packed
@@ -109,7 +109,7 @@ class ZipWriter:
             digest = content.sha256
         else:
             data = (entry.target or "").encode("utf-8", "surrogateescape")
-            lib = deflate_backend(6)
+            lib, _ = deflate_backend(6)
             self._member(name, entry.mtime, external, _STORED, lib.crc32(data), data, len(data))
         self.manifest.add(
             ManifestEntry(
@@ -158,7 +158,7 @@ class ZipWriter:
             self._out.offset += deflater.compressed_size
             rec.crc = deflater.crc
         else:
-            lib = deflate_backend(6)
+            lib, _ = deflate_backend(6)
             crc = 0
             for chunk in content.chunks():
                 crc = lib.crc32(chunk, crc)
@@ -196,7 +196,7 @@ class ZipWriter:
             body = data.read()
         finally:
             self.manifest.close()
-        lib = deflate_backend(6)
+        lib, _ = deflate_backend(6)
         mtime = max((r.mtime for r in self._records), default=0)
         self._member(MANIFEST_NAME, mtime, (stat.S_IFREG | 0o644) << 16, _STORED,
                      lib.crc32(body), body, length)

@@ -45,9 +45,11 @@ def open_decoder(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
 class DecompressedStream:
     """A read-only file over an archive's decompressed bytes.
 
-    ``consumed`` is how many compressed bytes have been read so far (for progress and the
-    compression-ratio limit). The producer thread completes at the end of the data, on the
-    first error, or when close() asks it to stop.
+    ``consumed`` is how many compressed bytes had been read when the piece being consumed was
+    decoded (for progress and the compression-ratio limit). The producer records it with each
+    piece: asking the raw file from the consumer's thread would wait on its lock while the
+    decoder reads. The producer thread completes at the end of the data, on the first error, or
+    when close() asks it to stop.
     """
 
     def __init__(
@@ -60,8 +62,9 @@ class DecompressedStream:
         self._buffer = memoryview(b"")
         self._eof = False
         self.produced = 0
+        self.consumed = 0
         self._stop = threading.Event()
-        self._pieces: Iterator[bytes | BaseException | object]
+        self._pieces: Iterator[tuple[bytes, int] | BaseException | object]
         self._thread: threading.Thread | None = None
         if threaded:
             self._queue: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
@@ -73,21 +76,15 @@ class DecompressedStream:
         else:
             self._pieces = self._decode()
 
-    @property
-    def consumed(self) -> int:
-        try:
-            return self._raw.tell()
-        except (OSError, ValueError):
-            return self.compressed_size
-
-    def _decode(self) -> Iterator[bytes | BaseException | object]:
+    def _decode(self) -> Iterator[tuple[bytes, int] | BaseException | object]:
         try:
             while not self._stop.is_set():
                 with self._clock.measure("decompression"):
                     piece = self._decoder.read(PIECE)
+                    position = self._raw.tell()
                 if not piece:
                     break
-                yield piece
+                yield piece, position
         except Exception as exc:  # every decoder's own error type, reported as one kind
             yield exc
             return
@@ -114,9 +111,10 @@ class DecompressedStream:
         if isinstance(item, BaseException):
             self._eof = True
             raise CorruptArchiveError(f"archive data is corrupt or truncated: {item}") from item
-        assert isinstance(item, bytes)
-        self.produced += len(item)
-        self._buffer = memoryview(item)
+        assert isinstance(item, tuple)
+        piece, self.consumed = item
+        self.produced += len(piece)
+        self._buffer = memoryview(piece)
         return True
 
     def read(self, n: int = -1) -> bytes:

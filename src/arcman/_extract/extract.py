@@ -125,7 +125,7 @@ def scan_archive(
             members = zip_members(archive)
         else:
             stream = DecompressedStream(archive_path, fmt, clock, threaded=submit is not None)
-            members = tar_members(stream)
+            members = tar_members(stream, clock)
         consumed = 0
         for member in members:
             if manifest_data is not None:
