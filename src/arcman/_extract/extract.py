@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import secrets
 import tarfile
@@ -29,7 +30,7 @@ from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit, start
 from .check import Observed, check_against_manifest
-from .commit import check_destination, commit, make_staging, remove_tree
+from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
 from .decompress import DecompressedStream
 from .members import HARDLINK, Member, open_zip, tar_members, zip_members
 from .safety import MemberGuard, normalize_name
@@ -138,8 +139,11 @@ def scan_archive(
             now = stream.consumed if stream is not None else consumed + member.size
             progress.advance(now - consumed)
             consumed = now
-            if guard is not None and stream is not None:
-                guard.check_ratio(stream.produced, stream.consumed)
+            if guard is not None:
+                if stream is not None:
+                    guard.check_ratio(stream.produced, stream.consumed)
+                else:
+                    guard.check_ratio(scan.uncompressed_size, size)
     except ArchiveError:
         raise
     except _READ_ERRORS as exc:
@@ -208,6 +212,20 @@ def _case_insensitive(directory: str) -> bool:
         os.unlink(os.path.join(directory, name))
 
 
+def _known_size(archive_path: str, fmt: CompressionFormat) -> int | None:
+    """The expanded size, when the archive declares it before extraction: from a zip's central
+    directory, or from the ``.meta`` sidecar arcman writes beside every archive."""
+    if fmt is CompressionFormat.ZIP:
+        with open_zip(archive_path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    try:
+        with open(archive_path + ".meta", encoding="utf-8") as f:
+            size = json.load(f).get("uncompressed_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size if isinstance(size, int) and size >= 0 else None
+
+
 def _guard(config: ArchiveConfig, fmt: CompressionFormat, case_insensitive: bool) -> MemberGuard:
     return MemberGuard(
         config.limits, case_insensitive=case_insensitive, zip_rules=fmt is CompressionFormat.ZIP
@@ -229,6 +247,7 @@ def extract_archive(
     check_destination(dest, replace)
     staging = make_staging(dest)
     try:
+        ensure_space(staging, _known_size(archive_path, fmt))
         sink = StagingTree(
             staging, submit, config.memory_budget, clock,
             preserve_permissions=config.preserve_permissions,

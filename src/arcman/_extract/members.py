@@ -3,7 +3,9 @@
 Each member carries a ``read(n)`` for its data that is valid until the next member is taken
 (tar is a stream). Container errors from tarfile/zipfile become CorruptArchiveError; a tar
 stream must end with a proper end-of-archive marker, so damage that tarfile would take for the
-end of the archive is reported instead of silently dropping the members after it.
+end of the archive is reported instead of silently dropping the members after it, and so is a
+stream cut exactly at a member boundary. Zip entries whose data overlap (the "quoted overlap"
+bomb, which Python 3.11 before 3.11.8 does not detect) are refused when the file is opened.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .._errors import CorruptArchiveError
+from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
 from .decompress import DecompressedStream
 
 HARDLINK = "hardlink"
 SPECIAL = "special"
+MAX_TARGET_BYTES = 4095
+_ZIP_LOCAL_HEADER = 30
 
 
 @dataclass(slots=True)
@@ -91,6 +95,9 @@ def _check_end_of_archive(archive: tarfile.TarFile) -> None:
     end-of-archive marker must be zero padding, or members were lost."""
     rest = archive.fileobj
     assert rest is not None
+    if rest.tell() < archive.offset + tarfile.BLOCKSIZE:
+        # The data stopped where a header was due: cut at a member boundary, not ended.
+        raise CorruptArchiveError("tar archive is truncated: its end-of-archive marker is missing")
     try:
         while chunk := rest.read(1024 * 1024):
             if chunk.count(0) != len(chunk):
@@ -131,7 +138,11 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
         member = Member(info.filename, kind, info.file_size, mode, _zip_mtime(info))
         try:
             if kind == SYMLINK:
-                member.target = archive.read(info).decode("utf-8", "surrogateescape")
+                with archive.open(info) as link:
+                    target = link.read(MAX_TARGET_BYTES + 1)
+                if len(target) > MAX_TARGET_BYTES:
+                    raise UnsafeMemberError(info.filename, "symlink target is too long")
+                member.target = target.decode("utf-8", "surrogateescape")
             elif kind == FILE:
                 member.read = archive.open(info).read
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -141,6 +152,22 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
 
 def open_zip(path: str) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise CorruptArchiveError(f"not a valid zip archive: {exc}") from exc
+    try:
+        _check_layout(archive)
+    except CorruptArchiveError:
+        archive.close()
+        raise
+    return archive
+
+
+def _check_layout(archive: zipfile.ZipFile) -> None:
+    """Each entry's local header and data must end before the next entry (or the central
+    directory) begins; the bound used (header without its name, then the data) is a minimum."""
+    infos = sorted(archive.infolist(), key=lambda i: i.header_offset)
+    limits = [i.header_offset for i in infos[1:]] + [archive.start_dir]
+    for info, limit in zip(infos, limits, strict=True):
+        if info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size > limit:
+            raise CorruptArchiveError(f"zip entry {info.filename!r} overlaps the next one")
