@@ -57,7 +57,8 @@ def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
     return SPECIAL, f"tar member type {info.type!r}"
 
 
-def tar_members(stream: DecompressedStream) -> Iterator[Member]:
+def tar_members(stream: DecompressedStream, pax_headers: dict[str, str]) -> Iterator[Member]:
+    """The members; once they are exhausted, ``pax_headers`` holds the pax global headers."""
     try:
         archive = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # type: ignore[call-overload]  # noqa: SIM115
     except tarfile.TarError as exc:
@@ -75,6 +76,7 @@ def tar_members(stream: DecompressedStream) -> Iterator[Member]:
                 info.linkname if kind in (SYMLINK, HARDLINK) else None, reader, detail,
             )
         _check_end_of_archive(archive)
+        pax_headers.update(archive.pax_headers)
     finally:
         archive.close()
 
@@ -125,13 +127,15 @@ def _zip_mtime(info: zipfile.ZipInfo) -> int:
 
 def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
+        if not info.filename:
+            raise CorruptArchiveError("zip entry with an empty name")
         unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
         mode = stat.S_IMODE(unix_mode)
         if info.is_dir():
             kind, mode = DIR, mode or 0o755
         elif stat.S_ISLNK(unix_mode):
             kind = SYMLINK
-        elif unix_mode and not stat.S_ISREG(unix_mode):
+        elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):  # 0: permissions only (zipfile)
             kind = SPECIAL
         else:
             kind, mode = FILE, mode or 0o644
