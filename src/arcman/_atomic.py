@@ -91,7 +91,7 @@ class AtomicFile:
 
     def __init__(self, path: str) -> None:
         self.path = os.path.abspath(path)
-        directory, name = os.path.split(self.path)
+        directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise DestinationError(f"output directory {directory!r} does not exist")
         clean_stale(self.path)

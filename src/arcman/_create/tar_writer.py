@@ -11,7 +11,7 @@ import grp
 import pwd
 import tarfile
 
-from .._manifest import DIR, FILE, MANIFEST_NAME, ManifestEntry, ManifestWriter
+from .._manifest import DIR, FILE, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestEntry, ManifestWriter
 from .collect import SourceEntry
 from .compress import Sink
 from .read import Content, LargeFile, Loaded
@@ -50,6 +50,7 @@ class TarWriter:
         self.manifest = ManifestWriter()
         self.written = 0
         self._max_mtime = 0
+        self._emit(tarfile.TarInfo.create_pax_global_header({TAR_MANIFEST_MARK: "1"}))
 
     def _header(self, entry: SourceEntry, size: int) -> bytes:
         info = tarfile.TarInfo(entry.path)

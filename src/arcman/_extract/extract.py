@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from .._config import ArchiveConfig
 from .._errors import ArchiveError, CorruptArchiveError, IntegrityError
 from .._formats import CompressionFormat
-from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK, ManifestEntry, parse_manifest
+from .._manifest import (
+    DIR,
+    FILE,
+    MANIFEST_NAME,
+    SYMLINK,
+    TAR_MANIFEST_MARK,
+    ManifestEntry,
+    parse_manifest,
+)
 from .._metadata import ArchiveEntry, ArchiveMetadata
 from .._progress import Progress
 from .._stats import PhaseClock
@@ -119,6 +127,7 @@ def scan_archive(
     progress = Progress(config.progress_callback, size)
     manifest_data: bytes | None = None
     stream: DecompressedStream | None = None
+    pax_headers: dict[str, str] = {}
     archive: zipfile.ZipFile | None = None
     try:
         if fmt is CompressionFormat.ZIP:
@@ -126,7 +135,7 @@ def scan_archive(
             members = zip_members(archive)
         else:
             stream = DecompressedStream(archive_path, fmt, clock, threaded=submit is not None)
-            members = tar_members(stream)
+            members = tar_members(stream, pax_headers)
         consumed = 0
         for member in members:
             if manifest_data is not None:
@@ -156,6 +165,8 @@ def scan_archive(
     with clock.measure("verification"):
         if manifest_data is not None:
             scan.manifest = parse_manifest(manifest_data)
+        elif TAR_MANIFEST_MARK in pax_headers:
+            raise IntegrityError(f"the archive announces {MANIFEST_NAME}, which is missing")
         for seen in scan.observed:
             seen.sha256()  # surface worker errors before judging contents
         if verify and scan.manifest is not None:

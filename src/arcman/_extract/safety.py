@@ -2,9 +2,10 @@
 
 Stricter than tarfile's ``data`` filter (PEP 706), which only sanitizes some of these cases:
 a member is refused, never rewritten, when its name is absolute, has a ``..`` component
-(between slashes or backslashes), a NUL, a drive letter or (in zips) a backslash; when it is a device, fifo or other special file; when
-it would be written through a symlink or over an earlier member; when a link points outside
-the destination; or when it breaks an extraction limit. The guard remembers the kinds of the
+(between slashes or backslashes), a NUL, a drive letter or (in zips) a backslash; when it is
+a device, fifo or other special file; when it would be written through a symlink or over an
+earlier member; when a link points outside the destination; or when it breaks an extraction
+limit. The guard remembers the kinds of the
 paths it has let through, which is what it needs to judge later members.
 """
 
