@@ -87,10 +87,13 @@ class AtomicFile:
     """A binary file that becomes ``path`` only when the with-block completes without error.
 
     It hashes what is written (SHA-256), so the archive's checksum costs no second read.
+    ``supersedes`` names files that describe the old ``path`` (its sidecars): they are removed
+    just before the rename, so a crash never leaves a new file beside an old sidecar.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, supersedes: tuple[str, ...] = ()) -> None:
         self.path = os.path.abspath(path)
+        self._supersedes = supersedes
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise DestinationError(f"output directory {directory!r} does not exist")
@@ -143,6 +146,9 @@ class AtomicFile:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+            for stale in self._supersedes:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
             os.replace(self.temp_path, self.path)
         except OSError as exc:
             self.discard()

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .._atomic import AtomicFile, write_atomically
+from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
 from .._errors import SourceError
 from .._formats import CompressionFormat
@@ -48,6 +48,7 @@ def create_archive(
     checksum_path, meta_path = sidecar_paths(archive_path)
     skip = config.on_error == "skip"
 
+    clean_stale(archive_path)  # a killed run's temporary must not be archived, nor linger
     with clock.measure("collection"):
         collection = Collector(
             source_dir,
@@ -68,7 +69,7 @@ def create_archive(
     progress = Progress(config.progress_callback, collection.total_bytes)
     written: list[str] = []
     total = files = 0
-    with AtomicFile(archive_path) as out:
+    with AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out:
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
