@@ -520,6 +520,16 @@ def test_zip_entry_with_an_empty_name_refused(box: Path) -> None:
     refused(box / "a.zip", CorruptArchiveError)
 
 
+def test_encrypted_zip_entry_refused(box: Path) -> None:
+    with zipfile.ZipFile(box / "a.zip", "w") as z:
+        z.writestr("x", b"data")
+    raw = bytearray((box / "a.zip").read_bytes())
+    cd = raw.rindex(b"PK\x01\x02")
+    raw[cd + 8] |= 1  # general-purpose flag bit 0: encrypted
+    (box / "a.zip").write_bytes(bytes(raw))
+    assert "encrypted" in str(refused(box / "a.zip", CorruptArchiveError))
+
+
 def _edit_manifest(change: Callable[[Lines], Lines]
                    ) -> Callable[[tarfile.TarInfo, bytes], bytes]:
     def edit(info: tarfile.TarInfo, data: bytes) -> bytes:

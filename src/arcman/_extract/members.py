@@ -129,6 +129,8 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
         if not info.filename:
             raise CorruptArchiveError("zip entry with an empty name")
+        if info.flag_bits & 0x1:
+            raise CorruptArchiveError(f"zip entry {info.filename!r} is encrypted (not supported)")
         unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
         mode = stat.S_IMODE(unix_mode)
         if info.is_dir():
