@@ -510,6 +510,28 @@ def test_arcman_tar_with_its_tail_zeroed_refused(box: Path, arcman_tar: Path) ->
     assert "missing" in str(refused(box / "a.tar", IntegrityError))
 
 
+@pytest.mark.parametrize(("keep_comment", "refuses"), [(True, True), (False, False)])
+def test_zip_without_its_manifest(
+    box: Path, sample_tree: Path, keep_comment: bool, refuses: bool
+) -> None:
+    """A zip that still announces its manifest (archive comment) but lacks it is refused; one
+    rebuilt without manifest or announcement is an ordinary zip, checked as a container."""
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
+        mgr.create_archive(sample_tree, box / "full.zip")
+    with zipfile.ZipFile(box / "full.zip") as old, zipfile.ZipFile(box / "a.zip", "w") as new:
+        for info in old.infolist():
+            if info.filename != MANIFEST_NAME:
+                new.writestr(info, old.read(info))
+        if keep_comment:
+            new.comment = old.comment
+    (box / "full.zip").unlink()
+    if refuses:
+        assert "missing" in str(refused(box / "a.zip", IntegrityError))
+    else:
+        with ArchiveManager() as manager:
+            assert manager.verify_archive(box / "a.zip").verification == "container"
+
+
 def test_zip_entry_with_an_empty_name_refused(box: Path) -> None:
     with zipfile.ZipFile(box / "a.zip", "w") as z:
         z.writestr("x", b"data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -125,4 +126,75 @@ def test_progress_is_serial_monotonic_and_complete(tmp_path: Path, ext: str) -> 
         total = calls[-1][1]
         assert calls[-1] == (total, total) and total > 0
         assert all(t == total for _, t in calls)
-        assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:], strict=False))
+        assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
+
+
+_PEAK_RSS = """
+import resource, sys
+from arcman import ArchiveConfig, ArchiveManager
+with ArchiveManager(ArchiveConfig(memory_budget=64 * 1024 * 1024)) as manager:
+    if sys.argv[1] == "create":
+        manager.create_archive(sys.argv[2], sys.argv[3])
+    else:
+        manager.extract_archive(sys.argv[2], sys.argv[3])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def _peak_rss(op: str, src: Path, dst: Path) -> int:
+    """Peak RSS in bytes of one operation, run in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, op, str(src), str(dst)],
+        check=True, capture_output=True, text=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.stress
+def test_memory_on_a_million_empty_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = int(os.environ.get("ARCMAN_STRESS_FILES", "1000000"))
+    src = tmp_path / "src"
+    for d in range(count // 1000):
+        sub = src / f"dir{d:04d}"
+        sub.mkdir(parents=True)
+        for i in range(1000):
+            (sub / f"file{i:06d}.txt").touch()
+    archive = tmp_path / "many.tar.zst"
+    create = _peak_rss("create", src, archive)
+    extract = _peak_rss("extract", archive, tmp_path / "dest")
+    with capsys.disabled():
+        print(f"\n{count} empty files: peak RSS create {create / MiB:.0f} MiB, "
+              f"extract {extract / MiB:.0f} MiB ({create / count:.0f} / {extract / count:.0f} "
+              "bytes per file)")
+    # The 64 MiB budget bounds data and in-flight items; what grows with the file count is the
+    # file list, the manifest and the per-member records (about 1-2 KiB a file, measured).
+    assert create < 128 * MiB + count * 1536
+    assert extract < 128 * MiB + count * 1536
+
+
+@pytest.mark.stress
+def test_memory_on_multi_gb_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    size = int(os.environ.get("ARCMAN_STRESS_BYTES", str(3 * 1024 * MiB)))
+    block = os.urandom(MiB)
+    for name in ("a.bin", "b.bin"):
+        with open(src / name, "wb") as f:
+            for _ in range(size // MiB // 2):
+                f.write(block)
+    archive = tmp_path / "big.tar.zst"
+    create = _peak_rss("create", src, archive)
+    extract = _peak_rss("extract", archive, tmp_path / "dest")
+    with capsys.disabled():
+        print(f"\n{size / MiB / 1024:.1f} GiB in 2 files: peak RSS create {create / MiB:.0f} MiB,"
+              f" extract {extract / MiB:.0f} MiB")
+    assert create < 64 * MiB + 200 * MiB  # the budget plus the interpreter and codec buffers
+    assert extract < 64 * MiB + 200 * MiB

@@ -27,6 +27,7 @@ MANIFEST_NAME = ".arcman-manifest.jsonl"
 # A pax global-header keyword at the start of every arcman tar: it says a manifest follows, so
 # damage that cuts or zeroes the tail (manifest included) cannot pass for a manifest-less tar.
 TAR_MANIFEST_MARK = "ARCMAN.manifest"
+ZIP_MANIFEST_MARK = b"arcman-manifest:1"  # the zip archive comment, for the same purpose
 MANIFEST_VERSION = 1
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 

@@ -30,6 +30,11 @@ def start(
     return done
 
 
+# What one in-flight item costs beyond its data (future, work item, bookkeeping), charged to
+# the budget so that a million tiny files cannot queue a million futures.
+ITEM_OVERHEAD = 4096
+
+
 class ByteBudget:
     """Bounds the bytes handed to workers: acquire() blocks the producer, workers release().
 

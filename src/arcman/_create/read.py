@@ -22,7 +22,7 @@ from typing import Any
 from .._errors import SourceError
 from .._manifest import FILE
 from .._stats import PhaseClock
-from .._workers import Submit, start
+from .._workers import ITEM_OVERHEAD, Submit, start
 from .collect import SourceEntry
 
 SMALL_FILE_LIMIT = 1024 * 1024
@@ -112,7 +112,7 @@ class ContentReader:
             # Reserve and submit in archive order while the budget allows (always at least one).
             while pending is not None:
                 small = pending.kind == FILE and pending.size <= SMALL_FILE_LIMIT
-                cost = pending.size + 512 if small else 0
+                cost = pending.size + ITEM_OVERHEAD if small else 0
                 if window and reserved + cost > self._budget:
                     break
                 job = start(self._submit, self._load, pending) if small else None

@@ -30,6 +30,7 @@ from .._manifest import (
     MANIFEST_NAME,
     SYMLINK,
     TAR_MANIFEST_MARK,
+    ZIP_MANIFEST_MARK,
     ManifestEntry,
     parse_manifest,
 )
@@ -128,10 +129,12 @@ def scan_archive(
     manifest_data: bytes | None = None
     stream: DecompressedStream | None = None
     pax_headers: dict[str, str] = {}
+    announced = False  # whether the archive says it carries a manifest
     archive: zipfile.ZipFile | None = None
     try:
         if fmt is CompressionFormat.ZIP:
             archive = open_zip(archive_path)
+            announced = archive.comment == ZIP_MANIFEST_MARK
             members = zip_members(archive)
         else:
             stream = DecompressedStream(archive_path, fmt, clock, threaded=submit is not None)
@@ -165,7 +168,7 @@ def scan_archive(
     with clock.measure("verification"):
         if manifest_data is not None:
             scan.manifest = parse_manifest(manifest_data)
-        elif TAR_MANIFEST_MARK in pax_headers:
+        elif announced or TAR_MANIFEST_MARK in pax_headers:
             raise IntegrityError(f"the archive announces {MANIFEST_NAME}, which is missing")
         for seen in scan.observed:
             seen.sha256()  # surface worker errors before judging contents
@@ -200,7 +203,9 @@ def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard |
     elif member.kind == FILE:
         if member.size <= SMALL_MEMBER:
             data = _read_exactly(member, member.size)
-            seen.digest = sink.add_file(path, data, member.mode, member.mtime)
+            job = sink.add_file(path, data, member.mode, member.mtime)
+            seen.digest = job
+            job.add_done_callback(seen.keep_result)
         else:
             seen.digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
     elif member.kind == SYMLINK:

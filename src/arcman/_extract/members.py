@@ -89,6 +89,8 @@ def _iter_tar(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
             raise CorruptArchiveError(f"damaged tar header: {exc}") from exc
         if info is None:
             return
+        # tarfile keeps every TarInfo in .members (not in typeshed); a stream needs none of them.
+        archive.members.clear()  # type: ignore[attr-defined]
         yield info
 
 
@@ -159,7 +161,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
 def open_zip(path: str) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise CorruptArchiveError(f"not a valid zip archive: {exc}") from exc
     try:
         _check_layout(archive)
