@@ -345,9 +345,9 @@ def test_modes_masked_like_the_data_filter(box: Path) -> None:
 
 def test_default_limits_suit_a_small_board() -> None:
     limits = ExtractionLimits()
-    assert limits.max_total_size is not None and limits.max_total_size <= 16 * 2**30
+    assert limits.max_total_size is not None and limits.max_total_size <= 4 * 2**30
     assert limits.max_member_size is not None and limits.max_member_size <= limits.max_total_size
-    assert limits.max_members is not None and limits.max_members <= 1_000_000
+    assert limits.max_members is not None and limits.max_members <= 200_000
     assert limits.max_compression_ratio is not None and limits.max_compression_ratio <= 1000
 
 
