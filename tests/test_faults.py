@@ -151,6 +151,36 @@ def test_disk_full_during_extract(
     assert snapshot(box) == before
 
 
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB file system (tmpfs), where the machine lets the tests mount one."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_real_disk_full(tmp_path: Path, sample_tree: Path, small_fs: Path) -> None:
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager(ArchiveConfig(include_metadata=False)) as manager:
+        manager.create_archive(sample_tree, archive)  # no .meta: no size known up front
+        with pytest.raises(DestinationError, match="no space"):
+            manager.extract_archive(archive, small_fs / "dest")
+        assert list(small_fs.iterdir()) == []
+        with pytest.raises(DestinationError, match="no space"):
+            manager.create_archive(sample_tree, small_fs / "out.tar")
+        assert list(small_fs.iterdir()) == []
+
+
 # ---------------------------------------------------------------- stale temporaries
 
 
