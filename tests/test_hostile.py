@@ -142,6 +142,23 @@ def test_names_refused(name: str) -> None:
         guard().check(m(name))
 
 
+@given(st.text(alphabet="./\\:aC\x00é", max_size=12), st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_accepted_names_stay_inside(name: str, zip_rules: bool) -> None:
+    """Whatever the name, an accepted one is a clean relative path that cannot leave the root."""
+    try:
+        path = normalize_name(name, zip_rules=zip_rules)
+    except UnsafeMemberError:
+        return
+    if path is None:
+        return
+    parts = path.split("/")
+    assert "" not in parts and "." not in parts and "\x00" not in path
+    assert ".." not in path.replace("\\", "/").split("/")
+    root = "/dest"
+    assert os.path.normpath(os.path.join(root, path)).startswith(root + "/")
+
+
 def test_backslash_is_a_plain_character_in_tar_but_refused_in_zip() -> None:
     assert guard().check(m("odd\\name")) == "odd\\name"
     with pytest.raises(UnsafeMemberError, match="backslash"):
