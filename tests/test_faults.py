@@ -420,8 +420,9 @@ def test_unreadable_source_file(
 
 def test_output_inside_the_source_tree_is_excluded(sample_tree: Path) -> None:
     archive = sample_tree / "self.tar.gz"
-    stale = sample_tree / f".self.tar.gz.arcman-tmp-{_dead_pid()}-0123abcd"
-    stale.write_bytes(b"left by a killed run")
+    dead = _dead_pid()
+    for name in ("self.tar.gz", "self.tar.gz.sha256"):
+        (sample_tree / f".{name}.arcman-tmp-{dead}-0123abcd").write_bytes(b"left by a kill")
     with ArchiveManager() as manager:
         manager.create_archive(sample_tree, archive)
         manager.create_archive(sample_tree, archive)  # again, over the first one

@@ -48,7 +48,8 @@ def create_archive(
     checksum_path, meta_path = sidecar_paths(archive_path)
     skip = config.on_error == "skip"
 
-    clean_stale(archive_path)  # a killed run's temporary must not be archived, nor linger
+    for output in (archive_path, checksum_path, meta_path):
+        clean_stale(output)  # a killed run's temporaries must not be archived, nor linger
     with clock.measure("collection"):
         collection = Collector(
             source_dir,
