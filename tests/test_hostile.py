@@ -549,6 +549,26 @@ def test_zip_without_its_manifest(
             assert manager.verify_archive(box / "a.zip").verification == "container"
 
 
+def test_zip_with_data_after_its_end_record_refused(box: Path, sample_tree: Path) -> None:
+    """Zeroing the end record's counts and comment length left an 'empty zip' followed by
+    garbage, which zipfile accepts (found by the fuzzer)."""
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
+        mgr.create_archive(sample_tree, box / "full.zip")
+    raw = bytearray((box / "full.zip").read_bytes())
+    (box / "full.zip").unlink()
+    eocd = raw.rindex(b"PK\x05\x06")
+    raw[eocd + 8 : eocd + 22] = bytes(14)
+    (box / "a.zip").write_bytes(bytes(raw))
+    assert "follows the end" in str(refused(box / "a.zip", CorruptArchiveError))
+
+
+def test_empty_zip_extracts_to_an_empty_tree(box: Path) -> None:
+    zipfile.ZipFile(box / "a.zip", "w").close()
+    with ArchiveManager() as manager:
+        assert manager.extract_archive(box / "a.zip", box / "dest").verification == "container"
+    assert list((box / "dest").iterdir()) == []
+
+
 def test_zip_entry_with_an_empty_name_refused(box: Path) -> None:
     with zipfile.ZipFile(box / "a.zip", "w") as z:
         z.writestr("x", b"data")

@@ -10,6 +10,7 @@ bomb, which Python 3.11 before 3.11.8 does not detect) are refused when the file
 
 from __future__ import annotations
 
+import os
 import stat
 import struct
 import tarfile
@@ -25,6 +26,7 @@ HARDLINK = "hardlink"
 SPECIAL = "special"
 MAX_TARGET_BYTES = 4095
 _ZIP_LOCAL_HEADER = 30
+_ZIP_END_RECORD = 22
 
 
 @dataclass(slots=True)
@@ -164,6 +166,7 @@ def open_zip(path: str) -> zipfile.ZipFile:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise CorruptArchiveError(f"not a valid zip archive: {exc}") from exc
     try:
+        _check_end(path, archive.comment)
         _check_layout(archive)
     except CorruptArchiveError:
         archive.close()
@@ -171,10 +174,22 @@ def open_zip(path: str) -> zipfile.ZipFile:
     return archive
 
 
+def _check_end(path: str, comment: bytes) -> None:
+    """The end record (and its comment) must close the file: zipfile accepts trailing data,
+    which is how damage to the end record's lengths would pass for a smaller, valid zip."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END) - _ZIP_END_RECORD - len(comment)
+        f.seek(max(end, 0))
+        if end < 0 or f.read(4) != b"PK\x05\x06":
+            raise CorruptArchiveError("data follows the end of the zip archive")
+
+
 def _check_layout(archive: zipfile.ZipFile) -> None:
     """Each entry's local header and data must end before the next entry (or the central
     directory) begins; the bound used (header without its name, then the data) is a minimum."""
     infos = sorted(archive.infolist(), key=lambda i: i.header_offset)
+    if not infos:
+        return
     limits = [i.header_offset for i in infos[1:]] + [archive.start_dir]
     for info, limit in zip(infos, limits, strict=True):
         if info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size > limit:
