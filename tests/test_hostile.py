@@ -384,6 +384,17 @@ def test_limits_refuse(box: Path, limits: dict[str, int], match: str) -> None:
         mgr.extract_archive(archive, box / "dest")  # raising the limits lets it through
 
 
+def test_cli_raises_and_lifts_limits(box: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from arcman._cli import main
+
+    archive = make_tar(box / "a.tar", [(f"f{i}", tarfile.REGTYPE, b"x") for i in range(4)])
+    assert main(["extract", str(archive), "-C", str(box / "d1"), "--max-members", "3"]) == 3
+    assert "more than 3 members" in capsys.readouterr().err
+    assert main(["verify", str(archive), "--max-members", "0"]) == 2  # a usage error
+    assert main(["extract", str(archive), "-C", str(box / "d2"), "--no-limits"]) == 0
+    assert main(["verify", str(archive), "--no-limits", "--max-members", "3"]) == 3
+
+
 @pytest.mark.parametrize("ext", ["tar.gz", "zip"])
 def test_compression_ratio_bomb_refused(
     box: Path, ext: str, monkeypatch: pytest.MonkeyPatch

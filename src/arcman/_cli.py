@@ -8,6 +8,7 @@ input; 4 source problem; 5 destination problem; 6 done, but files were skipped a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -82,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--no-checksum", action="store_true", help="no <archive>.sha256 sidecar")
     create.add_argument("--no-meta", action="store_true", help="no <archive>.meta sidecar")
 
+    limits = argparse.ArgumentParser(add_help=False)
+    group = limits.add_argument_group("extraction limits (defaults suit a Raspberry Pi)")
+    group.add_argument("--max-total-size", type=int, metavar="BYTES", help="default 4 GiB")
+    group.add_argument("--max-member-size", type=int, metavar="BYTES", help="default 2 GiB")
+    group.add_argument("--max-members", type=int, metavar="N", help="default 200000")
+    group.add_argument("--max-ratio", type=float, metavar="R", help="default 250")
+    group.add_argument("--no-limits", action="store_true",
+                       help="lift every limit not set explicitly (trusted archives only)")
+
     extract = sub.add_parser(
-        "extract", parents=[common], help="verify and extract an archive atomically",
+        "extract", parents=[common, limits], help="verify and extract an archive atomically",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  arcman extract app.tar.zst -C /opt/app\n"
         "  arcman extract app.tar.zst -C /opt/app --replace",
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--replace", action="store_true", help="swap out a non-empty DEST")
     extract.add_argument("--no-verify", action="store_true", help="skip manifest/sidecar checks")
 
-    verify = sub.add_parser("verify", parents=[common], help="check an archive's integrity",
+    verify = sub.add_parser("verify", parents=[common, limits], help="check an archive's integrity",
                             epilog="example: arcman verify app.tar.gz")
     verify.add_argument("archive")
 
@@ -105,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from . import ArchiveConfig, CompressionFormat
+    from . import ArchiveConfig, CompressionFormat, ExtractionLimits
 
     values: dict[str, Any] = {}
     if args.threads is not None:
@@ -125,6 +135,17 @@ def _config(args: argparse.Namespace) -> Any:
         )
         if args.exclude:
             values["exclude_patterns"] = [*ArchiveConfig().exclude_patterns, *args.exclude]
+    if args.command in ("extract", "verify"):
+        base = ExtractionLimits(None, None, None, None) if args.no_limits else ExtractionLimits()
+        given = {
+            "max_total_size": args.max_total_size,
+            "max_member_size": args.max_member_size,
+            "max_members": args.max_members,
+            "max_compression_ratio": args.max_ratio,
+        }
+        values["limits"] = dataclasses.replace(
+            base, **{k: v for k, v in given.items() if v is not None}
+        )
     return ArchiveConfig(**values)
 
 
