@@ -16,9 +16,11 @@ import os
 import stat
 import struct
 import tarfile
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -355,6 +357,38 @@ def test_modes_masked_like_the_data_filter(box: Path) -> None:
     names = ["d", "d/suid", "d/ro", "sticky"]
     modes = {p: (box / "dest" / p).stat().st_mode & 0o7777 for p in names}
     assert modes == {"d": 0o755, "d/suid": 0o755, "d/ro": 0o600, "sticky": 0o755}
+
+
+def test_refusal_waits_for_pending_writes_before_removing_staging(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow pool writes still pending when a later member is refused must not land in (and
+    so keep alive) a staging tree that is being removed."""
+    from arcman._extract import extract
+    from arcman._extract.stage import StagingTree
+
+    real_write, real_remove = StagingTree._write, extract.remove_tree
+    writing = []
+    removed_while_writing = []
+
+    def slow_write(self: StagingTree, *args: Any) -> str:
+        writing.append(1)
+        try:
+            time.sleep(0.05)
+            return real_write(self, *args)
+        finally:
+            writing.pop()
+
+    def checked_remove(path: str) -> None:
+        removed_while_writing.append(len(writing))
+        real_remove(path)
+
+    monkeypatch.setattr(StagingTree, "_write", slow_write)
+    monkeypatch.setattr(extract, "remove_tree", checked_remove)
+    members = [(f"f{i}", tarfile.REGTYPE, b"x") for i in range(8)]
+    refused(make_tar(box / "a.tar", [*members, ("dev", tarfile.FIFOTYPE, b"")]),
+            config=ArchiveConfig(thread_pool_size=2))
+    assert removed_while_writing == [0]
 
 
 # ---------------------------------------------------------------- bombs and limits

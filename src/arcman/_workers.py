@@ -53,6 +53,12 @@ class ByteBudget:
                 self._cond.wait()
             self._used += n
 
+    def drain(self) -> None:
+        """Wait until every acquired byte has been released (all work in flight is done)."""
+        with self._cond:
+            while self._used:
+                self._cond.wait()
+
     def release(self, n: int) -> None:
         with self._cond:
             self._used -= n

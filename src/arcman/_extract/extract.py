@@ -262,6 +262,7 @@ def extract_archive(
     fmt = CompressionFormat.detect(archive_path)
     check_destination(dest, replace)
     staging = make_staging(dest)
+    sink: StagingTree | None = None
     try:
         ensure_space(staging, _known_size(archive_path, fmt))
         sink = StagingTree(
@@ -278,6 +279,8 @@ def extract_archive(
             mode = os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755
             commit(staging, dest, replace, mode)
     except BaseException:
+        if sink is not None:
+            sink.drain()
         remove_tree(staging)
         raise
     return _metadata(archive_path, scan, clock, verify_integrity)

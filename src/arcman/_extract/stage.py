@@ -125,6 +125,10 @@ class StagingTree:
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, str(args[0]))) from exc
 
+    def drain(self) -> None:
+        """Wait for the pool's pending writes, so that removing the tree cannot race them."""
+        self._budget.drain()
+
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         self._ensure_parent(path)
         if path not in self._made:
