@@ -26,8 +26,8 @@ def default_thread_count() -> int:
 class ExtractionLimits:
     """Ceilings that stop archive bombs; the defaults suit a small board such as a Raspberry Pi.
 
-    Extraction keeps about 2 KiB of bookkeeping per member (measured), so 200,000 members stay
-    under ~400 MiB of RAM, and 4 GiB fits an SD card beside the tree it replaces. Raise them
+    Extraction needs about 1.5 KiB of RAM per member (measured), so 200,000 members stay near
+    300 MiB, and 4 GiB fits an SD card beside the tree it replaces. Raise them
     (or set one to None for no limit) for archives you trust to be large. See SECURITY.md.
     """
 
