@@ -11,19 +11,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arcman import ArchiveConfig, ArchiveManager
-from arcman._formats import zip_name_problem
+from arcman import ArchiveConfig, ArchiveManager, UnsafeMemberError
+from arcman._extract.safety import normalize_name
 from helpers import FORMATS, snapshot
 
+
+def _extractable(name: str) -> bool:
+    try:
+        return normalize_name(name, zip_rules=True) is not None
+    except UnsafeMemberError:
+        return False
+
+
 # Any character a POSIX file name may hold except the separator, NUL and the backslash, and no
-# drive-letter names (zip refuses both: see zip_name_problem); surrogates cannot be encoded.
+# names extraction refuses (normalize_name: drive letters...); surrogates cannot be encoded.
 _CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\\\x00")
 _SHORT = st.text(_CHARS, min_size=1, max_size=12)
 _LONG = st.integers(101, 200).map(lambda n: ("long-name-" * 20)[:n])  # pax headers
 NAMES = (_SHORT | _LONG).filter(
     lambda n: n not in (".", "..", ".DS_Store", "Thumbs.db", ".arcman-manifest.jsonl")
     and len(n.encode()) <= 200
-    and zip_name_problem(n) is None
+    and _extractable(n)
 )
 MTIMES = st.integers(0, 2**31 - 1)
 FILES = st.tuples(

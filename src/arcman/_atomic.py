@@ -1,7 +1,9 @@
 """Atomic outputs: write beside the target under a temporary name, rename into place on success.
 
 A failure (or Ctrl-C) removes the temporary file; an existing file of the same name is never
-touched until the complete new one replaces it in a single rename.
+touched until the complete new one replaces it in a single rename. Temporary siblings are named
+``.NAME.arcman-<kind>-<pid>-<random>``, so a later run can tell which ones a killed process
+(SIGKILL, power loss) left behind and remove them: see clean_stale().
 """
 
 from __future__ import annotations
@@ -9,14 +11,70 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
+import re
 import secrets
+import shutil
 from types import TracebackType
 from typing import Any
 
 from ._errors import DestinationError
 
 TEMP_MARKER = ".arcman-tmp-"
+STAGING_MARKER = ".arcman-staging-"
+OLD_MARKER = ".arcman-old-"
+_SIBLING = re.compile(r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old)-(?P<pid>\d+)-[0-9a-f]{8}")
+
+log = logging.getLogger("arcman")
+
+
+def sibling(path: str, marker: str) -> str:
+    """A fresh temporary name beside ``path`` that records this process's pid."""
+    parent, name = os.path.split(path)
+    return os.path.join(parent, f".{name}{marker}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def clean_stale(path: str) -> None:
+    """Remove the temporaries that dead processes left beside ``path``, with a warning each.
+
+    An ``-old-`` tree is what the non-atomic commit fallback had moved aside when it was
+    interrupted; if ``path`` itself is missing, that tree is moved back instead of removed.
+    Siblings whose process is still running belong to a concurrent operation and are kept.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for candidate in names:
+        match = _SIBLING.fullmatch(candidate)
+        if match is None or match["name"] != name or _alive(int(match["pid"])):
+            continue
+        stale = os.path.join(parent, candidate)
+        if match["kind"] == "old" and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.rename(stale, path)
+                log.warning("restored %s from %s, left by an interrupted run", path, candidate)
+                continue
+        log.warning("removing %s, left by an interrupted run (pid %s)", stale, match["pid"])
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
 
 
 def describe_os_error(exc: OSError, what: str) -> str:
@@ -29,14 +87,18 @@ class AtomicFile:
     """A binary file that becomes ``path`` only when the with-block completes without error.
 
     It hashes what is written (SHA-256), so the archive's checksum costs no second read.
+    ``supersedes`` names files that describe the old ``path`` (its sidecars): they are removed
+    just before the rename, so a crash never leaves a new file beside an old sidecar.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, supersedes: tuple[str, ...] = ()) -> None:
         self.path = os.path.abspath(path)
-        directory, name = os.path.split(self.path)
+        self._supersedes = supersedes
+        directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise DestinationError(f"output directory {directory!r} does not exist")
-        self.temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{secrets.token_hex(4)}")
+        clean_stale(self.path)
+        self.temp_path = sibling(self.path, TEMP_MARKER)
         self._hash = hashlib.sha256()
         self.size = 0
         try:
@@ -84,6 +146,9 @@ class AtomicFile:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+            for stale in self._supersedes:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
             os.replace(self.temp_path, self.path)
         except OSError as exc:
             self.discard()

@@ -105,8 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--no-checksum", action="store_true", help="no <archive>.sha256 sidecar")
     create.add_argument("--no-meta", action="store_true", help="no <archive>.meta sidecar")
 
+    limits = argparse.ArgumentParser(add_help=False)
+    group = limits.add_argument_group("extraction limits (defaults suit a Raspberry Pi)")
+    group.add_argument("--max-total-size", type=int, metavar="BYTES", help="default 4 GiB")
+    group.add_argument("--max-member-size", type=int, metavar="BYTES", help="default 2 GiB")
+    group.add_argument("--max-members", type=int, metavar="N", help="default 200000")
+    group.add_argument("--max-ratio", type=float, metavar="R", help="default 250")
+    group.add_argument("--no-limits", action="store_true",
+                       help="lift every limit not set explicitly (trusted archives only)")
+
     extract = sub.add_parser(
-        "extract", parents=[common], help="verify and extract an archive atomically",
+        "extract", parents=[common, limits], help="verify and extract an archive atomically",
         **_examples(
             "arcman extract app.tar.zst -C /opt/app",
             "arcman extract app.tar.zst -C /opt/app --replace --keep-previous",
@@ -119,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --replace: keep the replaced tree as DEST.prev for rollback")
     extract.add_argument("--no-verify", action="store_true", help="skip manifest/sidecar checks")
 
-    verify = sub.add_parser("verify", parents=[common], help="check an archive's integrity",
+    verify = sub.add_parser("verify", parents=[common, limits], help="check an archive's integrity",
                             **_examples("arcman verify app.tar.gz",
                                         "arcman verify app.tar.gz --json"))
     verify.add_argument("archive")
@@ -183,6 +192,18 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             excludes.extend(gitignore_patterns(_tree(args)))
         if excludes:
             flags["excludes"] = excludes
+    if args.command in ("extract", "verify"):
+        given = {
+            "max_total_size": args.max_total_size,
+            "max_member_size": args.max_member_size,
+            "max_members": args.max_members,
+            "max_compression_ratio": args.max_ratio,
+        }
+        for name, value in given.items():
+            if value is not None:
+                flags[f"limits.{name}"] = value
+            elif args.no_limits:
+                flags[f"limits.{name}"] = None  # no limit
     return flags
 
 

@@ -78,16 +78,6 @@ class CompressionFormat(enum.Enum):
         raise UnsupportedFormatError(f"{os.fspath(path)!r} is not an archive arcman recognizes")
 
 
-def zip_name_problem(name: str) -> str | None:
-    """Why a name cannot round-trip through a zip, or None. Zips come from Windows too, where
-    a backslash separates paths and "C:" names a drive; the same name is fine in a tar."""
-    if "\\" in name:
-        return "backslash in a zip member name"
-    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
-        return "drive letter in a zip member name"
-    return None
-
-
 def _is_v7_tar_header(block: bytes) -> bool:
     """A pre-POSIX tar header has no magic; accept it when its checksum field adds up."""
     try:

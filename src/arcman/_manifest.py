@@ -24,6 +24,10 @@ from typing import IO, Any
 from ._errors import IntegrityError
 
 MANIFEST_NAME = ".arcman-manifest.jsonl"
+# A pax global-header keyword at the start of every arcman tar: it says a manifest follows, so
+# damage that cuts or zeroes the tail (manifest included) cannot pass for a manifest-less tar.
+TAR_MANIFEST_MARK = "ARCMAN.manifest"
+ZIP_MANIFEST_MARK = b"arcman-manifest:1"  # the zip archive comment, for the same purpose
 MANIFEST_VERSION = 1
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -89,23 +93,36 @@ class ManifestWriter:
         self._spool.close()
 
 
+def _lines(data: bytes) -> Iterator[str]:
+    """The manifest's lines one at a time: a million-entry manifest is never copied whole."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        yield data[start:end].decode("utf-8", "surrogateescape")
+        start = end + 1
+
+
 def parse_manifest(data: bytes) -> list[ManifestEntry]:
     """Decode a manifest; any deviation from the format is an IntegrityError."""
     try:
-        lines = data.decode("utf-8", "surrogateescape").split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        header = json.loads(lines[0])
+        lines = _lines(data)
+        header = json.loads(next(lines))
         if not isinstance(header, dict) or header.get("arcman_manifest") != MANIFEST_VERSION:
             raise IntegrityError(f"unsupported manifest version in {MANIFEST_NAME}")
-        trailer = json.loads(lines[-1])
-        if len(lines) < 2 or not isinstance(trailer, dict) or trailer.get("end") is not True:
+        entries: list[ManifestEntry] = []
+        last = next(lines, None)
+        for line in lines:
+            assert last is not None
+            entries.append(_entry(json.loads(last)))
+            last = line
+        trailer = json.loads(last) if last is not None else None
+        if not isinstance(trailer, dict) or trailer.get("end") is not True:
             raise IntegrityError("manifest is truncated: its closing line is missing")
-        entries = [_entry(json.loads(line)) for line in lines[1:-1]]
     except IntegrityError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise IntegrityError(f"manifest is malformed: {exc}") from exc
+    except (ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise IntegrityError(f"manifest is malformed: {exc or 'empty'}") from exc
     if trailer.get("count") != len(entries):
         raise IntegrityError(
             f"manifest is inconsistent: it says {trailer.get('count')} entries, has {len(entries)}"

@@ -30,6 +30,11 @@ def start(
     return done
 
 
+# What one in-flight item costs beyond its data (future, work item, bookkeeping), charged to
+# the budget so that a million tiny files cannot queue a million futures.
+ITEM_OVERHEAD = 4096
+
+
 class ByteBudget:
     """Bounds the bytes handed to workers: acquire() blocks the producer, workers release().
 
@@ -47,6 +52,12 @@ class ByteBudget:
             while self._used and self._used + n > self._limit:
                 self._cond.wait()
             self._used += n
+
+    def drain(self) -> None:
+        """Wait until every acquired byte has been released (all work in flight is done)."""
+        with self._cond:
+            while self._used:
+                self._cond.wait()
 
     def release(self, n: int) -> None:
         with self._cond:

@@ -82,6 +82,10 @@ class Collector:
         self._max_size = max_file_size
         self._skip_errors = skip_errors
         self._submit = submit
+        # Modes and owners repeat across a tree: sharing one int object per value keeps a
+        # million-entry list compact (each fresh int from stat() costs 28 bytes). Not mtimes:
+        # they can all differ, and the table would then cost more than it saves.
+        self._shared: dict[int, int] = {}
 
     def collect(self) -> Collection:
         try:
@@ -151,8 +155,11 @@ class Collector:
                 continue
             if d.path in self._exclude_paths:
                 continue
+            share = self._shared.setdefault
+            perms = stat.S_IMODE(mode)
             entry = SourceEntry(
-                path, FILE, 0, stat.S_IMODE(mode), int(st.st_mtime), st.st_uid, st.st_gid
+                path, FILE, 0, share(perms, perms), int(st.st_mtime),
+                share(st.st_uid, st.st_uid), share(st.st_gid, st.st_gid),
             )
             if is_dir:
                 entry.kind = DIR

@@ -13,10 +13,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .._atomic import AtomicFile, write_atomically
+from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
-from .._errors import SourceError
-from .._formats import CompressionFormat, zip_name_problem
+from .._errors import SourceError, UnsafeMemberError
+from .._extract.safety import normalize_name
+from .._formats import CompressionFormat
 from .._manifest import DIR, FILE
 from .._metadata import ArchiveMetadata
 from .._progress import Progress
@@ -48,6 +49,8 @@ def create_archive(
     checksum_path, meta_path = sidecar_paths(archive_path)
     skip = config.on_error == "skip"
 
+    for output in (archive_path, checksum_path, meta_path):
+        clean_stale(output)  # a killed run's temporaries must not be archived, nor linger
     with clock.measure("collection"):
         collection = Collector(
             source_dir,
@@ -65,12 +68,11 @@ def create_archive(
             _normalize(entry, epoch)
 
     skipped = [f"{path}: {reason}" for path, reason in collection.skipped]
-    if fmt is CompressionFormat.ZIP:
-        entries = _zip_storable(entries, skip, skipped)
+    entries = _extractable(entries, fmt is CompressionFormat.ZIP, skip, skipped)
     progress = Progress(config.progress_callback, collection.total_bytes)
     written: list[str] = []
     total = files = 0
-    with AtomicFile(archive_path) as out:
+    with AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out:
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
@@ -125,14 +127,18 @@ def create_archive(
     return metadata
 
 
-def _zip_storable(
-    entries: list[SourceEntry], skip: bool, skipped: list[str]
+def _extractable(
+    entries: list[SourceEntry], zip_rules: bool, skip: bool, skipped: list[str]
 ) -> list[SourceEntry]:
-    """Names that zip readers (arcman's own included) would refuse are refused here, rather
-    than stored as a trap."""
+    """Names that extraction (arcman's own guard) would refuse, such as "C:x" or a backslash in
+    a zip, are refused here rather than stored as a trap."""
     storable = []
     for entry in entries:
-        reason = zip_name_problem(entry.path)
+        try:
+            normalize_name(entry.path, zip_rules=zip_rules)
+            reason = None
+        except UnsafeMemberError as exc:
+            reason = exc.reason
         if reason:
             if not skip:
                 raise SourceError(f"cannot archive {entry.path!r}: {reason}", entry.path)

@@ -25,7 +25,7 @@ from typing import Any
 from .._errors import SourceError
 from .._manifest import FILE
 from .._stats import PhaseClock
-from .._workers import Submit, start
+from .._workers import ITEM_OVERHEAD, Submit, start
 from .collect import SourceEntry
 
 SMALL_FILE_LIMIT = 1024 * 1024
@@ -123,7 +123,11 @@ class ContentReader:
             # Reserve and submit in archive order while the budget allows (always at least one).
             while pending is not None:
                 if not _is_small(pending):
-                    window.append(([pending], None, 0))
+                    # Charged too, so a long run of directories cannot grow the window unbounded.
+                    if window and reserved + ITEM_OVERHEAD > self._budget:
+                        break
+                    window.append(([pending], None, ITEM_OVERHEAD))
+                    reserved += ITEM_OVERHEAD
                     pending = next(upcoming, None)
                     continue
                 batch: list[SourceEntry] = []
@@ -131,11 +135,11 @@ class ContentReader:
                 while (
                     pending is not None and _is_small(pending) and len(batch) < BATCH_FILES
                     and (not batch or cost + pending.size <= BATCH_BYTES)
-                    and (not (window or batch) or reserved + cost + pending.size + 512
+                    and (not (window or batch) or reserved + cost + pending.size + ITEM_OVERHEAD
                          <= self._budget)
                 ):
                     batch.append(pending)
-                    cost += pending.size + 512
+                    cost += pending.size + ITEM_OVERHEAD
                     pending = next(upcoming, None)
                 if not batch:
                     break

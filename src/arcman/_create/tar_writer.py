@@ -16,7 +16,7 @@ import grp
 import pwd
 import tarfile
 
-from .._manifest import DIR, FILE, MANIFEST_NAME, ManifestEntry, ManifestWriter
+from .._manifest import DIR, FILE, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestEntry, ManifestWriter
 from .collect import SourceEntry
 from .compress import Sink
 from .read import Content, LargeFile, Loaded
@@ -112,6 +112,7 @@ class TarWriter:
         self._parts: list[bytes] = []
         self._held = 0
         self._max_mtime = 0
+        self._emit(tarfile.TarInfo.create_pax_global_header({TAR_MANIFEST_MARK: "1"}))
 
     def _header(self, entry: SourceEntry, size: int) -> bytes:
         names = self._names

@@ -17,7 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .._manifest import DIR, FILE, MANIFEST_NAME, ManifestEntry, ManifestWriter
+from .._manifest import (
+    DIR,
+    FILE,
+    MANIFEST_NAME,
+    ZIP_MANIFEST_MARK,
+    ManifestEntry,
+    ManifestWriter,
+)
 from .._stats import PhaseClock
 from .._workers import Submit
 from .collect import SourceEntry
@@ -214,7 +221,8 @@ class ZipWriter:
         else:
             count16, size32, start32 = count, cd_size, cd_start
         self._out.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count16, count16,
-                                    size32, start32, 0))
+                                    size32, start32, len(ZIP_MANIFEST_MARK)))
+        self._out.write(ZIP_MANIFEST_MARK)
         self._out.flush()
 
     def _write_central(self, rec: _Record) -> None:

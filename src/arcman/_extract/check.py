@@ -21,6 +21,12 @@ class Observed:
     digest: Future[str] | str | None = None
     target: str | None = None
 
+    def keep_result(self, future: Future[str]) -> None:
+        """Swap a finished future for its digest: a million members must not keep a million
+        futures alive until verification. Failures stay in the future for sha256() to raise."""
+        if future.exception() is None:
+            self.digest = future.result()
+
     def sha256(self) -> str | None:
         if isinstance(self.digest, Future):
             return self.digest.result()

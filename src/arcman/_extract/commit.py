@@ -1,11 +1,12 @@
 """Commit: move a verified staging tree into place, atomically where the platform allows.
 
 A missing or empty destination is replaced by a single rename. An existing tree is swapped
-with the staging tree by renameat2(RENAME_EXCHANGE) on Linux, so at every instant the
-destination holds either the whole old tree or the whole new one; the old tree is removed
-only after the swap. Where no exchange call exists, the fallback renames the old tree aside
-and the new one in: a crash between those two renames leaves DEST missing and the old tree at
-a clearly named ``.DEST.arcman-old-*`` path beside it.
+with the staging tree by renameat2(RENAME_EXCHANGE) on Linux or renamex_np(RENAME_SWAP) on
+macOS, so at every instant the destination holds either the whole old tree or the whole new
+one; the old tree is removed only after the swap. Where no exchange call exists (other
+systems, or file systems that refuse it), the fallback renames the old tree aside and the new
+one in: a crash between those two renames leaves DEST missing and the old tree at a clearly
+named ``.DEST.arcman-old-*`` path beside it, which the next run moves back (clean_stale).
 """
 
 from __future__ import annotations
@@ -13,22 +14,15 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import secrets
 import shutil
 import sys
 
-from .._atomic import describe_os_error
+from .._atomic import OLD_MARKER, STAGING_MARKER, clean_stale, describe_os_error, sibling
 from .._errors import DestinationError
 
-STAGING_MARKER = ".arcman-staging-"
-OLD_MARKER = ".arcman-old-"
 _RENAME_EXCHANGE = 2
+_RENAME_SWAP = 2
 _AT_FDCWD = -100
-
-
-def sibling(dest: str, marker: str) -> str:
-    parent, name = os.path.split(dest)
-    return os.path.join(parent, f".{name}{marker}{secrets.token_hex(4)}")
 
 
 def check_destination(dest: str, replace: bool) -> None:
@@ -46,6 +40,7 @@ def check_destination(dest: str, replace: bool) -> None:
 
 
 def make_staging(dest: str) -> str:
+    clean_stale(dest)
     staging = sibling(dest, STAGING_MARKER)
     try:
         os.mkdir(staging, 0o700)
@@ -58,16 +53,40 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def ensure_space(staging: str, needed: int | None) -> None:
+    """Refuse up front when the archive's known expanded size cannot fit beside the old tree."""
+    if needed is None:
+        return
+    try:
+        st = os.statvfs(staging)
+    except OSError:
+        return  # no statvfs (Windows) or an exotic file system: ENOSPC is still caught
+    free = st.f_bavail * st.f_frsize
+    if needed > free:
+        raise DestinationError(
+            f"not enough space to extract beside {os.path.dirname(staging)!r}: "
+            f"{needed} bytes needed, {free} free"
+        )
+
+
 def _exchange(a: str, b: str) -> bool:
     """Atomically swap two paths; False when the platform or file system cannot."""
-    if not sys.platform.startswith("linux"):
+    # Hand-written: Python's os module binds neither renameat2 (Linux 3.15+, glibc 2.28+)
+    # nor renamex_np (macOS 10.12+).
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = getattr(libc, "renameat2", None)
+        if renameat2 is None:
+            return False
+        result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    elif sys.platform == "darwin":
+        libc = ctypes.CDLL(None, use_errno=True)
+        renamex_np = getattr(libc, "renamex_np", None)
+        if renamex_np is None:
+            return False
+        result = renamex_np(os.fsencode(a), os.fsencode(b), _RENAME_SWAP)
+    else:
         return False
-    # Hand-written: Python's os module has no binding for renameat2 (Linux 3.15+, glibc 2.28+).
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        return False
-    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     if result == 0:
         return True
     err = ctypes.get_errno()

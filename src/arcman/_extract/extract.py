@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import secrets
 import tarfile
@@ -23,13 +24,22 @@ from dataclasses import dataclass, field
 from .._config import ArchiveConfig
 from .._errors import ArchiveError, CorruptArchiveError, IntegrityError
 from .._formats import CompressionFormat
-from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK, ManifestEntry, parse_manifest
+from .._manifest import (
+    DIR,
+    FILE,
+    MANIFEST_NAME,
+    SYMLINK,
+    TAR_MANIFEST_MARK,
+    ZIP_MANIFEST_MARK,
+    ManifestEntry,
+    parse_manifest,
+)
 from .._metadata import ArchiveEntry, ArchiveMetadata
 from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit, start
 from .check import Observed, check_against_manifest
-from .commit import check_destination, commit, make_staging, remove_tree
+from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
 from .decompress import DecompressedStream
 from .members import HARDLINK, Member, open_zip, tar_members, zip_members
 from .safety import MemberGuard, normalize_name
@@ -118,14 +128,17 @@ def scan_archive(
     progress = Progress(config.progress_callback, size)
     manifest_data: bytes | None = None
     stream: DecompressedStream | None = None
+    pax_headers: dict[str, str] = {}
+    announced = False  # whether the archive says it carries a manifest
     archive: zipfile.ZipFile | None = None
     try:
         if fmt is CompressionFormat.ZIP:
             archive = open_zip(archive_path)
+            announced = archive.comment == ZIP_MANIFEST_MARK
             members = zip_members(archive)
         else:
             stream = DecompressedStream(archive_path, fmt, clock, threaded=submit is not None)
-            members = tar_members(stream, clock)
+            members = tar_members(stream, clock, pax_headers)
         consumed = 0
         for member in members:
             if manifest_data is not None:
@@ -138,8 +151,11 @@ def scan_archive(
             now = stream.consumed if stream is not None else consumed + member.size
             progress.advance(now - consumed)
             consumed = now
-            if guard is not None and stream is not None:
-                guard.check_ratio(stream.produced, stream.consumed)
+            if guard is not None:
+                if stream is not None:
+                    guard.check_ratio(stream.produced, stream.consumed)
+                else:
+                    guard.check_ratio(scan.uncompressed_size, size)
     except ArchiveError:
         raise
     except _READ_ERRORS as exc:
@@ -152,6 +168,8 @@ def scan_archive(
     with clock.measure("verification"):
         if manifest_data is not None:
             scan.manifest = parse_manifest(manifest_data)
+        elif verify and (announced or TAR_MANIFEST_MARK in pax_headers):
+            raise IntegrityError(f"the archive announces {MANIFEST_NAME}, which is missing")
         for seen in scan.observed:
             seen.sha256()  # surface worker errors before judging contents
         if verify and scan.manifest is not None:
@@ -185,7 +203,9 @@ def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard |
     elif member.kind == FILE:
         if member.size <= SMALL_MEMBER:
             data = _read_exactly(member, member.size)
-            seen.digest = sink.add_file(path, data, member.mode, member.mtime)
+            job = sink.add_file(path, data, member.mode, member.mtime)
+            seen.digest = job
+            job.add_done_callback(seen.keep_result)
         else:
             seen.digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
     elif member.kind == SYMLINK:
@@ -206,6 +226,20 @@ def _case_insensitive(directory: str) -> bool:
         return os.path.exists(os.path.join(directory, name.upper()))
     finally:
         os.unlink(os.path.join(directory, name))
+
+
+def _known_size(archive_path: str, fmt: CompressionFormat) -> int | None:
+    """The expanded size, when the archive declares it before extraction: from a zip's central
+    directory, or from the ``.meta`` sidecar arcman writes beside every archive."""
+    if fmt is CompressionFormat.ZIP:
+        with open_zip(archive_path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    try:
+        with open(archive_path + ".meta", encoding="utf-8") as f:
+            size = json.load(f).get("uncompressed_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size if isinstance(size, int) and size >= 0 else None
 
 
 def _guard(config: ArchiveConfig, fmt: CompressionFormat, case_insensitive: bool) -> MemberGuard:
@@ -229,7 +263,9 @@ def extract_archive(
     fmt = CompressionFormat.detect(archive_path)
     check_destination(dest, replace)
     staging = make_staging(dest)
+    sink: StagingTree | None = None
     try:
+        ensure_space(staging, _known_size(archive_path, fmt))
         sink = StagingTree(
             staging, submit, config.memory_budget, clock,
             preserve_permissions=config.preserve_permissions,
@@ -244,6 +280,8 @@ def extract_archive(
             mode = os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755
             commit(staging, dest, replace, mode, keep_previous)
     except BaseException:
+        if sink is not None:
+            sink.drain()
         remove_tree(staging)
         raise
     return _metadata(archive_path, scan, clock, verify_integrity)

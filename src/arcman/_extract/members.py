@@ -3,11 +3,14 @@
 Each member carries a ``read(n)`` for its data that is valid until the next member is taken
 (tar is a stream). Container errors from tarfile/zipfile become CorruptArchiveError; a tar
 stream must end with a proper end-of-archive marker, so damage that tarfile would take for the
-end of the archive is reported instead of silently dropping the members after it.
+end of the archive is reported instead of silently dropping the members after it, and so is a
+stream cut exactly at a member boundary. Zip entries whose data overlap (the "quoted overlap"
+bomb, which Python 3.11 before 3.11.8 does not detect) are refused when the file is opened.
 """
 
 from __future__ import annotations
 
+import os
 import stat
 import struct
 import tarfile
@@ -16,7 +19,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .._errors import CorruptArchiveError
+from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
@@ -25,6 +28,9 @@ HARDLINK = "hardlink"
 SPECIAL = "special"
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
 _UNIX = 3  # "version made by" host system
+MAX_TARGET_BYTES = 4095
+_ZIP_LOCAL_HEADER = 30
+_ZIP_END_RECORD = 22
 
 
 @dataclass(slots=True)
@@ -57,8 +63,11 @@ def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
     return SPECIAL, f"tar member type {info.type!r}"
 
 
-def tar_members(stream: DecompressedStream, clock: PhaseClock) -> Iterator[Member]:
-    """The tar stream's members; header parsing time is the ``parsing`` phase."""
+def tar_members(
+    stream: DecompressedStream, clock: PhaseClock, pax_headers: dict[str, str]
+) -> Iterator[Member]:
+    """The tar stream's members, header parsing timed as the ``parsing`` phase; once they are
+    exhausted, ``pax_headers`` holds the pax global headers."""
     try:
         archive = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # type: ignore[call-overload]  # noqa: SIM115
     except tarfile.TarError as exc:
@@ -76,6 +85,7 @@ def tar_members(stream: DecompressedStream, clock: PhaseClock) -> Iterator[Membe
                 info.linkname if kind in (SYMLINK, HARDLINK) else None, reader, detail,
             )
         _check_end_of_archive(archive)
+        pax_headers.update(archive.pax_headers)
     finally:
         archive.close()
 
@@ -90,6 +100,8 @@ def _iter_tar(archive: tarfile.TarFile, clock: PhaseClock) -> Iterator[tarfile.T
             raise CorruptArchiveError(f"damaged tar header: {exc}") from exc
         if info is None:
             return
+        # tarfile keeps every TarInfo in .members (not in typeshed); a stream needs none of them.
+        archive.members.clear()  # type: ignore[attr-defined]
         yield info
 
 
@@ -98,6 +110,9 @@ def _check_end_of_archive(archive: tarfile.TarFile) -> None:
     end-of-archive marker must be zero padding, or members were lost."""
     rest = archive.fileobj
     assert rest is not None
+    if rest.tell() < archive.offset + tarfile.BLOCKSIZE:
+        # The data stopped where a header was due: cut at a member boundary, not ended.
+        raise CorruptArchiveError("tar archive is truncated: its end-of-archive marker is missing")
     try:
         while chunk := rest.read(1024 * 1024):
             if chunk.count(0) != len(chunk):
@@ -136,20 +151,28 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
 
 def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
+        if not info.filename:
+            raise CorruptArchiveError("zip entry with an empty name")
+        if info.flag_bits & 0x1:
+            raise CorruptArchiveError(f"zip entry {info.filename!r} is encrypted (not supported)")
         unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
         mode = stat.S_IMODE(unix_mode)
         if info.is_dir():
             kind, mode = DIR, mode or 0o755
         elif stat.S_ISLNK(unix_mode):
             kind = SYMLINK
-        elif unix_mode and not stat.S_ISREG(unix_mode):
+        elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):  # 0: permissions only (zipfile)
             kind = SPECIAL
         else:
             kind, mode = FILE, mode or 0o644
         member = Member(_zip_name(info), kind, info.file_size, mode, _zip_mtime(info))
         try:
             if kind == SYMLINK:
-                member.target = archive.read(info).decode("utf-8", "surrogateescape")
+                with archive.open(info) as link:
+                    target = link.read(MAX_TARGET_BYTES + 1)
+                if len(target) > MAX_TARGET_BYTES:
+                    raise UnsafeMemberError(info.filename, "symlink target is too long")
+                member.target = target.decode("utf-8", "surrogateescape")
             elif kind == FILE:
                 member.read = archive.open(info).read
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -159,6 +182,35 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
 
 def open_zip(path: str) -> zipfile.ZipFile:
     try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise CorruptArchiveError(f"not a valid zip archive: {exc}") from exc
+    try:
+        _check_end(path, archive.comment)
+        _check_layout(archive)
+    except CorruptArchiveError:
+        archive.close()
+        raise
+    return archive
+
+
+def _check_end(path: str, comment: bytes) -> None:
+    """The end record (and its comment) must close the file: zipfile accepts trailing data,
+    which is how damage to the end record's lengths would pass for a smaller, valid zip."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END) - _ZIP_END_RECORD - len(comment)
+        f.seek(max(end, 0))
+        if end < 0 or f.read(4) != b"PK\x05\x06":
+            raise CorruptArchiveError("data follows the end of the zip archive")
+
+
+def _check_layout(archive: zipfile.ZipFile) -> None:
+    """Each entry's local header and data must end before the next entry (or the central
+    directory) begins; the bound used (header without its name, then the data) is a minimum."""
+    infos = sorted(archive.infolist(), key=lambda i: i.header_offset)
+    if not infos:
+        return
+    limits = [i.header_offset for i in infos[1:]] + [archive.start_dir]
+    for info, limit in zip(infos, limits, strict=True):
+        if info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size > limit:
+            raise CorruptArchiveError(f"zip entry {info.filename!r} overlaps the next one")

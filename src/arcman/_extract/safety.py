@@ -1,10 +1,11 @@
 """MemberGuard: judges every member before a byte of it is written.
 
 Stricter than tarfile's ``data`` filter (PEP 706), which only sanitizes some of these cases:
-a member is refused, never rewritten, when its name is absolute, has a ``..`` component, a NUL,
-a drive letter or (in zips) a backslash; when it is a device, fifo or other special file; when
-it would be written through a symlink or over an earlier member; when a link points outside
-the destination; or when it breaks an extraction limit. The guard remembers the kinds of the
+a member is refused, never rewritten, when its name is absolute, has a ``..`` component
+(between slashes or backslashes), a NUL, a drive letter or (in zips) a backslash; when it is
+a device, fifo or other special file; when it would be written through a symlink or over an
+earlier member; when a link points outside the destination; or when it breaks an extraction
+limit. The guard remembers the kinds of the
 paths it has let through, which is what it needs to judge later members.
 """
 
@@ -15,7 +16,6 @@ import unicodedata
 
 from .._config import ExtractionLimits
 from .._errors import LimitExceededError, UnsafeMemberError
-from .._formats import zip_name_problem
 from .._manifest import DIR, FILE, SYMLINK
 from .members import HARDLINK, SPECIAL, Member
 
@@ -29,14 +29,16 @@ def normalize_name(raw: str, *, zip_rules: bool) -> str | None:
     name = raw
     if "\x00" in name:
         raise UnsafeMemberError(raw, "NUL byte in name")
-    problem = zip_name_problem(name) if zip_rules else None
-    if problem:
-        raise UnsafeMemberError(raw, problem)
-    if name.startswith("/"):
+    if zip_rules and "\\" in name:
+        raise UnsafeMemberError(raw, "backslash in a zip member name")
+    # Rooted on Windows too (UNC "\\server", "\\x", drive "C:"), where archives are also opened.
+    if name.startswith(("/", "\\")) or (len(name) >= 2 and name[1] == ":" and name[0].isalpha()):
         raise UnsafeMemberError(raw, "absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
+    # A backslash is an ordinary character on POSIX, but a separator wherever the tree may be
+    # copied next: '..' between either separator is refused.
+    if ".." in name.replace("\\", "/").split("/"):
         raise UnsafeMemberError(raw, "'..' path component")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts:
         return None
     path = "/".join(parts)

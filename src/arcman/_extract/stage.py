@@ -20,7 +20,7 @@ from typing import Protocol
 from .._atomic import describe_os_error
 from .._errors import DestinationError, UnsafeMemberError
 from .._stats import PhaseClock
-from .._workers import ByteBudget, Submit, start
+from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, start
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -59,13 +59,13 @@ class HashSink:
             with self._clock.measure("verification"):
                 return hashlib.sha256(data).hexdigest()
         finally:
-            self._budget.release(len(data))
+            self._budget.release(len(data) + ITEM_OVERHEAD)
 
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         pass
 
     def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]:
-        self._budget.acquire(len(data))
+        self._budget.acquire(len(data) + ITEM_OVERHEAD)
         return start(self._submit, self._hash, data)
 
     def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str:
@@ -125,6 +125,10 @@ class StagingTree:
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, str(args[0]))) from exc
 
+    def drain(self) -> None:
+        """Wait for the pool's pending writes, so that removing the tree cannot race them."""
+        self._budget.drain()
+
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         self._ensure_parent(path)
         if path not in self._made:
@@ -153,11 +157,11 @@ class StagingTree:
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
         finally:
-            self._budget.release(len(data))
+            self._budget.release(len(data) + ITEM_OVERHEAD)
 
     def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]:
         self._ensure_parent(path)
-        self._budget.acquire(len(data))
+        self._budget.acquire(len(data) + ITEM_OVERHEAD)
         return start(self._submit, self._write, path, data, mode, mtime)
 
     def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str:

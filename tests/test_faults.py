@@ -1,0 +1,438 @@
+"""Faults: disk full, SIGKILL, Ctrl-C/SIGTERM and misbehaving sources leave nothing half-done.
+
+Disk-full is injected at the OS-call level (os.write for extraction, the archive's file object
+for creation). The kill tests run the CLI in a subprocess and kill it at random moments: the
+destination must then be exactly the old or the new tree, and the only leftovers clearly named
+temporaries, which the next run removes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcman import ArchiveConfig, ArchiveManager, DestinationError, SourceError
+from arcman._atomic import clean_stale
+from arcman._create import collect
+
+LEFTOVER = re.compile(r"\..+\.arcman-(tmp|staging|old)-\d+-[0-9a-f]{8}")
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    tree: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            tree[rel] = "-> " + os.readlink(path)
+        elif path.is_dir():
+            tree[rel] = "dir"
+        else:
+            tree[rel] = path.read_bytes()
+    return tree
+
+
+def make_tree(root: Path, version: str, files: int, big: int = 0) -> Path:
+    """A version-stamped tree; ``big`` adds that many bytes of random data."""
+    for i in range(files):
+        sub = root / f"d{i % 10}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i}.txt").write_text(f"{version} file {i}\n" * (i % 7 + 1))
+    (root / f"only-in-{version}").write_text(version)
+    if big:
+        (root / "big.bin").write_bytes(random.Random(version).randbytes(big))
+    return root
+
+
+# ---------------------------------------------------------------- disk full
+
+
+class _FullDisk:
+    """A write-only file that accepts ``room`` bytes, then fails with ENOSPC."""
+
+    def __init__(self, inner: Any, room: int) -> None:
+        self._inner = inner
+        self._room = room
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        if n > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= n
+        return int(self._inner.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("ext", [".tar.gz", ".zip", ".tar.zst"])
+def test_disk_full_during_create(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = out / f"a{ext}"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+    before = snapshot(out)
+    real_fdopen = os.fdopen
+
+    def full_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        return _FullDisk(real_fdopen(fd, *args, **kwargs), 100_000)
+
+    monkeypatch.setattr("arcman._atomic.os.fdopen", full_fdopen)
+    (sample_tree / "new.txt").write_text("changed")
+    with ArchiveManager() as manager, pytest.raises(DestinationError, match="no space"):
+        manager.create_archive(sample_tree, archive)
+    assert snapshot(out) == before  # old archive and sidecars intact, no temporaries
+
+
+@pytest.fixture
+def full_disk_for(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, int], None]:
+    """Make os.write fail with ENOSPC for files under a directory once ``room`` bytes are used."""
+    real_write = os.write
+
+    def install(root: Path, room: int) -> None:
+        budget = [room]
+        prefix = str(root)
+
+        def write(fd: int, data: Any) -> int:
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                target = ""
+            if target.startswith(prefix):
+                budget[0] -= memoryview(data).nbytes
+                if budget[0] < 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, data)
+
+        monkeypatch.setattr("arcman._extract.stage.os.write", write)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd to tell which files an os.write goes to")
+    return install
+
+
+@pytest.mark.parametrize("replace", [False, True])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_disk_full_during_extract(
+    tmp_path: Path,
+    sample_tree: Path,
+    full_disk_for: Callable[[Path, int], None],
+    replace: bool,
+    parallel: bool,
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+    box = tmp_path / "box"
+    dest = box / "dest"
+    if replace:
+        make_tree(dest, "old", 5)
+    else:
+        box.mkdir()
+    before = snapshot(box)
+    full_disk_for(box, 1024 * 1024)
+    config = ArchiveConfig(enable_parallelization=parallel)
+    with ArchiveManager(config) as manager, pytest.raises(DestinationError, match="no space"):
+        manager.extract_archive(archive, dest, replace=replace)
+    assert snapshot(box) == before
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB file system (tmpfs), where the machine lets the tests mount one."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_real_disk_full(tmp_path: Path, sample_tree: Path, small_fs: Path) -> None:
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager(ArchiveConfig(include_metadata=False)) as manager:
+        manager.create_archive(sample_tree, archive)  # no .meta: no size known up front
+        with pytest.raises(DestinationError, match="no space"):
+            manager.extract_archive(archive, small_fs / "dest")
+        assert list(small_fs.iterdir()) == []
+        with pytest.raises(DestinationError, match="no space"):
+            manager.create_archive(sample_tree, small_fs / "out.tar")
+        assert list(small_fs.iterdir()) == []
+
+
+# ---------------------------------------------------------------- stale temporaries
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_next_run_removes_what_a_killed_run_left(
+    tmp_path: Path, sample_tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    dest = tmp_path / "dest"
+    dead, alive = _dead_pid(), os.getppid()
+    stale_dir = tmp_path / f".dest.arcman-staging-{dead}-0123abcd"
+    (stale_dir / "half").mkdir(parents=True)
+    stale_tmp = tmp_path / f".a.tar.gz.arcman-tmp-{dead}-89abcdef"
+    stale_tmp.write_bytes(b"partial")
+    running = tmp_path / f".dest.arcman-staging-{alive}-00000000"
+    running.mkdir()
+    unrelated = tmp_path / f".other.arcman-staging-{dead}-11111111"
+    unrelated.mkdir()
+    with caplog.at_level(logging.WARNING, logger="arcman"), ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        manager.extract_archive(archive, dest)
+    assert not stale_dir.exists() and not stale_tmp.exists()
+    assert running.exists() and unrelated.exists()  # a live run's, and another name's
+    assert sum("interrupted run" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_old_tree_moved_back_when_the_fallback_swap_was_cut(tmp_path: Path) -> None:
+    """The non-atomic fallback renames DEST aside first; if killed there, DEST comes back."""
+    dest = tmp_path / "dest"
+    old = make_tree(tmp_path / f".dest.arcman-old-{_dead_pid()}-0123abcd", "old", 3)
+    expected = snapshot(old)
+    clean_stale(str(dest))
+    assert snapshot(dest) == expected and not old.exists()
+
+
+# ---------------------------------------------------------------- killed, interrupted
+
+
+def _arcman(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "arcman", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("versions")
+    trees = {v: make_tree(base / v, v, 600, big=4 * 1024 * 1024) for v in ("v1", "v2")}
+    archives = {}
+    with ArchiveManager() as manager:
+        for v, tree in trees.items():
+            archives[v] = base / f"{v}.tar.gz"
+            manager.create_archive(tree, archives[v])
+    return {"trees": {v: snapshot(t) for v, t in trees.items()}, "src": trees,
+            "archives": archives}
+
+
+def _leftovers(directory: Path, keep: set[str]) -> list[str]:
+    names = [p.name for p in directory.iterdir() if p.name not in keep]
+    assert all(LEFTOVER.fullmatch(n) for n in names), names
+    return names
+
+
+def test_sigkill_during_extract_replace(tmp_path: Path, versions: dict[str, Any]) -> None:
+    rng = random.Random(4)
+    box = tmp_path / "box"
+    box.mkdir()
+    dest = box / "dest"
+    subprocess.run(_arcman("extract", versions["archives"]["v1"], "-C", dest), check=True)
+    for i in range(8):
+        version = ("v2", "v1")[i % 2]
+        proc = subprocess.Popen(
+            _arcman("extract", versions["archives"][version], "-C", dest, "--replace", "-q")
+        )
+        time.sleep(rng.uniform(0.05, 1.5))
+        proc.kill()
+        proc.wait()
+        now = snapshot(dest)
+        assert now in (versions["trees"]["v1"], versions["trees"]["v2"]), "a mixed tree"
+        _leftovers(box, {"dest"})
+    subprocess.run(
+        _arcman("extract", versions["archives"]["v2"], "-C", dest, "--replace", "-q"), check=True
+    )
+    assert snapshot(dest) == versions["trees"]["v2"]
+    assert _leftovers(box, {"dest"}) == []
+
+
+def test_sigkill_during_create(tmp_path: Path, versions: dict[str, Any]) -> None:
+    rng = random.Random(5)
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = out / "a.tar.gz"
+    subprocess.run(_arcman("create", versions["src"]["v1"], "-o", archive, "-q"), check=True)
+    for i in range(8):
+        old = archive.read_bytes()
+        source = versions["src"][("v2", "v1")[i % 2]]
+        proc = subprocess.Popen(_arcman("create", source, "-o", archive, "-q"))
+        time.sleep(rng.uniform(0.05, 2.0))
+        proc.kill()
+        proc.wait()
+        if archive.read_bytes() != old:  # a complete new archive that verifies
+            subprocess.run(_arcman("verify", archive, "-q"), check=True)
+        _leftovers(out, {"a.tar.gz", "a.tar.gz.sha256", "a.tar.gz.meta"})
+        subprocess.run(_arcman("verify", archive, "-q"), check=True)  # sidecars never stale
+    subprocess.run(_arcman("create", versions["src"]["v2"], "-o", archive, "-q"), check=True)
+    assert _leftovers(out, {"a.tar.gz", "a.tar.gz.sha256", "a.tar.gz.meta"}) == []
+
+
+def _wait_for_temporary(directory: Path, name: str, proc: subprocess.Popen[bytes]) -> bool:
+    """True once the running command's temporary for ``name`` appears (False if it finished
+    first)."""
+    while proc.poll() is None:
+        if any(p.name.startswith(f".{name}.arcman-") for p in directory.iterdir()):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("command", ["extract", "create"])
+def test_interrupt_and_terminate(
+    tmp_path: Path, versions: dict[str, Any], sig: signal.Signals, code: int, command: str
+) -> None:
+    box = tmp_path / "box"
+    box.mkdir()
+    dest = box / ("dest" if command == "extract" else "a.tar.gz")
+    args = (
+        ("extract", versions["archives"]["v2"], "-C", dest)
+        if command == "extract"
+        else ("create", versions["src"]["v2"], "-o", dest)
+    )
+    for _ in range(5):
+        for p in box.iterdir():
+            subprocess.run(["rm", "-rf", str(p)], check=True)
+        proc = subprocess.Popen(_arcman(*args), stderr=subprocess.PIPE)
+        if _wait_for_temporary(box, dest.name, proc):
+            proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:  # 0: it finished before the signal could land; try again
+            break
+    else:
+        pytest.fail(f"{command} always finished before it could be signalled")
+    assert proc.returncode == code, err
+    assert b"Traceback" not in err
+    # Temporaries removed; the signal landed before the commit (nothing there) or just after
+    # it (a complete result, which verifies).
+    assert not [p.name for p in box.iterdir() if LEFTOVER.fullmatch(p.name)]
+    if command == "extract" and dest.exists():
+        assert snapshot(dest) == versions["trees"]["v2"]
+    if command == "create" and dest.exists():
+        subprocess.run(_arcman("verify", dest, "-q"), check=True)
+
+
+# ---------------------------------------------------------------- misbehaving sources
+
+
+@pytest.fixture
+def after_collection(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
+    """Run an action between collection and reading (a file changing under arcman's feet)."""
+
+    def install(action: Callable[[], None]) -> None:
+        real = collect.Collector.collect
+
+        def collect_then_act(self: collect.Collector) -> collect.Collection:
+            result = real(self)
+            action()
+            return result
+
+        monkeypatch.setattr(collect.Collector, "collect", collect_then_act)
+
+    return install
+
+
+def _grow(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + b"more")
+
+
+def _shrink(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-1])
+
+
+@pytest.mark.parametrize("name", ["a.txt", "sub/big.bin"])  # read whole, and streamed
+@pytest.mark.parametrize("change", [_grow, _shrink, Path.unlink])
+def test_source_changing_between_collection_and_reading(
+    tmp_path: Path,
+    sample_tree: Path,
+    after_collection: Callable[[Callable[[], None]], None],
+    name: str,
+    change: Callable[[Path], Any],
+) -> None:
+    victim = sample_tree / name
+    after_collection(lambda: change(victim))
+    archive = tmp_path / "a.tar"
+    with ArchiveManager() as manager, pytest.raises(SourceError) as info:
+        manager.create_archive(sample_tree, archive)
+    assert info.value.path is not None and info.value.path.endswith(name)
+    assert list(tmp_path.iterdir()) == [sample_tree]  # no archive, no temporaries
+
+
+def test_vanished_source_file_skipped_when_asked(
+    tmp_path: Path, sample_tree: Path, after_collection: Callable[[Callable[[], None]], None]
+) -> None:
+    after_collection(lambda: (sample_tree / "a.txt").unlink())
+    archive = tmp_path / "a.zip"
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(sample_tree, archive)
+        assert [s.split(":")[0] for s in meta.skipped] == ["a.txt"]
+        listed = {e.name for e in manager.list_archive(archive)}
+        assert manager.verify_archive_integrity(archive)
+    assert "a.txt" not in listed and "run.sh" in listed  # manifest and contents agree
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make opening one path fail with EACCES (chmod cannot stop root, which runs the tests)."""
+    real_open = os.open
+    denied: set[str] = set()
+
+    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) in denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr("arcman._create.read.os.open", guarded_open)
+    yield lambda p: denied.add(os.path.realpath(p))
+
+
+@pytest.mark.parametrize("name", ["a.txt", "sub/big.bin"])
+def test_unreadable_source_file(
+    tmp_path: Path, sample_tree: Path, unreadable: Callable[[Path], None], name: str
+) -> None:
+    unreadable(sample_tree / name)
+    with ArchiveManager() as manager, pytest.raises(SourceError, match="Permission denied") as e:
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+    assert e.value.path is not None and e.value.path.endswith(name)
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+        assert [s.split(":")[0] for s in meta.skipped] == [name]
+        assert name not in {e.name for e in manager.list_archive(tmp_path / "a.tar.gz")}
+
+
+def test_output_inside_the_source_tree_is_excluded(sample_tree: Path) -> None:
+    archive = sample_tree / "self.tar.gz"
+    dead = _dead_pid()
+    for name in ("self.tar.gz", "self.tar.gz.sha256"):
+        (sample_tree / f".{name}.arcman-tmp-{dead}-0123abcd").write_bytes(b"left by a kill")
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        manager.create_archive(sample_tree, archive)  # again, over the first one
+        names = {e.name for e in manager.list_archive(archive)}
+    assert not any(n.startswith(("self.tar.gz", ".self.tar.gz")) for n in names)
+    assert "a.txt" in names

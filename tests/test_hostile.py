@@ -1,0 +1,715 @@
+"""Hostile and malformed archives: refused with a typed error, nothing written anywhere.
+
+Complements test_extract_safety.py (absolute names, '..', devices, simple symlink escapes):
+this file covers the less obvious tricks, the guard's case-insensitive mode, bombs and limits,
+and damaged containers and manifests. Every extraction runs in a sandbox directory that must
+hold nothing but the archive afterwards.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import json
+import os
+import stat
+import struct
+import tarfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arcman import (
+    ArchiveConfig,
+    ArchiveManager,
+    CorruptArchiveError,
+    DestinationError,
+    ExtractionLimits,
+    IntegrityError,
+    LimitExceededError,
+    UnsafeMemberError,
+)
+from arcman._extract import commit as commit_module
+from arcman._extract import safety
+from arcman._extract.members import HARDLINK, SPECIAL, Member
+from arcman._extract.safety import MemberGuard, normalize_name
+from arcman._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
+
+# ---------------------------------------------------------------- helpers
+
+
+def guard(case_insensitive: bool = False, zip_rules: bool = False, **limits: int) -> MemberGuard:
+    return MemberGuard(
+        ExtractionLimits(**limits), case_insensitive=case_insensitive, zip_rules=zip_rules
+    )
+
+
+def m(name: str, kind: str = FILE, size: int = 0, target: str | None = None) -> Member:
+    return Member(name, kind, size, 0o644, 0, target)
+
+
+def make_tar(path: Path, members: list[tuple[str, bytes, str | bytes]], mode: str = "w") -> Path:
+    """members: (name, tar type, data for files / linkname for links)."""
+    with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.mode = 0o644
+            if kind == tarfile.REGTYPE:
+                assert isinstance(payload, bytes)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            else:
+                if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                    assert isinstance(payload, str)
+                    info.linkname = payload
+                tar.addfile(info)
+    return path
+
+
+def refused(
+    archive: Path, error: type[Exception] = UnsafeMemberError, config: ArchiveConfig | None = None
+) -> Exception:
+    """Extracting must raise ``error``, and leave nothing but the archive (and sidecars)."""
+    box = archive.parent
+    before = sorted(p.name for p in box.iterdir())
+    dest = box / "dest"
+    with (
+        ArchiveManager(config or ArchiveConfig()) as manager,
+        pytest.raises(error) as info,
+    ):
+        manager.extract_archive(archive, dest)
+    assert sorted(p.name for p in box.iterdir()) == before
+    return info.value
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Path:
+    path = tmp_path / "box"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def arcman_tar(tmp_path: Path, sample_tree: Path) -> Path:
+    archive = tmp_path / "a.tar"
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
+        mgr.create_archive(sample_tree, archive)
+    return archive
+
+
+Edit = Callable[[tarfile.TarInfo, bytes], "bytes | None"]
+Lines = list[dict[str, object]]
+
+
+def rewrite_tar(src: Path, dst: Path, edit: Edit) -> Path:
+    """Copy a tar member by member; ``edit`` returns the new data, or None to drop a member."""
+    with tarfile.open(src) as old, tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as new:
+        for info in old.getmembers():
+            f = old.extractfile(info)
+            data = f.read() if f is not None else b""
+            changed = edit(info, data)
+            if changed is None:
+                continue
+            info.size = len(changed)
+            new.addfile(info, io.BytesIO(changed) if info.isreg() else None)
+    return dst
+
+
+# ---------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a\\..\\..\\etc\\passwd",  # Windows separators around '..'
+        "a/..\\..\\x",  # mixed separators
+        "\\\\server\\share\\x",  # UNC
+        "\\x",
+        "C:x",
+        "a/b\x00c",
+        "a/" + "n" * 256,
+        "/".join(["d" * 200] * 21),  # 4220 bytes: over PATH_MAX
+    ],
+)
+def test_names_refused(name: str) -> None:
+    with pytest.raises(UnsafeMemberError):
+        guard().check(m(name))
+
+
+@given(st.text(alphabet="./\\:aC\x00é", max_size=12), st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_accepted_names_stay_inside(name: str, zip_rules: bool) -> None:
+    """Whatever the name, an accepted one is a clean relative path that cannot leave the root."""
+    try:
+        path = normalize_name(name, zip_rules=zip_rules)
+    except UnsafeMemberError:
+        return
+    if path is None:
+        return
+    parts = path.split("/")
+    assert "" not in parts and "." not in parts and "\x00" not in path
+    assert ".." not in path.replace("\\", "/").split("/")
+    root = "/dest"
+    assert os.path.normpath(os.path.join(root, path)).startswith(root + "/")
+
+
+def test_backslash_is_a_plain_character_in_tar_but_refused_in_zip() -> None:
+    assert guard().check(m("odd\\name")) == "odd\\name"
+    with pytest.raises(UnsafeMemberError, match="backslash"):
+        guard(zip_rules=True).check(m("odd\\name"))
+
+
+def test_name_limits_are_bytes_not_characters() -> None:
+    assert normalize_name("é" * 127, zip_rules=False) == "é" * 127  # 254 bytes
+    with pytest.raises(UnsafeMemberError, match="longer"):
+        normalize_name("é" * 128, zip_rules=False)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("README", "readme"),
+        ("caf\u00e9", "cafe\u0301"),  # NFC and NFD spellings of the same name
+        ("Dir/x", "dir/y"),  # clash through a parent directory
+        ("STRASSE", "straße"),  # full case folding
+    ],
+)
+def test_case_insensitive_mode_refuses_names_that_fold_together(first: str, second: str) -> None:
+    g = guard(case_insensitive=True)
+    g.check(m(first))
+    with pytest.raises(UnsafeMemberError, match="case-insensitive"):
+        g.check(m(second))
+    sensitive = guard(case_insensitive=False)
+    sensitive.check(m(first))
+    assert sensitive.check(m(second)) is not None
+
+
+@given(st.lists(st.text(alphabet="aAbBéE\u0301/", min_size=1, max_size=6), max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_case_insensitive_guard_never_lets_two_folded_names_through(names: list[str]) -> None:
+    """Whatever the names, no two accepted paths fold to the same key."""
+    import unicodedata
+
+    g = guard(case_insensitive=True)
+    accepted: dict[str, str] = {}
+    for name in names:
+        try:
+            path = g.check(m(name, DIR))
+        except UnsafeMemberError:
+            continue
+        if path is None:
+            continue
+        key = unicodedata.normalize("NFC", path).casefold()
+        assert accepted.setdefault(key, path) == path
+
+
+# ---------------------------------------------------------------- duplicates and links
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (m("x"), m("x")),  # file replacing a file
+        (m("x", DIR), m("x")),  # file replacing a directory
+        (m("x", SYMLINK, target="y"), m("x")),  # file replacing a symlink
+        (m("x"), m("x", DIR)),  # directory replacing a file
+        (m("x"), m("x", SYMLINK, target="y")),  # symlink replacing a file
+        (m("a/x"), m("a/./x")),  # the same path spelled differently
+    ],
+)
+def test_duplicate_members_refused(first: Member, second: Member) -> None:
+    g = guard()
+    g.check(first)
+    with pytest.raises(UnsafeMemberError, match="duplicate"):
+        g.check(second)
+
+
+def test_repeated_directory_is_allowed() -> None:
+    g = guard()
+    g.check(m("d", DIR))
+    assert g.check(m("d/", DIR)) == "d"
+
+
+@pytest.mark.parametrize("link_kind", [SYMLINK, HARDLINK])
+def test_member_written_through_a_link_refused(link_kind: str) -> None:
+    g = guard()
+    g.check(m("sub", DIR))
+    g.check(m("sub/f"))
+    g.check(m("l", link_kind, target="sub" if link_kind == SYMLINK else "sub/f"))
+    with pytest.raises(UnsafeMemberError, match="through"):
+        g.check(m("l/evil"))
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [("/etc", "absolute"), ("../../x", "outside"), ("a/../../../x", "outside"), ("", "empty")],
+)
+def test_symlink_targets_refused(target: str, reason: str) -> None:
+    with pytest.raises(UnsafeMemberError, match=reason):
+        guard().check(m("d/l", SYMLINK, target=target))
+
+
+@pytest.mark.parametrize("target", ["../outside", "/etc/passwd", "later", "dir", "link"])
+def test_hardlinks_only_to_earlier_files(target: str) -> None:
+    g = guard()
+    g.check(m("dir", DIR))
+    g.check(m("link", SYMLINK, target="dir"))
+    with pytest.raises(UnsafeMemberError):
+        g.check(m("h", HARDLINK, target=target))
+    g.check(m("later"))
+
+
+def test_special_members_refused() -> None:
+    with pytest.raises(UnsafeMemberError, match="special"):
+        guard().check(Member("p", SPECIAL, 0, 0o644, 0, detail="fifo"))
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        # Each link is harmless alone; together t resolves to the destination's parent.
+        [("s", tarfile.SYMTYPE, "."), ("t", tarfile.SYMTYPE, "s/..")],
+        [("a", tarfile.DIRTYPE, b""), ("a/up", tarfile.SYMTYPE, ".."),
+         ("b", tarfile.SYMTYPE, "a/up/a/up/..")],
+        [("x", tarfile.SYMTYPE, "y/.."), ("y", tarfile.SYMTYPE, "."),
+         ("z", tarfile.SYMTYPE, "x/..")],
+    ],
+)
+def test_symlink_chains_that_escape_only_together(box: Path, chain: list) -> None:  # type: ignore[type-arg]
+    refused(make_tar(box / "a.tar", chain), UnsafeMemberError)
+
+
+def test_hardlink_then_write_through_it_leaves_nothing(box: Path) -> None:
+    refused(
+        make_tar(
+            box / "a.tar",
+            [("f", tarfile.REGTYPE, b"x"), ("h", tarfile.LNKTYPE, "f"),
+             ("h", tarfile.REGTYPE, b"overwrite")],
+        )
+    )
+
+
+def test_hardlinks_to_outside_refused_in_an_archive(box: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    refused(make_tar(box / "a.tar", [("h", tarfile.LNKTYPE, str(victim))]))
+    refused(make_tar(box / "b.tar", [("h", tarfile.LNKTYPE, "../victim")]))
+    assert victim.read_text() == "keep"
+    assert victim.stat().st_nlink == 1
+
+
+@pytest.mark.parametrize("kind", [tarfile.FIFOTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, b"S"])
+def test_special_tar_members_refused(box: Path, kind: bytes) -> None:
+    refused(make_tar(box / "a.tar", [("ok", tarfile.REGTYPE, b"x"), ("dev", kind, b"")]))
+
+
+def test_zip_mode_without_file_type_is_a_regular_file(box: Path) -> None:
+    """Python's zipfile.writestr records permission bits only (no S_IFREG): a plain file."""
+    with zipfile.ZipFile(box / "a.zip", "w") as z:
+        z.writestr("plain", b"data")
+    with ArchiveManager() as manager:
+        manager.extract_archive(box / "a.zip", box / "dest")
+    assert (box / "dest" / "plain").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("fmt", [stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK])
+def test_special_zip_members_refused(box: Path, fmt: int) -> None:
+    archive = box / "a.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        info = zipfile.ZipInfo("special")
+        info.create_system = 3
+        info.external_attr = (fmt | 0o644) << 16
+        z.writestr(info, b"")
+    refused(archive)
+
+
+def test_zip_symlink_with_a_huge_target_refused_without_reading_it(box: Path) -> None:
+    archive = box / "a.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo("l")
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(info, b"a/" * 2_000_000)
+    refused(archive)
+
+
+def test_modes_masked_like_the_data_filter(box: Path) -> None:
+    with tarfile.open(box / "a.tar", "w") as tar:
+        for name, kind, mode in [
+            ("d", tarfile.DIRTYPE, 0o3777),
+            ("d/suid", tarfile.REGTYPE, 0o6777),
+            ("d/ro", tarfile.REGTYPE, 0o400),
+            ("sticky", tarfile.DIRTYPE, 0o1777),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = kind, mode
+            tar.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+    with ArchiveManager() as manager:
+        manager.extract_archive(box / "a.tar", box / "dest")
+    names = ["d", "d/suid", "d/ro", "sticky"]
+    modes = {p: (box / "dest" / p).stat().st_mode & 0o7777 for p in names}
+    assert modes == {"d": 0o755, "d/suid": 0o755, "d/ro": 0o600, "sticky": 0o755}
+
+
+def test_refusal_waits_for_pending_writes_before_removing_staging(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow pool writes still pending when a later member is refused must not land in (and
+    so keep alive) a staging tree that is being removed."""
+    from arcman._extract import extract
+    from arcman._extract.stage import StagingTree
+
+    real_write, real_remove = StagingTree._write, extract.remove_tree
+    writing = []
+    removed_while_writing = []
+
+    def slow_write(self: StagingTree, *args: Any) -> str:
+        writing.append(1)
+        try:
+            time.sleep(0.05)
+            return real_write(self, *args)
+        finally:
+            writing.pop()
+
+    def checked_remove(path: str) -> None:
+        removed_while_writing.append(len(writing))
+        real_remove(path)
+
+    monkeypatch.setattr(StagingTree, "_write", slow_write)
+    monkeypatch.setattr(extract, "remove_tree", checked_remove)
+    members = [(f"f{i}", tarfile.REGTYPE, b"x") for i in range(8)]
+    refused(make_tar(box / "a.tar", [*members, ("dev", tarfile.FIFOTYPE, b"")]),
+            config=ArchiveConfig(thread_pool_size=2))
+    assert removed_while_writing == [0]
+
+
+# ---------------------------------------------------------------- bombs and limits
+
+
+def test_default_limits_suit_a_small_board() -> None:
+    limits = ExtractionLimits()
+    assert limits.max_total_size is not None and limits.max_total_size <= 4 * 2**30
+    assert limits.max_member_size is not None and limits.max_member_size <= limits.max_total_size
+    assert limits.max_members is not None and limits.max_members <= 200_000
+    assert limits.max_compression_ratio is not None and limits.max_compression_ratio <= 1000
+
+
+@pytest.mark.parametrize(
+    ("limits", "match"),
+    [
+        ({"max_members": 3}, "more than 3 members"),
+        ({"max_member_size": 800}, "over the 800 limit"),
+        ({"max_total_size": 2500}, "2500 byte limit"),
+    ],
+)
+def test_limits_refuse(box: Path, limits: dict[str, int], match: str) -> None:
+    archive = make_tar(box / "a.tar", [(f"f{i}", tarfile.REGTYPE, b"x" * 900) for i in range(4)])
+    err = refused(archive, LimitExceededError, ArchiveConfig(limits=ExtractionLimits(**limits)))
+    assert match in str(err)
+    with ArchiveManager(ArchiveConfig(limits=ExtractionLimits(None, None, None, None))) as mgr:
+        mgr.extract_archive(archive, box / "dest")  # raising the limits lets it through
+
+
+def test_cli_raises_and_lifts_limits(box: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from arcman._cli import main
+
+    archive = make_tar(box / "a.tar", [(f"f{i}", tarfile.REGTYPE, b"x") for i in range(4)])
+    assert main(["extract", str(archive), "-C", str(box / "d1"), "--max-members", "3"]) == 3
+    assert "more than 3 members" in capsys.readouterr().err
+    assert main(["verify", str(archive), "--max-members", "0"]) == 2  # a usage error
+    assert main(["extract", str(archive), "-C", str(box / "d2"), "--no-limits"]) == 0
+    assert main(["verify", str(archive), "--no-limits", "--max-members", "3"]) == 3
+
+
+@pytest.mark.parametrize("ext", ["tar.gz", "zip"])
+def test_compression_ratio_bomb_refused(
+    box: Path, ext: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(safety, "RATIO_GRACE", 1024 * 1024)
+    zeros = bytes(4 * 1024 * 1024)
+    if ext == "zip":
+        archive = box / "bomb.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+            for i in range(4):
+                z.writestr(f"z{i}", zeros)
+    else:
+        archive = make_tar(box / "bomb.tar.gz", [("z", tarfile.REGTYPE, zeros * 2)], "w:gz")
+    err = refused(archive, LimitExceededError)
+    assert "compression ratio" in str(err)
+
+
+def test_huge_declared_member_refused_before_reading(box: Path) -> None:
+    """A header claiming 2**60 bytes is a limit error, not an attempt to read them."""
+    header = tarfile.TarInfo("huge")
+    header.size = 2**60
+    raw = header.tobuf(tarfile.GNU_FORMAT) + bytes(1024)
+    (box / "a.tar").write_bytes(raw)
+    refused(box / "a.tar", LimitExceededError)
+
+
+def test_overlapping_zip_entries_refused(box: Path) -> None:
+    """Two central-directory entries sharing one local header and its data (a zip bomb)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a", bytes(100_000))
+    data = buf.getvalue()
+    eocd = data.rindex(b"PK\x05\x06")
+    cd_offset = struct.unpack_from("<I", data, eocd + 16)[0]
+    entry = data[cd_offset:eocd]
+    twin = entry.replace(b"a", b"b", 1) if entry.endswith(b"a") else entry[:-1] + b"b"
+    cd = entry + twin
+    end = bytearray(data[eocd:])
+    struct.pack_into("<HHII", end, 8, 2, 2, len(cd), cd_offset)
+    (box / "a.zip").write_bytes(data[:cd_offset] + cd + bytes(end))
+    err = refused(box / "a.zip", CorruptArchiveError)
+    assert "overlaps" in str(err)
+
+
+def test_not_enough_free_space_refused_before_writing(
+    box: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for ext in ("tar.gz", "zip"):
+        archive = box / f"a.{ext}"
+        with ArchiveManager() as manager:
+            manager.create_archive(sample_tree, archive)
+
+    real = os.statvfs
+
+    def tiny(path: str) -> os.statvfs_result:
+        st = real(path)
+        return os.statvfs_result((*st[:4], 10, *st[5:]))  # 10 blocks available
+
+    monkeypatch.setattr(commit_module.os, "statvfs", tiny)
+    for ext in ("tar.gz", "zip"):
+        err = refused(box / f"a.{ext}", DestinationError)
+        assert "not enough space" in str(err)
+
+
+# ---------------------------------------------------------------- damaged containers
+
+
+def test_tar_cut_at_a_member_boundary_refused(box: Path, arcman_tar: Path) -> None:
+    data = arcman_tar.read_bytes()
+    with tarfile.open(arcman_tar) as tar:
+        manifest = tar.getmember(MANIFEST_NAME)
+    (box / "a.tar").write_bytes(data[: manifest.offset])
+    assert "end-of-archive" in str(refused(box / "a.tar", CorruptArchiveError))
+
+
+def test_tar_truncated_inside_data_refused(box: Path, arcman_tar: Path) -> None:
+    with tarfile.open(arcman_tar) as tar:
+        big = tar.getmember("sub/big.bin")
+    (box / "a.tar").write_bytes(arcman_tar.read_bytes()[: big.offset_data + 1000])
+    refused(box / "a.tar", CorruptArchiveError)
+
+
+@pytest.mark.parametrize(
+    ("field_offset", "value"),
+    [
+        (148, b"0000000\x00"),  # wrong header checksum
+        (124, b"\xff" + b"\xff" * 11),  # negative base-256 size
+        (124, b"zzzzzzzzzzz\x00"),  # garbage size
+    ],
+)
+def test_bad_tar_headers_refused(box: Path, field_offset: int, value: bytes) -> None:
+    raw = bytearray(make_tar(box / "src.tar", [("a", tarfile.REGTYPE, b"hello")]).read_bytes())
+    raw[field_offset : field_offset + len(value)] = value
+    if field_offset != 148:  # keep the checksum right so the bad field itself is judged
+        raw[148:156] = b" " * 8
+        raw[148:156] = b"%06o\x00 " % sum(raw[:512])
+    (box / "src.tar").unlink()
+    (box / "a.tar").write_bytes(bytes(raw))
+    refused(box / "a.tar", CorruptArchiveError)
+
+
+def test_broken_zip_central_directory_refused(box: Path, sample_tree: Path) -> None:
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
+        mgr.create_archive(sample_tree, box / "good.zip")
+    data = (box / "good.zip").read_bytes()
+    (box / "good.zip").unlink()
+    eocd = data.rindex(b"PK\x05\x06")
+    broken = bytearray(data)
+    struct.pack_into("<I", broken, eocd + 16, 7)  # central directory offset points at garbage
+    (box / "a.zip").write_bytes(bytes(broken))
+    refused(box / "a.zip", CorruptArchiveError)
+
+
+@pytest.mark.parametrize("garbage", [b"garbage!", b"\x1f\x8b\x08garbage"])
+def test_gzip_with_trailing_garbage_refused(box: Path, garbage: bytes) -> None:
+    tar = make_tar(box / "a.tar", [("a", tarfile.REGTYPE, b"hello")]).read_bytes()
+    (box / "a.tar").unlink()
+    (box / "a.tar.gz").write_bytes(gzip.compress(tar) + garbage)
+    refused(box / "a.tar.gz", CorruptArchiveError)
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def test_archive_without_manifest_verifies_as_container(box: Path, arcman_tar: Path) -> None:
+    archive = rewrite_tar(
+        arcman_tar, box / "a.tar", lambda i, d: None if i.name == MANIFEST_NAME else d
+    )
+    with ArchiveManager() as manager:
+        assert manager.verify_archive(archive).verification == "container"
+        assert manager.extract_archive(archive, box / "dest").verification == "container"
+
+
+def test_arcman_tar_with_its_tail_zeroed_refused(box: Path, arcman_tar: Path) -> None:
+    """Zeroing the last members and the manifest leaves a valid-looking shorter tar: the pax
+    global header at the start says a manifest was due, so it is refused all the same."""
+    with tarfile.open(arcman_tar) as tar:
+        cut = tar.getmember("sub/deep/zero").offset
+    data = arcman_tar.read_bytes()
+    (box / "a.tar").write_bytes(data[:cut] + bytes(len(data) - cut))
+    assert "missing" in str(refused(box / "a.tar", IntegrityError))
+
+
+@pytest.mark.parametrize(("keep_comment", "refuses"), [(True, True), (False, False)])
+def test_zip_without_its_manifest(
+    box: Path, sample_tree: Path, keep_comment: bool, refuses: bool
+) -> None:
+    """A zip that still announces its manifest (archive comment) but lacks it is refused; one
+    rebuilt without manifest or announcement is an ordinary zip, checked as a container."""
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
+        mgr.create_archive(sample_tree, box / "full.zip")
+    with zipfile.ZipFile(box / "full.zip") as old, zipfile.ZipFile(box / "a.zip", "w") as new:
+        for info in old.infolist():
+            if info.filename != MANIFEST_NAME:
+                new.writestr(info, old.read(info))
+        if keep_comment:
+            new.comment = old.comment
+    (box / "full.zip").unlink()
+    if refuses:
+        assert "missing" in str(refused(box / "a.zip", IntegrityError))
+    else:
+        with ArchiveManager() as manager:
+            assert manager.verify_archive(box / "a.zip").verification == "container"
+
+
+def test_zip_with_data_after_its_end_record_refused(box: Path, sample_tree: Path) -> None:
+    """Zeroing the end record's counts and comment length left an 'empty zip' followed by
+    garbage, which zipfile accepts (found by the fuzzer)."""
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
+        mgr.create_archive(sample_tree, box / "full.zip")
+    raw = bytearray((box / "full.zip").read_bytes())
+    (box / "full.zip").unlink()
+    eocd = raw.rindex(b"PK\x05\x06")
+    raw[eocd + 8 : eocd + 22] = bytes(14)
+    (box / "a.zip").write_bytes(bytes(raw))
+    assert "follows the end" in str(refused(box / "a.zip", CorruptArchiveError))
+
+
+def test_empty_zip_extracts_to_an_empty_tree(box: Path) -> None:
+    zipfile.ZipFile(box / "a.zip", "w").close()
+    with ArchiveManager() as manager:
+        assert manager.extract_archive(box / "a.zip", box / "dest").verification == "container"
+    assert list((box / "dest").iterdir()) == []
+
+
+def test_zip_entry_with_an_empty_name_refused(box: Path) -> None:
+    with zipfile.ZipFile(box / "a.zip", "w") as z:
+        z.writestr("x", b"data")
+    raw = bytearray((box / "a.zip").read_bytes())
+    cd = raw.rindex(b"PK\x01\x02")
+    struct.pack_into("<H", raw, cd + 28, 0)  # the central directory's name length
+    (box / "a.zip").write_bytes(bytes(raw))
+    refused(box / "a.zip", CorruptArchiveError)
+
+
+def test_encrypted_zip_entry_refused(box: Path) -> None:
+    with zipfile.ZipFile(box / "a.zip", "w") as z:
+        z.writestr("x", b"data")
+    raw = bytearray((box / "a.zip").read_bytes())
+    cd = raw.rindex(b"PK\x01\x02")
+    raw[cd + 8] |= 1  # general-purpose flag bit 0: encrypted
+    (box / "a.zip").write_bytes(bytes(raw))
+    assert "encrypted" in str(refused(box / "a.zip", CorruptArchiveError))
+
+
+def _edit_manifest(change: Callable[[Lines], Lines]
+                   ) -> Callable[[tarfile.TarInfo, bytes], bytes]:
+    def edit(info: tarfile.TarInfo, data: bytes) -> bytes:
+        if info.name != MANIFEST_NAME:
+            return data
+        lines = [json.loads(line) for line in data.decode().splitlines()]
+        return "".join(json.dumps(obj) + "\n" for obj in change(lines)).encode()
+
+    return edit
+
+
+def _add_missing(lines: Lines) -> Lines:
+    ghost = {"path": "ghost", "type": "file", "size": 0, "mode": 420, "mtime": 0,
+             "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}
+    end = dict(lines[-1], count=len(lines) - 1)
+    return [*lines[:-1], ghost, end]
+
+
+def _wrong_digest(lines: Lines) -> Lines:
+    for obj in lines:
+        if obj.get("path") == "a.txt":
+            obj["sha256"] = "0" * 64
+    return lines
+
+
+def _wrong_size(lines: Lines) -> Lines:
+    for obj in lines:
+        if obj.get("path") == "a.txt":
+            obj["size"] = 5
+    return lines
+
+
+def _dropped_entry(lines: Lines) -> Lines:
+    kept = [obj for obj in lines if obj.get("path") != "a.txt"]
+    kept[-1] = dict(kept[-1], count=len(kept) - 2)
+    return kept
+
+
+def _retargeted(lines: Lines) -> Lines:
+    for obj in lines:
+        if obj.get("type") == "symlink":
+            obj["target"] = "run.sh"
+    return lines
+
+
+@pytest.mark.parametrize(
+    "change",
+    [_add_missing, _wrong_digest, _wrong_size, _dropped_entry, _retargeted,
+     lambda lines: lines[:-1],  # cut before its closing line
+     lambda lines: [{"arcman_manifest": 99}, *lines[1:]]],
+)
+def test_manifest_that_disagrees_with_the_contents_refused(
+    box: Path, arcman_tar: Path, change: Callable[[Lines], Lines]
+) -> None:
+    refused(rewrite_tar(arcman_tar, box / "a.tar", _edit_manifest(change)), IntegrityError)
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"", b"not json\n", b"\xff\xfe\n{}\n", b"[1,2]\n{\"end\":true}\n"]
+)
+def test_malformed_manifest_refused(box: Path, arcman_tar: Path, garbage: bytes) -> None:
+    archive = rewrite_tar(
+        arcman_tar, box / "a.tar", lambda i, d: garbage if i.name == MANIFEST_NAME else d
+    )
+    refused(archive, IntegrityError)
+
+
+def test_member_after_the_manifest_refused(box: Path, arcman_tar: Path) -> None:
+    archive = rewrite_tar(arcman_tar, box / "a.tar", lambda i, d: d)
+    with tarfile.open(archive, "a") as tar:
+        info = tarfile.TarInfo("late")
+        tar.addfile(info, io.BytesIO(b""))
+    refused(archive, IntegrityError)
+
+
+def test_enospc_is_described(tmp_path: Path) -> None:
+    from arcman._atomic import describe_os_error
+
+    assert "no space" in describe_os_error(OSError(errno.ENOSPC, "full"), "x")
