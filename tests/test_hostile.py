@@ -530,6 +530,43 @@ def test_bad_tar_headers_refused(box: Path, field_offset: int, value: bytes) -> 
     refused(box / "a.tar", CorruptArchiveError)
 
 
+def test_damaged_later_header_is_not_taken_for_the_end(box: Path) -> None:
+    """tarfile ends iteration at a damaged header; a bad checksum followed by zero padding
+    must not pass for a shorter archive."""
+    raw = bytearray(
+        make_tar(box / "src.tar", [("a", tarfile.REGTYPE, b"hi"), ("b", tarfile.REGTYPE, b"")])
+        .read_bytes()
+    )
+    (box / "src.tar").unlink()
+    second = 1024  # after the first header and its data block; only zeros follow the second
+    assert raw[second : second + 1] == b"b"
+    raw[second + 148 : second + 156] = b"0000000\x00"
+    (box / "a.tar").write_bytes(bytes(raw))
+    assert "damaged tar header" in str(refused(box / "a.tar", CorruptArchiveError))
+
+
+def test_gnu_and_pax_extension_headers_read(box: Path, tmp_path: Path) -> None:
+    """Long names and link targets in GNU ('L'/'K') and pax headers, parsed by tarfile's own
+    header code, with the members' data read straight from the stream."""
+    long_dir = "d" * 120
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        archive = box / f"a{fmt}.tar"
+        with tarfile.open(archive, "w", format=fmt) as tar:
+            for name, payload in ((f"{long_dir}/f", b"x" * 5000), ("g", b"")):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+            link = tarfile.TarInfo("s")
+            link.type, link.linkname = tarfile.SYMTYPE, f"{long_dir}/f"
+            tar.addfile(link)
+        dest = tmp_path / f"out{fmt}"
+        with ArchiveManager() as manager:
+            manager.extract_archive(archive, dest)
+        assert (dest / long_dir / "f").read_bytes() == b"x" * 5000
+        assert (dest / "g").read_bytes() == b""
+        assert (dest / "s").read_bytes() == b"x" * 5000
+
+
 def test_broken_zip_central_directory_refused(box: Path, sample_tree: Path) -> None:
     with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as mgr:
         mgr.create_archive(sample_tree, box / "good.zip")

@@ -1,9 +1,11 @@
 """DecompressedStream: decompresses an archive on its own thread, ahead of the tar parser.
 
 The decompressor (ISA-L for gzip, libzstd, bzip2, xz) runs on a dedicated thread and hands
-1 MiB pieces through a bounded queue, so decompression overlaps with parsing, hashing and
-writing while memory stays bounded. Every decoder reads concatenated streams and reports a
-truncated one; any decoder failure surfaces on the consumer side as CorruptArchiveError.
+4 MiB pieces (large, so that few members straddle two) through a bounded queue, so
+decompression overlaps with parsing, hashing and writing while memory stays bounded (member
+data handed out as views pins at most the pieces that the sinks' byte budget spans, plus
+two). Every decoder reads concatenated streams and reports a truncated one; any decoder
+failure surfaces on the consumer side as CorruptArchiveError.
 In sequential mode the same decoder runs on the caller's thread.
 """
 
@@ -21,8 +23,8 @@ from .._errors import CorruptArchiveError
 from .._formats import CompressionFormat
 from .._stats import PhaseClock
 
-PIECE = 1024 * 1024
-_DEPTH = 8
+PIECE = 4 * 1024 * 1024
+_DEPTH = 4
 _END = object()
 
 
@@ -62,6 +64,7 @@ class DecompressedStream:
         self._buffer = memoryview(b"")
         self._eof = False
         self.produced = 0
+        self.position = 0  # decompressed bytes handed out
         self.consumed = 0
         self._stop = threading.Event()
         self._pieces: Iterator[tuple[bytes, int] | BaseException | object]
@@ -117,22 +120,39 @@ class DecompressedStream:
         self._buffer = memoryview(piece)
         return True
 
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            parts = [bytes(self._buffer)]
-            self._buffer = memoryview(b"")
-            while self._next_piece():
-                parts.append(bytes(self._buffer))
-            self._buffer = memoryview(b"")
-            return b"".join(parts)
-        out = bytearray()
-        while len(out) < n:
+    def view(self, n: int) -> memoryview:
+        """The next ``n`` bytes (fewer at the end of the data): a slice of the decoded piece
+        when they lie within it, so member data reaches hashing and writing without a copy."""
+        if len(self._buffer) >= n or (not self._buffer and self._next_piece() and
+                                      len(self._buffer) >= n):
+            out = self._buffer[:n]
+            self._buffer = self._buffer[n:]
+            self.position += n
+            return out
+        parts = bytearray()
+        while len(parts) < n:
             if not self._buffer and not self._next_piece():
                 break
-            take = self._buffer[: n - len(out)]
-            out += take
+            take = self._buffer[: n - len(parts)]
+            parts += take
             self._buffer = self._buffer[len(take) :]
-        return bytes(out)
+        self.position += len(parts)
+        return memoryview(parts)
+
+    def read(self, n: int = -1) -> bytes:
+        if n >= 0:
+            return bytes(self.view(n))
+        parts = [bytes(self._buffer)]
+        self.position += len(self._buffer)
+        self._buffer = memoryview(b"")
+        while self._next_piece():
+            parts.append(bytes(self._buffer))
+            self.position += len(self._buffer)
+        self._buffer = memoryview(b"")
+        return b"".join(parts)
+
+    def tell(self) -> int:
+        return self.position
 
     def close(self) -> None:
         self._stop.set()

@@ -41,7 +41,7 @@ from .._workers import Submit, start
 from .check import Observed, check_against_manifest
 from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
 from .decompress import DecompressedStream
-from .members import HARDLINK, Member, open_zip, tar_members, zip_members
+from .members import HARDLINK, Data, Member, open_zip, tar_members, zip_members
 from .safety import MemberGuard, normalize_name
 from .stage import HashSink, MemberSink, StagingTree
 
@@ -64,7 +64,7 @@ class Scan:
         return "manifest" if self.manifest is not None else "container"
 
 
-def _read_exactly(member: Member, n: int) -> bytes:
+def _read_exactly(member: Member, n: int) -> Data:
     assert member.read is not None
     try:
         data = member.read(n)
@@ -77,7 +77,7 @@ def _read_exactly(member: Member, n: int) -> bytes:
     return data
 
 
-def _chunks(member: Member) -> Iterator[bytes]:
+def _chunks(member: Member) -> Iterator[Data]:
     remaining = member.size
     while remaining:
         chunk = _read_exactly(member, min(CHUNK, remaining))
@@ -144,7 +144,7 @@ def scan_archive(
             if manifest_data is not None:
                 raise IntegrityError(f"member {member.name!r} follows the manifest", member.name)
             if member.kind == FILE and _is_manifest(member.name):
-                manifest_data = _read_exactly(member, member.size)
+                manifest_data = bytes(_read_exactly(member, member.size))
                 continue
             _dispatch(member, scan, sink, guard)
             scan.uncompressed_size += member.size if member.kind == FILE else 0

@@ -21,6 +21,7 @@ from .._atomic import describe_os_error
 from .._errors import DestinationError, UnsafeMemberError
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, start
+from .members import Data
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -29,9 +30,9 @@ _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 class MemberSink(Protocol):
     def add_dir(self, path: str, mode: int, mtime: int) -> None: ...
 
-    def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]: ...
+    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]: ...
 
-    def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str: ...
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str: ...
 
     def add_symlink(self, path: str, target: str, mtime: int) -> None: ...
 
@@ -54,7 +55,7 @@ class HashSink:
         self._budget = ByteBudget(budget)
         self._clock = clock
 
-    def _hash(self, data: bytes) -> str:
+    def _hash(self, data: Data) -> str:
         try:
             with self._clock.measure("verification"):
                 return hashlib.sha256(data).hexdigest()
@@ -64,11 +65,11 @@ class HashSink:
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         pass
 
-    def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]:
+    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
         self._budget.acquire(len(data) + ITEM_OVERHEAD)
         return start(self._submit, self._hash, data)
 
-    def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str:
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str:
         digest = hashlib.sha256()
         for chunk in chunks:
             with self._clock.measure("verification"):
@@ -141,7 +142,7 @@ class StagingTree:
         if self._times:
             os.utime(fd, (mtime, mtime))
 
-    def _write(self, path: str, data: bytes, mode: int, mtime: int) -> str:
+    def _write(self, path: str, data: Data, mode: int, mtime: int) -> str:
         try:
             with self._clock.measure("extraction"):
                 digest = hashlib.sha256(data).hexdigest()
@@ -159,12 +160,12 @@ class StagingTree:
         finally:
             self._budget.release(len(data) + ITEM_OVERHEAD)
 
-    def add_file(self, path: str, data: bytes, mode: int, mtime: int) -> Future[str]:
+    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
         self._ensure_parent(path)
         self._budget.acquire(len(data) + ITEM_OVERHEAD)
         return start(self._submit, self._write, path, data, mode, mtime)
 
-    def add_large(self, path: str, chunks: Iterator[bytes], mode: int, mtime: int) -> str:
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str:
         self._ensure_parent(path)
         digest = hashlib.sha256()
         try:
