@@ -156,6 +156,7 @@ def scan_archive(
                     guard.check_ratio(stream.produced, stream.consumed)
                 else:
                     guard.check_ratio(scan.uncompressed_size, size)
+        sink.flush()
     except ArchiveError:
         raise
     except _READ_ERRORS as exc:

@@ -20,7 +20,8 @@ from typing import Protocol
 from .._atomic import describe_os_error
 from .._errors import DestinationError, UnsafeMemberError
 from .._stats import PhaseClock
-from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, start
+from .._workers import ByteBudget, Submit
+from .batch import FileBatches
 from .members import Data
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -38,6 +39,9 @@ class MemberSink(Protocol):
 
     def add_hardlink(self, path: str, target: str) -> None: ...
 
+    def flush(self) -> None:
+        """Hand every file added so far to the pool: their digests are awaited next."""
+
     def finish(self) -> None: ...
 
 
@@ -51,23 +55,21 @@ class HashSink:
     """Hashes file contents on the pool and writes nothing: the verify and list path."""
 
     def __init__(self, submit: Submit | None, budget: int, clock: PhaseClock) -> None:
-        self._submit = submit
-        self._budget = ByteBudget(budget)
+        self._batches = FileBatches(submit, ByteBudget(budget), self._hash)
         self._clock = clock
 
-    def _hash(self, data: Data) -> str:
-        try:
-            with self._clock.measure("verification"):
-                return hashlib.sha256(data).hexdigest()
-        finally:
-            self._budget.release(len(data) + ITEM_OVERHEAD)
+    def _hash(self, path: str, data: Data, mode: int, mtime: int) -> str:
+        with self._clock.measure("verification"):
+            return hashlib.sha256(data).hexdigest()
 
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         pass
 
     def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
-        self._budget.acquire(len(data) + ITEM_OVERHEAD)
-        return start(self._submit, self._hash, data)
+        return self._batches.add(path, data, mode, mtime)
+
+    def flush(self) -> None:
+        self._batches.flush()
 
     def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str:
         digest = hashlib.sha256()
@@ -98,8 +100,8 @@ class StagingTree:
         preserve_timestamps: bool,
     ) -> None:
         self.root = root
-        self._submit = submit
         self._budget = ByteBudget(budget)
+        self._batches = FileBatches(submit, self._budget, self._write)
         self._clock = clock
         self._perms = preserve_permissions
         self._times = preserve_timestamps
@@ -128,6 +130,7 @@ class StagingTree:
 
     def drain(self) -> None:
         """Wait for the pool's pending writes, so that removing the tree cannot race them."""
+        self._batches.discard()
         self._budget.drain()
 
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
@@ -157,13 +160,13 @@ class StagingTree:
                 return digest
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
-        finally:
-            self._budget.release(len(data) + ITEM_OVERHEAD)
 
     def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
         self._ensure_parent(path)
-        self._budget.acquire(len(data) + ITEM_OVERHEAD)
-        return start(self._submit, self._write, path, data, mode, mtime)
+        return self._batches.add(path, data, mode, mtime)
+
+    def flush(self) -> None:
+        self._batches.flush()
 
     def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str:
         self._ensure_parent(path)
