@@ -587,6 +587,20 @@ def test_gzip_with_trailing_garbage_refused(box: Path, garbage: bytes) -> None:
     refused(box / "a.tar.gz", CorruptArchiveError)
 
 
+def test_concatenated_gzip_members_read_as_one_stream(box: Path, tmp_path: Path) -> None:
+    """As gzip and pigz read them: members back to back, zero padding between them allowed;
+    a member cut short is refused."""
+    tar = make_tar(box / "a.tar", [("a", tarfile.REGTYPE, b"hello" * 1000)]).read_bytes()
+    (box / "a.tar").unlink()
+    joined = gzip.compress(tar[:700]) + bytes(10) + gzip.compress(tar[700:])
+    (box / "a.tar.gz").write_bytes(joined)
+    with ArchiveManager() as manager:
+        manager.extract_archive(box / "a.tar.gz", tmp_path / "out")
+    assert (tmp_path / "out" / "a").read_bytes() == b"hello" * 1000
+    (box / "a.tar.gz").write_bytes(joined[:-9])
+    refused(box / "a.tar.gz", CorruptArchiveError)
+
+
 # ---------------------------------------------------------------- manifests
 
 
