@@ -10,8 +10,8 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
@@ -25,7 +25,7 @@ from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit
 from .collect import Collector, SourceEntry
-from .compress import BackgroundOutput, Output, open_sink
+from .compress import open_sink
 from .read import ContentReader, Skipped
 from .tar_writer import TarWriter
 from .zip_writer import ZipWriter
@@ -75,7 +75,7 @@ def create_archive(
     total = files = 0
     with (
         AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
-        _output(out, parallel=submit is not None) as stream,
+        ExitStack() as threads,  # the sink's, ended with the block
     ):
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
@@ -83,7 +83,9 @@ def create_archive(
             writer = ZipWriter(out, level, submit, config.threads, clock)  # type: ignore[arg-type]
             prepare = writer.prepare
         else:
-            sink = open_sink(fmt, level, stream, submit, config.threads, clock)
+            sink = threads.enter_context(
+                open_sink(fmt, level, out, submit, config.threads, clock)
+            )
             writer = TarWriter(sink, owner_names=epoch is None)
         reader = ContentReader(
             os.path.realpath(source_dir),
@@ -129,19 +131,6 @@ def create_archive(
     if config.include_metadata:
         write_atomically(meta_path, json.dumps(metadata.to_dict(), indent=2).encode() + b"\n")
     return metadata
-
-
-@contextmanager
-def _output(out: AtomicFile, parallel: bool) -> Iterator[Output]:
-    """Where the compressed tar stream goes: a writer thread of its own unless sequential."""
-    if not parallel:
-        yield out
-        return
-    background = BackgroundOutput(out)
-    try:
-        yield background
-    finally:
-        background.stop()
 
 
 def _extractable(
