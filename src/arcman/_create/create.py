@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
@@ -72,14 +73,19 @@ def create_archive(
     progress = Progress(config.progress_callback, collection.total_bytes)
     written: list[str] = []
     total = files = 0
-    with AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out:
+    with (
+        AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
+        ExitStack() as threads,  # the sink's, ended with the block
+    ):
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
             writer = ZipWriter(out, level, submit, config.threads, clock)  # type: ignore[arg-type]
             prepare = writer.prepare
         else:
-            sink = open_sink(fmt, level, out, submit, config.threads, clock)  # type: ignore[arg-type]
+            sink = threads.enter_context(
+                open_sink(fmt, level, out, submit, config.threads, clock)
+            )
             writer = TarWriter(sink, owner_names=epoch is None)
         reader = ContentReader(
             os.path.realpath(source_dir),
