@@ -47,12 +47,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale(path: str) -> None:
+def clean_stale(path: str, *, including_own: bool = False) -> None:
     """Remove the temporaries that dead processes left beside ``path``, with a warning each.
 
     An ``-old-`` tree is what the non-atomic commit fallback had moved aside when it was
     interrupted; if ``path`` itself is missing, that tree is moved back instead of removed.
     Siblings whose process is still running belong to a concurrent operation and are kept.
+    ``including_own`` also removes this process's own: for the CLI after a signal, when its
+    single operation is over, since a signal can land between a temporary's creation and the
+    cleanup handler that would have removed it.
     """
     parent, name = os.path.split(os.path.abspath(path))
     try:
@@ -61,7 +64,10 @@ def clean_stale(path: str) -> None:
         return
     for candidate in names:
         match = _SIBLING.fullmatch(candidate)
-        if match is None or match["name"] != name or _alive(int(match["pid"])):
+        if match is None or match["name"] != name:
+            continue
+        pid = int(match["pid"])
+        if _alive(pid) and not (including_own and pid == os.getpid()):
             continue
         stale = os.path.join(parent, candidate)
         if match["kind"] == "old" and not os.path.lexists(path):

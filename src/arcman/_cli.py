@@ -416,6 +416,22 @@ def _exit_code(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def _clean_after_signal(args: argparse.Namespace) -> None:
+    """The operation was cut short: remove whatever temporaries of ours are left beside its
+    output, with further Ctrl-C/SIGTERM ignored so the cleanup itself is not cut short."""
+    from ._atomic import clean_stale
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    targets: list[str] = []
+    if args.command == "create":
+        targets = [args.output, args.output + ".sha256", args.output + ".meta"]
+    elif args.command in ("extract", "rollback"):
+        targets = [args.dest]
+    for target in targets:
+        clean_stale(target, including_own=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -424,12 +440,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     logging.basicConfig(level=level, format="arcman: %(levelname)s [%(threadName)s] %(message)s")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_int = signal.getsignal(signal.SIGINT)
     try:
         return _run(args)
     except KeyboardInterrupt:
+        _clean_after_signal(args)
         print("arcman: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except _Terminated:
+        _clean_after_signal(args)
         print("arcman: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as exc:
@@ -442,3 +461,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
