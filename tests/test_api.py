@@ -245,3 +245,20 @@ def test_get_stats(tmp_path: Path, sample_tree: Path) -> None:
         assert summary["min"] <= summary["avg"] <= summary["max"] <= summary["total"] + 1e-9
     assert stats["phases"]["collection"]["count"] == 2
     assert manager.get_stats()["pool_alive"] is False
+
+
+def test_item_callback_hears_every_member_in_archive_order(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    created: list[str] = []
+    extracted: list[str] = []
+    with ArchiveManager() as manager:
+        meta = manager.create_archive(
+            sample_tree, tmp_path / "a.tar.gz", ArchiveConfig(progress_item_callback=created.append)
+        )
+        manager.extract_archive(
+            tmp_path / "a.tar.gz", tmp_path / "out",
+            ArchiveConfig(progress_item_callback=extracted.append),
+        )
+    assert created == meta.files
+    assert extracted == meta.files

@@ -40,15 +40,17 @@ def test_progress_bar_renders_bytes_and_rate_on_a_terminal(
 ) -> None:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=100)
-    with progress_bar("archiving", sys.stderr, enabled=True, console=console) as callback:
-        assert callback is not None
-        config = ArchiveConfig(progress_callback=callback)
+    with progress_bar("archiving", sys.stderr, enabled=True, console=console) as callbacks:
+        assert callbacks is not None
+        on_bytes, on_item = callbacks
+        config = ArchiveConfig(progress_callback=on_bytes, progress_item_callback=on_item)
         with ArchiveManager(config) as manager:
             manager.create_archive(sample_tree, tmp_path / "a.tar.zst")
     text = buffer.getvalue()
     assert "archiving" in text
     assert "3.0/3.0 MiB" in text  # the sample tree's 3 MiB, complete
     assert "/s" in text  # throughput column
+    assert "sub/deep/zero" in text  # the member reached last
 
 
 def test_progress_bar_is_off_with_quiet_or_without_a_terminal() -> None:

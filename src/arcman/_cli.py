@@ -295,7 +295,8 @@ def _operate(
     args: argparse.Namespace, manager: Any, progress: Any
 ) -> tuple[dict[str, Any], str, int]:
     """Run one archive command; return its JSON object, its text and its exit code."""
-    config = manager.config.replace(progress_callback=progress)
+    on_bytes, on_item = progress if progress is not None else (None, None)
+    config = manager.config.replace(progress_callback=on_bytes, progress_item_callback=on_item)
     code = EXIT_OK
     if args.command == "create":
         if not args.output:

@@ -62,6 +62,7 @@ class ArchiveConfig:
     create_checksums: bool = True
     include_metadata: bool = True
     progress_callback: ProgressCallback | None = None
+    progress_item_callback: Callable[[str], None] | None = None
     exclude_patterns: list[str] = field(default_factory=lambda: [".DS_Store", "Thumbs.db"])
     max_file_size: int | None = None
     thread_pool_size: int = field(default_factory=default_thread_count)
@@ -93,6 +94,8 @@ class ArchiveConfig:
             raise ValueError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
         if self.progress_callback is not None and not callable(self.progress_callback):
             raise ValueError("progress_callback must be callable(done_bytes, total_bytes)")
+        if self.progress_item_callback is not None and not callable(self.progress_item_callback):
+            raise ValueError("progress_item_callback must be callable(member_name)")
         if isinstance(self.exclude_patterns, str) or not all(
             isinstance(p, str) for p in self.exclude_patterns
         ):

@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import threading
 
-from ._config import ProgressCallback
+from ._config import ArchiveConfig
 
 
 class Progress:
     """Sums bytes reported from any thread and forwards ``(done, total)`` to one callback.
 
-    The callback runs under a lock, so it is never called concurrently; ``done`` only grows
+    The callbacks run under a lock, so they are never called concurrently; ``done`` only grows
     and never passes ``total``; ``finish()`` always ends the series at ``(total, total)``.
+    The item callback, when configured, hears the name of each member as it is reached.
     """
 
-    def __init__(self, callback: ProgressCallback | None, total: int) -> None:
-        self._callback = callback
+    def __init__(self, config: ArchiveConfig, total: int) -> None:
+        self._callback = config.progress_callback
+        self._on_item = config.progress_item_callback
         self._lock = threading.Lock()
         self.total = max(total, 0)
         self.done = 0
 
-    def advance(self, nbytes: int) -> None:
-        if self._callback is None or nbytes <= 0:
+    def advance(self, nbytes: int, item: str | None = None) -> None:
+        callback = self._callback if nbytes > 0 else None
+        on_item = self._on_item if item is not None else None
+        if callback is None and on_item is None:
             return
         with self._lock:
-            self.done = min(self.total, self.done + nbytes)
-            self._callback(self.done, self.total)
+            if on_item is not None and item is not None:
+                on_item(item)
+            if callback is not None:
+                self.done = min(self.total, self.done + nbytes)
+                callback(self.done, self.total)
 
     def finish(self) -> None:
         if self._callback is None:

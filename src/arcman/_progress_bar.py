@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING
 
 from ._config import ProgressCallback
+
+ItemCallback = Callable[[str], None]
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -15,12 +17,14 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def progress_bar(
     description: str, stream: IO[str], *, enabled: bool, console: Console | None = None
-) -> Iterator[ProgressCallback | None]:
-    """Yield a ``progress_callback`` that drives a bar, or None when it should stay silent.
+) -> Iterator[tuple[ProgressCallback, ItemCallback] | None]:
+    """Yield the ``progress_callback`` and ``progress_item_callback`` that drive a bar, or None
+    when it should stay silent.
 
-    The bar shows bytes done of total, throughput and ETA. ``enabled`` is False for -q, and a
-    stream that is not a terminal gets nothing, so logs and pipes stay clean. The callback is
-    safe from any thread (the library serializes it and rich locks its own state).
+    The bar shows bytes done of total, throughput, ETA and the member being processed.
+    ``enabled`` is False for -q, and a stream that is not a terminal gets nothing, so logs and
+    pipes stay clean. The callbacks are safe from any thread (the library serializes them and
+    rich locks its own state).
     """
     if not enabled or (console is None and not stream.isatty()):
         yield None
@@ -41,13 +45,17 @@ def progress_bar(
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[item]}", style="dim"),
         console=console or Console(file=stream),
         transient=False,
     )
-    task = bar.add_task(description, total=None)
+    task = bar.add_task(description, total=None, item="")
 
     def update(done: int, total: int) -> None:
         bar.update(task, completed=done, total=total)
 
+    def reached(name: str) -> None:
+        bar.update(task, item=name)
+
     with bar:
-        yield update
+        yield update, reached

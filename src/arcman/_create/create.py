@@ -70,7 +70,7 @@ def create_archive(
 
     skipped = [f"{path}: {reason}" for path, reason in collection.skipped]
     entries = _extractable(entries, fmt is CompressionFormat.ZIP, skip, skipped)
-    progress = Progress(config.progress_callback, collection.total_bytes)
+    progress = Progress(config, collection.total_bytes)
     written: list[str] = []
     total = files = 0
     with (
@@ -100,13 +100,13 @@ def create_archive(
         for entry, content in reader:
             if isinstance(content, Skipped):
                 skipped.append(f"{entry.path}: {content.reason}")
-                progress.advance(entry.size)
+                progress.advance(entry.size, entry.path)
                 continue
             nbytes = writer.add(entry, content)
             total += nbytes
             files += entry.kind == FILE
             written.append(entry.path)
-            progress.advance(nbytes)
+            progress.advance(nbytes, entry.path)
         writer.close()
     progress.finish()
     for line in skipped:

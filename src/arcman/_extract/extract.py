@@ -125,7 +125,7 @@ def scan_archive(
     )
     size = os.path.getsize(archive_path)
     scan = Scan(fmt, size)
-    progress = Progress(config.progress_callback, size)
+    progress = Progress(config, size)
     manifest_data: bytes | None = None
     stream: DecompressedStream | None = None
     pax_headers: dict[str, str] = {}
@@ -149,7 +149,7 @@ def scan_archive(
             _dispatch(member, scan, sink, guard)
             scan.uncompressed_size += member.size if member.kind == FILE else 0
             now = stream.consumed if stream is not None else consumed + member.size
-            progress.advance(now - consumed)
+            progress.advance(now - consumed, member.name)
             consumed = now
             if guard is not None:
                 if stream is not None:
