@@ -21,10 +21,6 @@ class CompressionFormat(enum.Enum):
         return _EXTENSIONS[self]
 
     @property
-    def is_tar(self) -> bool:
-        return self is not CompressionFormat.ZIP
-
-    @property
     def default_level(self) -> int:
         return _LEVELS[self][0]
 

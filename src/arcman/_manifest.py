@@ -148,8 +148,3 @@ def _entry(obj: Any) -> ManifestEntry:
         raise ValueError(f"missing symlink target for {path!r}")
     return ManifestEntry(path, kind, size, mode, mtime, digest, target)
 
-
-def iter_lines(entries: list[ManifestEntry]) -> Iterator[str]:
-    """Human-readable rendering used by ``arcman list -l``."""
-    for e in entries:
-        yield f"{e.kind:7s} {e.mode:06o} {e.size:>12d} {e.sha256 or '-':64s} {e.path}"
