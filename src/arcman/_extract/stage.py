@@ -45,6 +45,13 @@ class MemberSink(Protocol):
     def finish(self) -> None: ...
 
 
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """os.write may write less than asked (signals, pipes, some file systems): loop."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def safe_mode(mode: int, is_dir: bool) -> int:
     """As tarfile's data filter: no setuid/setgid/sticky, no group/other write; owner rw(x)."""
     mode &= 0o755
@@ -151,9 +158,7 @@ class StagingTree:
                 digest = hashlib.sha256(data).hexdigest()
                 fd = os.open(self._abs(path), _WRITE_FLAGS, 0o600)
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    _write_all(fd, data)
                     self._finish_file(fd, mode, mtime)
                 finally:
                     os.close(fd)
@@ -177,9 +182,7 @@ class StagingTree:
                 for chunk in chunks:
                     with self._clock.measure("extraction"):
                         digest.update(chunk)
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view) :]
+                        _write_all(fd, chunk)
                 self._finish_file(fd, mode, mtime)
             finally:
                 os.close(fd)
