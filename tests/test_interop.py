@@ -18,20 +18,11 @@ LONG = "n" * 150  # longer than ustar's 100 bytes: needs a pax or GNU header
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    root = tmp_path / "src"
-    (root / "sub" / "deep").mkdir(parents=True)
-    (root / "empty").mkdir()
-    (root / "a.txt").write_text("hello\n")
-    (root / "sub" / "data.bin").write_bytes(os.urandom(200_000))
-    (root / "sub" / "deep" / "zero").write_bytes(b"")
-    (root / "ünïcødé ✓.txt").write_text("unicode\n")
-    (root / LONG).write_text("long\n")
-    run = root / "run.sh"
-    run.write_text("#!/bin/sh\necho hi\n")
-    run.chmod(0o755)
-    (root / "link").symlink_to("a.txt")
-    return root
+def tree(sample_tree: Path) -> Path:
+    """The shared sample tree, plus names that need UTF-8 and pax/GNU long-name headers."""
+    (sample_tree / "ünïcødé ✓.txt").write_text("unicode\n")
+    (sample_tree / LONG).write_text("long\n")
+    return sample_tree
 
 
 def _expected(tree: Path) -> dict[str, tuple[object, ...]]:
@@ -102,7 +93,7 @@ def test_zipfile_reads_arcman_zips(tmp_path: Path, tree: Path) -> None:
         names = set(z.namelist())
     dest = tmp_path / "dest"
     # zipfile ignores unix modes and stores symlinks as files holding the target.
-    assert (dest / "sub" / "data.bin").read_bytes() == (tree / "sub" / "data.bin").read_bytes()
+    assert (dest / "sub" / "big.bin").read_bytes() == (tree / "sub" / "big.bin").read_bytes()
     assert (dest / LONG).read_text() == "long\n"
     assert (dest / "ünïcødé ✓.txt").read_text() == "unicode\n"
     assert (dest / "link").read_text() == "a.txt"
