@@ -122,6 +122,16 @@ def test_skipped_files_are_6_and_reported(tmp_path: Path, sample_tree: Path) -> 
     assert one_json(proc)["skipped"][0].startswith("sub/big.bin")
 
 
+@pytest.mark.parametrize("quiet", [[], ["-q"]], ids=["default", "quiet"])
+def test_each_skip_is_reported_once_on_stderr(
+    tmp_path: Path, sample_tree: Path, quiet: list[str]
+) -> None:
+    proc = arcman("create", sample_tree, "-o", tmp_path / "a.tar", "--max-file-size", "100",
+                  "--skip-unreadable", *quiet)
+    assert proc.returncode == 6
+    assert proc.stderr.count("sub/big.bin") == 1
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -304,8 +304,10 @@ def _operate(
         meta = manager.create_archive(args.source, args.output, config)
         if meta.skipped:
             code = EXIT_SKIPPED
-            for line in meta.skipped:
-                print(f"arcman: skipped {line}", file=sys.stderr)
+            # The library logs each skip as a warning; -q hides warnings, never skips.
+            if args.quiet:
+                for line in meta.skipped:
+                    print(f"arcman: skipped {line}", file=sys.stderr)
         text = (
             f"created {args.output}: {meta.file_count} files, "
             f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
