@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ class ArchiveMetadata:
     ``verification`` says how contents were checked: ``"manifest"`` (every member's SHA-256),
     ``"container"`` (foreign archive: only the container's own CRCs) or ``"none"``.
     ``skipped`` lists source paths left out because ``on_error="skip"`` was asked for.
+    ``files`` is a sequence of member names (a compact ``NameList`` for large archives).
     """
 
     filename: str
@@ -25,7 +27,7 @@ class ArchiveMetadata:
     uncompressed_size: int
     compressed_size: int
     checksum_sha256: str
-    files: list[str] = field(default_factory=list)
+    files: Sequence[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     verification: str = "none"
     skipped: list[str] = field(default_factory=list)
