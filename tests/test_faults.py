@@ -1,9 +1,10 @@
 """Faults: disk full, SIGKILL, Ctrl-C/SIGTERM and misbehaving sources leave nothing half-done.
 
 Disk-full is injected at the OS-call level (os.write for extraction, the archive's file object
-for creation). The kill tests run the CLI in a subprocess and kill it at random moments: the
-destination must then be exactly the old or the new tree, and the only leftovers clearly named
-temporaries, which the next run removes.
+for creation). The kill tests run the CLI in a subprocess and kill it while it fills its
+temporary, just after the rename or exchange into place, and at random moments: the destination
+must then be exactly the old or the new version (and both must have been seen), and the only
+leftovers clearly named temporaries, which the next run removes.
 """
 
 from __future__ import annotations
@@ -247,23 +248,70 @@ def _leftovers(directory: Path, keep: set[str]) -> list[str]:
     return names
 
 
+def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> bool:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; False if it finished first."""
+    while proc.poll() is None:
+        if ready():
+            proc.kill()
+            proc.wait()
+            return True
+    return False
+
+
+def _inode(path: Path) -> int:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return -1
+
+
+def _kill_points(
+    directory: Path, target: Path, rng: random.Random
+) -> list[tuple[str, Callable[[subprocess.Popen[bytes]], bool]]]:
+    """Where to kill: while the temporary is being filled (must leave the old version), just
+    after the rename/exchange into place (must leave the new one), and at random moments."""
+    def staging(proc: subprocess.Popen[bytes]) -> bool:
+        return _kill_when(
+            proc, lambda: any(p.name.startswith(f".{target.name}.arcman-")
+                              for p in directory.iterdir())
+        )
+
+    def swapped(proc: subprocess.Popen[bytes]) -> bool:
+        before = _inode(target)
+        return _kill_when(proc, lambda: _inode(target) != before)
+
+    def anytime(proc: subprocess.Popen[bytes]) -> bool:
+        time.sleep(rng.uniform(0.05, 1.5))
+        killed = proc.poll() is None
+        proc.kill()
+        proc.wait()
+        return killed
+
+    return [("staging", staging), ("swapped", swapped)] * 2 + [("random", anytime)] * 6
+
+
 def test_sigkill_during_extract_replace(tmp_path: Path, versions: dict[str, Any]) -> None:
-    rng = random.Random(4)
     box = tmp_path / "box"
     box.mkdir()
     dest = box / "dest"
     subprocess.run(_arcman("extract", versions["archives"]["v1"], "-C", dest), check=True)
-    for i in range(8):
-        version = ("v2", "v1")[i % 2]
+    outcomes = set()
+    for point, kill in _kill_points(box, dest, random.Random(4)):
+        old = snapshot(dest)
+        version = "v2" if old == versions["trees"]["v1"] else "v1"  # always a change
         proc = subprocess.Popen(
             _arcman("extract", versions["archives"][version], "-C", dest, "--replace", "-q")
         )
-        time.sleep(rng.uniform(0.05, 1.5))
-        proc.kill()
-        proc.wait()
+        killed = kill(proc)
         now = snapshot(dest)
         assert now in (versions["trees"]["v1"], versions["trees"]["v2"]), "a mixed tree"
+        outcome = "old" if now == old else "new"
+        if point != "random":
+            assert outcome == {"staging": "old", "swapped": "new"}[point], point
+        if killed:
+            outcomes.add(outcome)
         _leftovers(box, {"dest"})
+    assert outcomes == {"old", "new"}, "kills must have hit both sides of the commit"
     subprocess.run(
         _arcman("extract", versions["archives"]["v2"], "-C", dest, "--replace", "-q"), check=True
     )
@@ -272,22 +320,27 @@ def test_sigkill_during_extract_replace(tmp_path: Path, versions: dict[str, Any]
 
 
 def test_sigkill_during_create(tmp_path: Path, versions: dict[str, Any]) -> None:
-    rng = random.Random(5)
     out = tmp_path / "out"
     out.mkdir()
     archive = out / "a.tar.gz"
     subprocess.run(_arcman("create", versions["src"]["v1"], "-o", archive, "-q"), check=True)
-    for i in range(8):
+    outcomes = set()
+    current = "v1"
+    for point, kill in _kill_points(out, archive, random.Random(5)):
         old = archive.read_bytes()
-        source = versions["src"][("v2", "v1")[i % 2]]
-        proc = subprocess.Popen(_arcman("create", source, "-o", archive, "-q"))
-        time.sleep(rng.uniform(0.05, 2.0))
-        proc.kill()
-        proc.wait()
-        if archive.read_bytes() != old:  # a complete new archive that verifies
-            subprocess.run(_arcman("verify", archive, "-q"), check=True)
+        version = "v2" if current == "v1" else "v1"  # always a change
+        proc = subprocess.Popen(_arcman("create", versions["src"][version], "-o", archive, "-q"))
+        killed = kill(proc)
+        outcome = "old" if archive.read_bytes() == old else "new"
+        current = version if outcome == "new" else current
+        if point != "random":
+            assert outcome == {"staging": "old", "swapped": "new"}[point], point
+        if killed:
+            outcomes.add(outcome)
         _leftovers(out, {"a.tar.gz", "a.tar.gz.sha256", "a.tar.gz.meta"})
-        subprocess.run(_arcman("verify", archive, "-q"), check=True)  # sidecars never stale
+        # Old or new, the archive verifies, and its sidecars are never stale (maybe missing).
+        subprocess.run(_arcman("verify", archive, "-q"), check=True)
+    assert outcomes == {"old", "new"}, "kills must have hit both sides of the rename"
     subprocess.run(_arcman("create", versions["src"]["v2"], "-o", archive, "-q"), check=True)
     assert _leftovers(out, {"a.tar.gz", "a.tar.gz.sha256", "a.tar.gz.meta"}) == []
 
