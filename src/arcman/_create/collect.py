@@ -98,6 +98,8 @@ class Collector:
         self._skip_errors = skip_errors
         self._submit = submit
         self._check = name_check
+        # Sequentially, a scan started ahead would only run early and wait, holding its result.
+        self._lookahead = LOOKAHEAD if submit is not None else 0
         self._outstanding = 0  # scans started and not yet taken by the assembly
 
     def collect(self) -> Collection:
@@ -147,14 +149,14 @@ class Collector:
         """Start the scans the assembly will need next, in the order it will need them: the
         innermost directory's remaining subdirectories first, then its parent's, and so on."""
         for listing in reversed(stack):
-            while self._outstanding < LOOKAHEAD and listing.ahead < len(listing.dirs):
+            while self._outstanding < self._lookahead and listing.ahead < len(listing.dirs):
                 i = listing.dirs[listing.ahead]
                 listing.ahead += 1
                 if i >= listing.pos:  # not reached yet
                     path, _, ancestors = listing.rows[i]
                     assert ancestors is not None
                     listing.jobs[i] = self._start(path, ancestors)
-            if self._outstanding >= LOOKAHEAD:
+            if self._outstanding >= self._lookahead:
                 return
 
     def _fail(self, path: str, reason: str, skips: list[tuple[str, str]]) -> None:
