@@ -59,11 +59,11 @@ class ArchiveMetadata:
                 yield json.dumps(value, indent=2).replace("\n", "\n  ")
                 continue
             names = iter(self.files)
-            opening = "[\n    "
+            empty = True
             while chunk := list(itertools.islice(names, _NAMES_PER_CHUNK)):
-                yield opening + ",\n    ".join(map(quote, chunk))
-                opening = ",\n    "
-            yield "[]" if opening.startswith("[") else "\n  ]"
+                yield ("[\n    " if empty else ",\n    ") + ",\n    ".join(map(quote, chunk))
+                empty = False
+            yield "[]" if empty else "\n  ]"
         yield "\n}"
 
     @classmethod
