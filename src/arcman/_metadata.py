@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import itertools
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._formats import CompressionFormat
+
+_NAMES_PER_CHUNK = 4096
 
 
 @dataclass
@@ -33,11 +37,34 @@ class ArchiveMetadata:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        return self._record(list(self.files))
+
+    def _record(self, files: list[str] | None) -> dict[str, Any]:
         # dataclasses.asdict deep-copies every string of ``files``: ~20 us a member.
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data.update(format=self.format.value, files=list(self.files), skipped=list(self.skipped),
+        data.update(format=self.format.value, files=files, skipped=list(self.skipped),
                     timings=dict(self.timings))
         return data
+
+    def json_chunks(self) -> Iterator[str]:
+        """``json.dumps(self.to_dict(), indent=2)`` in pieces, for the ``.meta`` sidecar: the
+        names of a million-member archive are never one list or one string in memory."""
+        quote = json.JSONEncoder().encode
+        separator = "{\n  "
+        for key, value in self._record(None).items():
+            yield f"{separator}{quote(key)}: "
+            separator = ",\n  "
+            if key != "files":
+                # Nested one level deeper; JSON text holds no raw newline but these.
+                yield json.dumps(value, indent=2).replace("\n", "\n  ")
+                continue
+            names = iter(self.files)
+            empty = True
+            while chunk := list(itertools.islice(names, _NAMES_PER_CHUNK)):
+                yield ("[\n    " if empty else ",\n    ") + ",\n    ".join(map(quote, chunk))
+                empty = False
+            yield "[]" if empty else "\n  ]"
+        yield "\n}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArchiveMetadata:

@@ -1,56 +1,69 @@
 """Collector: walks the source tree in parallel and returns its entries in archive order.
 
-One task scans one directory (os.scandir, lstat from the directory entry, excludes applied
-while walking, names sorted). A directory's subdirectories are submitted as soon as the
-directory is reached in the depth-first assembly, so siblings scan concurrently while the
-result keeps a deterministic order: each directory, then its children by name.
-The collection completes when every reachable directory has been scanned.
+One task scans one directory (os.scandir, lstat from the directory entry, excludes and the
+name check applied while walking, names sorted). The assembly is depth-first (each directory,
+then its children by name), so the order is deterministic; while it runs, the scans of the
+next LOOKAHEAD directories it will reach run ahead on the workers. The look-ahead is bounded
+so that finished scans waiting their turn cannot hold most of a big tree as objects at once.
+The entries land in a compact EntryTable. The collection completes when every reachable
+directory has been scanned.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .._errors import SourceError
+from .._errors import SourceError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
 from .._workers import Submit, start
+from .entries import EntryTable
+from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
 
 if TYPE_CHECKING:
     import pathspec
 
-
-@dataclass(slots=True)
-class SourceEntry:
-    """One member-to-be. ``path`` is its archive name (POSIX, relative to the source root)."""
-
-    path: str
-    kind: str
-    size: int
-    mode: int
-    mtime: int
-    uid: int
-    gid: int
-    target: str | None = None
+# Directory scans started ahead of the assembly: enough to keep any pool busy, few enough that
+# their results (one directory's entries each) stay small next to the table.
+LOOKAHEAD = 32
 
 
 @dataclass
 class Collection:
-    entries: list[SourceEntry]
+    entries: EntryTable
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
-        return sum(e.size for e in self.entries if e.kind == FILE)
+        return self.entries.total_bytes
 
 
-# A scan returns the directory's entries (each with the scan job of its children, if it is a
-# directory to descend into) and the paths it had to skip, with why.
-_Scan = tuple[list[tuple[SourceEntry, "frozenset[tuple[int, int]] | None"]], list[tuple[str, str]]]
+# One entry as EntryTable.add takes it: path, kind, size, mode, mtime, uid, gid, target.
+_Row = tuple[str, str, int, int, int, int, int, "str | None"]
+_Ancestors = frozenset[tuple[int, int]]
+# A scan returns the directory's entries as (path, row, ancestors) and the paths it had to
+# skip. ``ancestors`` is set for a directory to descend into; ``row`` is None for one whose
+# name was refused (skipped, but its children are still reached and reported).
+_Item = tuple[str, "_Row | None", "_Ancestors | None"]
+_Scan = tuple[list[_Item], list[tuple[str, str]]]
+
+
+class _Listing:
+    """A scanned directory being assembled: its entries, the assembly's position in them, and
+    the scans started ahead for its subdirectories."""
+
+    __slots__ = ("ahead", "dirs", "jobs", "pos", "rows")
+
+    def __init__(self, rows: list[_Item]) -> None:
+        self.rows = rows
+        self.pos = 0
+        self.dirs = [i for i, (_, _, ancestors) in enumerate(rows) if ancestors is not None]
+        self.ahead = 0  # index into dirs of the next subdirectory to start ahead
+        self.jobs: dict[int, Future[_Scan]] = {}
 
 
 class Collector:
@@ -64,7 +77,9 @@ class Collector:
         max_file_size: int | None,
         skip_errors: bool,
         submit: Submit | None,
+        name_check: Callable[[str], object] | None = None,
     ) -> None:
+        """``name_check`` raises UnsafeMemberError for a name the archive must not hold."""
         self._root = os.path.realpath(root)
         # pathspec costs ~20 ms to import and a match per entry: only when there are patterns.
         self._spec: pathspec.GitIgnoreSpec | None = None
@@ -82,10 +97,10 @@ class Collector:
         self._max_size = max_file_size
         self._skip_errors = skip_errors
         self._submit = submit
-        # Modes and owners repeat across a tree: sharing one int object per value keeps a
-        # million-entry list compact (each fresh int from stat() costs 28 bytes). Not mtimes:
-        # they can all differ, and the table would then cost more than it saves.
-        self._shared: dict[int, int] = {}
+        self._check = name_check
+        # Sequentially, a scan started ahead would only run early and wait, holding its result.
+        self._lookahead = LOOKAHEAD if submit is not None else 0
+        self._outstanding = 0  # scans started and not yet taken by the assembly
 
     def collect(self) -> Collection:
         try:
@@ -96,45 +111,72 @@ class Collector:
             ) from exc
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"source {self._root!r} is not a directory", self._root)
-        entries: list[SourceEntry] = []
+        table = EntryTable()
+        add = table.add
         skipped: list[tuple[str, str]] = []
-        stack: list[Iterator[tuple[SourceEntry, Future[_Scan] | None]]] = [
-            self._expand(self._start("", frozenset({(st.st_dev, st.st_ino)})), skipped)
-        ]
+        root = self._start("", frozenset({(st.st_dev, st.st_ino)}))
+        stack = [self._take(root, skipped)]
+        self._start_ahead(stack)
         while stack:
-            item = next(stack[-1], None)
-            if item is None:
+            listing = stack[-1]
+            if listing.pos == len(listing.rows):
                 stack.pop()
                 continue
-            entry, children = item
-            entries.append(entry)
-            if children is not None:
-                stack.append(self._expand(children, skipped))
-        return Collection(entries, skipped)
+            i = listing.pos
+            listing.pos += 1
+            path, row, ancestors = listing.rows[i]
+            if row is not None:
+                add(*row)
+            if ancestors is not None:
+                job = listing.jobs.pop(i, None)
+                if job is None:  # not started ahead: needed now
+                    job = self._start(path, ancestors)
+                stack.append(self._take(job, skipped))
+                self._start_ahead(stack)
+        return Collection(table, skipped)
 
-    def _start(self, rel: str, ancestors: frozenset[tuple[int, int]]) -> Future[_Scan]:
+    def _start(self, rel: str, ancestors: _Ancestors) -> Future[_Scan]:
+        self._outstanding += 1
         return start(self._submit, self._scan, rel, ancestors)
 
-    def _expand(
-        self, job: Future[_Scan], skipped: list[tuple[str, str]]
-    ) -> Iterator[tuple[SourceEntry, Future[_Scan] | None]]:
-        """Take a finished scan and start its subdirectories' scans at once."""
-        entries, skips = job.result()
+    def _take(self, job: Future[_Scan], skipped: list[tuple[str, str]]) -> _Listing:
+        rows, skips = job.result()
+        self._outstanding -= 1
         skipped.extend(skips)
-        started = [
-            (entry, self._start(entry.path, anc) if anc is not None else None)
-            for entry, anc in entries
-        ]
-        return iter(started)
+        return _Listing(rows)
+
+    def _start_ahead(self, stack: list[_Listing]) -> None:
+        """Start the scans the assembly will need next, in the order it will need them: the
+        innermost directory's remaining subdirectories first, then its parent's, and so on."""
+        for listing in reversed(stack):
+            while self._outstanding < self._lookahead and listing.ahead < len(listing.dirs):
+                i = listing.dirs[listing.ahead]
+                listing.ahead += 1
+                if i >= listing.pos:  # not reached yet
+                    path, _, ancestors = listing.rows[i]
+                    assert ancestors is not None
+                    listing.jobs[i] = self._start(path, ancestors)
+            if self._outstanding >= self._lookahead:
+                return
 
     def _fail(self, path: str, reason: str, skips: list[tuple[str, str]]) -> None:
         if not self._skip_errors:
             raise SourceError(f"cannot archive {path!r}: {reason}", path)
         skips.append((path, reason))
 
-    def _scan(self, rel: str, ancestors: frozenset[tuple[int, int]]) -> _Scan:
+    def _storable(self, path: str, skips: list[tuple[str, str]]) -> bool:
+        if self._check is None:
+            return True
+        try:
+            self._check(path)
+        except UnsafeMemberError as exc:
+            self._fail(path, exc.reason, skips)
+            return False
+        return True
+
+    def _scan(self, rel: str, ancestors: _Ancestors) -> _Scan:
         directory = os.path.join(self._root, rel) if rel else self._root
-        found: list[tuple[SourceEntry, frozenset[tuple[int, int]] | None]] = []
+        found: list[_Item] = []
         skips: list[tuple[str, str]] = []
         try:
             with os.scandir(directory) as it:
@@ -155,35 +197,35 @@ class Collector:
                 continue
             if d.path in self._exclude_paths:
                 continue
-            share = self._shared.setdefault
-            perms = stat.S_IMODE(mode)
-            entry = SourceEntry(
-                path, FILE, 0, share(perms, perms), int(st.st_mtime),
-                share(st.st_uid, st.st_uid), share(st.st_gid, st.st_gid),
-            )
+            size = 0
+            target = below = None
             if is_dir:
-                entry.kind = DIR
+                kind = DIR
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
                     self._fail(path, "symlink loop back to an enclosing directory", skips)
                     continue
-                found.append((entry, ancestors | {key}))
+                below = ancestors | {key}
             elif stat.S_ISLNK(mode):
-                entry.kind = SYMLINK
+                kind = SYMLINK
                 try:
-                    entry.target = os.readlink(d.path)
+                    target = os.readlink(d.path)
                 except OSError as exc:
                     self._fail(path, exc.strerror or str(exc), skips)
                     continue
-                found.append((entry, None))
             elif stat.S_ISREG(mode):
-                entry.size = st.st_size
-                if self._max_size is not None and st.st_size > self._max_size:
-                    self._fail(
-                        path, f"{st.st_size} bytes is over max_file_size={self._max_size}", skips
-                    )
+                kind, size = FILE, st.st_size
+                if self._max_size is not None and size > self._max_size:
+                    self._fail(path, f"{size} bytes is over max_file_size={self._max_size}", skips)
                     continue
-                found.append((entry, None))
             else:
                 self._fail(path, "special file (device, fifo or socket) cannot be archived", skips)
+                continue
+            row: _Row | None = None
+            if self._storable(path, skips):
+                row = (path, kind, size, stat.S_IMODE(mode), int(st.st_mtime), st.st_uid,
+                       st.st_gid, target)
+            elif below is None:
+                continue
+            found.append((path, row, below))
         return found, skips

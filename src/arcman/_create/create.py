@@ -7,20 +7,21 @@
 from __future__ import annotations
 
 import datetime
-import json
+import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
-from .._errors import SourceError, UnsafeMemberError
+from .._errors import SourceError
 from .._extract.safety import normalize_name
 from .._formats import CompressionFormat
 from .._manifest import DIR, FILE
 from .._metadata import ArchiveMetadata
+from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit
@@ -61,17 +62,19 @@ def create_archive(
             max_file_size=config.max_file_size,
             skip_errors=skip,
             submit=submit,
+            # Names that extraction (arcman's own guard) would refuse, such as "C:x" or a
+            # backslash in a zip, are refused here rather than stored as a trap.
+            name_check=functools.partial(
+                normalize_name, zip_rules=fmt is CompressionFormat.ZIP
+            ),
         ).collect()
-    entries = collection.entries
+    table = collection.entries
     epoch = _fixed_mtime(config)
-    if epoch is not None:
-        for entry in entries:
-            _normalize(entry, epoch)
+    entries: Iterable[SourceEntry] = table if epoch is None else _normalized(table, epoch)
 
     skipped = [f"{path}: {reason}" for path, reason in collection.skipped]
-    entries = _extractable(entries, fmt is CompressionFormat.ZIP, skip, skipped)
     progress = Progress(config, collection.total_bytes)
-    written: list[str] = []
+    unread: set[int] = set()  # rows of the table that were skipped while reading
     total = files = 0
     with (
         AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
@@ -97,15 +100,15 @@ def create_archive(
             clock=clock,
             prepare=prepare,
         )
-        for entry, content in reader:
+        for row, (entry, content) in enumerate(reader):
             if isinstance(content, Skipped):
                 skipped.append(f"{entry.path}: {content.reason}")
+                unread.add(row)
                 progress.advance(entry.size, entry.path)
                 continue
             nbytes = writer.add(entry, content)
             total += nbytes
             files += entry.kind == FILE
-            written.append(entry.path)
             progress.advance(nbytes, entry.path)
         writer.close()
     progress.finish()
@@ -120,7 +123,10 @@ def create_archive(
         uncompressed_size=total,
         compressed_size=out.size,
         checksum_sha256=out.sha256,
-        files=written,
+        # The table's own names when every row was written: no second list of a big tree.
+        files=table.names if not unread else NameList(
+            name for row, name in enumerate(table.names) if row not in unread
+        ),
         timings=clock.snapshot(),
         verification="manifest",
         skipped=skipped,
@@ -129,29 +135,11 @@ def create_archive(
         line = f"{metadata.checksum_sha256}  {os.path.basename(archive_path)}\n"
         write_atomically(checksum_path, line.encode("utf-8", "surrogateescape"))
     if config.include_metadata:
-        write_atomically(meta_path, json.dumps(metadata.to_dict(), indent=2).encode() + b"\n")
+        with AtomicFile(meta_path) as meta:
+            for chunk in metadata.json_chunks():
+                meta.write(chunk.encode())
+            meta.write(b"\n")
     return metadata
-
-
-def _extractable(
-    entries: list[SourceEntry], zip_rules: bool, skip: bool, skipped: list[str]
-) -> list[SourceEntry]:
-    """Names that extraction (arcman's own guard) would refuse, such as "C:x" or a backslash in
-    a zip, are refused here rather than stored as a trap."""
-    storable = []
-    for entry in entries:
-        try:
-            normalize_name(entry.path, zip_rules=zip_rules)
-            reason = None
-        except UnsafeMemberError as exc:
-            reason = exc.reason
-        if reason:
-            if not skip:
-                raise SourceError(f"cannot archive {entry.path!r}: {reason}", entry.path)
-            skipped.append(f"{entry.path}: {reason}")
-        else:
-            storable.append(entry)
-    return storable
 
 
 def _fixed_mtime(config: ArchiveConfig) -> int | None:
@@ -169,15 +157,18 @@ def _fixed_mtime(config: ArchiveConfig) -> int | None:
         raise SourceError(f"SOURCE_DATE_EPOCH must be an integer, not {env!r}") from None
 
 
-def _normalize(entry: SourceEntry, epoch: int) -> None:
-    entry.mtime = epoch
-    entry.uid = entry.gid = 0
-    if entry.kind == DIR or (entry.kind == FILE and entry.mode & 0o111):
-        entry.mode = 0o755
-    elif entry.kind == FILE:
-        entry.mode = 0o644
-    else:
-        entry.mode = 0o777
+def _normalized(entries: Iterable[SourceEntry], epoch: int) -> Iterator[SourceEntry]:
+    """The entries as a reproducible archive stores them: fixed mtime, owners and modes."""
+    for entry in entries:
+        entry.mtime = epoch
+        entry.uid = entry.gid = 0
+        if entry.kind == DIR or (entry.kind == FILE and entry.mode & 0o111):
+            entry.mode = 0o755
+        elif entry.kind == FILE:
+            entry.mode = 0o644
+        else:
+            entry.mode = 0o777
+        yield entry
 
 
 def _timestamp(epoch: int | None) -> str:

@@ -5,8 +5,11 @@ the ``prepare`` hook) while the writer is still busy with earlier members. Conse
 files go to a worker in batches (up to BATCH_FILES files or BATCH_BYTES bytes): a pool job
 costs ~30 us of the consumer's time, more than reading a tiny file does. Read-ahead is bounded
 by a byte budget that the consuming thread reserves in archive order, so the writer's next
-member is always already reserved and nothing can deadlock. Larger files are streamed in chunks
-by the consumer itself (``LargeFile``), so memory stays flat however big a file is.
+member is always already reserved and nothing can deadlock, and by WINDOW items (a batch, a
+large file or a non-file each): a few batches per worker keep the workers busy, and a budget's
+worth of empty files in flight would cost ~10 MB of objects for no speed. Larger files are
+streamed in chunks by the consumer itself (``LargeFile``), so memory stays flat however big a
+file is.
 The iteration completes when every entry has been handed over, in collection order.
 """
 
@@ -17,7 +20,7 @@ import os
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,7 @@ SMALL_FILE_LIMIT = 1024 * 1024
 BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
+WINDOW = 64
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -95,7 +99,7 @@ class ContentReader:
     def __init__(
         self,
         root: str,
-        entries: list[SourceEntry],
+        entries: Iterable[SourceEntry],
         *,
         submit: Submit | None,
         budget: int,
@@ -121,7 +125,7 @@ class ContentReader:
         pending: SourceEntry | None = next(upcoming, None)
         while pending is not None or window:
             # Reserve and submit in archive order while the budget allows (always at least one).
-            while pending is not None:
+            while pending is not None and len(window) < WINDOW:
                 if not _is_small(pending):
                     # Charged too, so a long run of directories cannot grow the window unbounded.
                     if window and reserved + ITEM_OVERHEAD > self._budget:
