@@ -162,6 +162,20 @@ def test_odd_number_fields(name: str, number: bytes) -> None:
                                     field(number, width))))
 
 
+@pytest.mark.parametrize("char", [b"8", b"9", b" ", b"\0", b"x", b"\xff"])
+@pytest.mark.parametrize("at", [0, -2, -1])
+@pytest.mark.parametrize("name", [*sorted(NUMBERS), "chksum"])
+def test_odd_bytes_in_full_width_fields(name: str, at: int, char: bytes) -> None:
+    """Number fields as writers fill them (all digits, then a NUL), with one byte changed."""
+    offset, width = NUMBERS.get(name, (148, 8))
+    block = plain_header("f", tarfile.REGTYPE)
+    digits = bytearray(block[offset:offset + width] if name != "chksum" else b"0000000\0")
+    digits[at] = char[0]
+    assert_agrees(put(block, offset, bytes(digits)))
+    if name != "chksum":
+        assert_agrees(with_checksum(put(block, offset, bytes(digits))))
+
+
 @pytest.mark.parametrize("name", ["", "/", "d", "d/", "d//"])
 @pytest.mark.parametrize("prefix", ["", "p", "p/", "/"])
 @pytest.mark.parametrize("type_", [tarfile.DIRTYPE, tarfile.AREGTYPE, tarfile.REGTYPE])

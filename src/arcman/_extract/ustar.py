@@ -28,6 +28,10 @@ _ERRORS = "surrogateescape"
 _LAYOUT = struct.Struct("100s8s8s8s12s12s8sc100s8x64x8s8s155s12x")
 # What nti() reads as an octal number: up to the first NUL, spaces around octal digits.
 _NUMBER = re.compile(rb" *([0-7]*) *(?:\0|\Z)")
+# How tarfile, GNU tar and bsdtar write them: zero-padded octal and a NUL (the checksum: six
+# digits, NUL, space), devices as octal zeros or left empty. One match reads all of them.
+_CANONICAL = re.compile(rb"([0-7]{7})\0[0-7]{7}\0[0-7]{7}\0([0-7]{11})\0([0-7]{11})\0([0-7]{6})\0 ")
+_NO_DEVICE = (b"0000000\0" * 2, bytes(16))
 _KINDS = {b"0": FILE, b"\0": FILE, b"5": DIR, b"2": SYMLINK, b"1": HARDLINK}
 _CHECKSUM_SPACES = 8 * ord(" ")  # the checksum is summed with its own field as spaces
 
@@ -54,13 +58,18 @@ def parse_plain(block: bytes) -> PlainHeader | None:
     kind = _KINDS.get(type_)
     if kind is None:
         return None
-    numbers = []
-    for field in (chksum, mode, size, mtime, uid, gid, devmajor, devminor):
-        match = _NUMBER.match(field)
-        if match is None:
-            return None
-        numbers.append(int(match[1] or b"0", 8))
-    if numbers[0] != sum(block) - sum(chksum) + _CHECKSUM_SPACES:
+    canonical = _CANONICAL.match(block, 100)
+    if canonical is not None and block[329:345] in _NO_DEVICE:
+        numbers = [int(digits, 8) for digits in canonical.groups()]
+    else:
+        numbers = []
+        for field in (mode, size, mtime, chksum, uid, gid, devmajor, devminor):
+            match = _NUMBER.match(field)
+            if match is None:
+                return None
+            numbers.append(int(match[1] or b"0", 8))
+    # Summing only the non-zero bytes gives the same total at a third of the cost.
+    if numbers[3] != sum(block.translate(None, b"\0")) - sum(chksum) + _CHECKSUM_SPACES:
         return None
     path = _text(name)
     if type_ == b"\0" and path.endswith("/"):  # old V7 tar: a directory as a file with a slash
@@ -71,5 +80,6 @@ def parse_plain(block: bytes) -> PlainHeader | None:
         path = head + "/" + path
         if kind == DIR:
             path = path.rstrip("/")
-    data = -(-numbers[2] // BLOCK) * BLOCK if kind == FILE else 0
-    return PlainHeader(path, kind, numbers[2], numbers[1], numbers[3], _text(linkname), data)
+    mode_, size_, mtime_ = numbers[:3]
+    data = -(-size_ // BLOCK) * BLOCK if kind == FILE else 0
+    return PlainHeader(path, kind, size_, mode_, mtime_, _text(linkname), data)
