@@ -33,8 +33,8 @@ def open_decoder(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
         # ISA-L's gzip reader (python-isal's C _GzipReader behind IGzipFile) reads concatenated
         # members and the zero padding between them, checks each member's CRC and length,
         # refuses trailing garbage, and decodes a whole piece into its output with the GIL
-        # released: about 20 % less CPU than isal_zlib's decompressobj, whose output grows by
-        # reallocation, and fewer GIL hand-offs next to the busy parsing thread.
+        # released: on the stdlib archive 0.34 s of CPU against 0.45 s for a loop over
+        # isal_zlib's decompressobj, whose output grows by reallocation under the GIL.
         from isal import igzip
 
         return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call,return-value]
