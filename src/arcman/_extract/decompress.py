@@ -28,51 +28,16 @@ _DEPTH = 4
 _END = object()
 
 
-class _GzipReader:
-    """gzip members (concatenated, zero padding between them allowed, as gzip reads them)
-    decoded with ISA-L's zlib-compatible decompressor, which checks each member's CRC and
-    length. Reading through ``igzip.IGzipFile`` instead costs 60 % more time (its buffered
-    reader copies every byte and reads small input blocks)."""
-
-    _INPUT = 2 * 1024 * 1024
-    _GZIP_WBITS = 31  # 16 (gzip wrapper) + the largest window
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        from isal import isal_zlib
-
-        self._zlib = isal_zlib
-        self._raw = raw
-        self._decoder = isal_zlib.decompressobj(wbits=self._GZIP_WBITS)
-        self._pending = b""
-        self._started = False
-
-    def read(self, n: int) -> bytes:
-        while True:
-            if not self._pending:
-                self._pending = self._raw.read(self._INPUT)
-                if not self._pending:
-                    if self._started and not self._decoder.eof:
-                        raise EOFError("compressed data ended before the end of its gzip member")
-                    return b""
-            if self._decoder.eof:
-                self._pending = self._pending.lstrip(b"\0")
-                if not self._pending:
-                    continue
-                self._decoder = self._zlib.decompressobj(wbits=self._GZIP_WBITS)
-            self._started = True
-            out: bytes = self._decoder.decompress(self._pending, n)
-            eof = self._decoder.eof
-            self._pending = self._decoder.unused_data if eof else self._decoder.unconsumed_tail
-            if out:
-                return out
-
-    def close(self) -> None:
-        pass
-
-
 def open_decoder(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
     if fmt is CompressionFormat.TAR_GZ:
-        return _GzipReader(raw)  # type: ignore[return-value]
+        # ISA-L's gzip reader (python-isal's C _GzipReader behind IGzipFile) reads concatenated
+        # members and the zero padding between them, checks each member's CRC and length,
+        # refuses trailing garbage, and decodes a whole piece into its output with the GIL
+        # released: on the stdlib archive 0.34 s of CPU against 0.45 s for a loop over
+        # isal_zlib's decompressobj, whose output grows by reallocation under the GIL.
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call,return-value]
     if fmt is CompressionFormat.TAR_ZST:
         import pyzstd
 

@@ -23,8 +23,9 @@ from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
+from .ustar import BLOCK, parse_plain
+from .ustar import HARDLINK as HARDLINK
 
-HARDLINK = "hardlink"
 SPECIAL = "special"
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
 _UNIX = 3  # "version made by" host system
@@ -75,18 +76,43 @@ class _HeaderSource:
     """What ``tarfile.TarInfo.fromtarfile`` needs of a TarFile: the stream, the offset of the
     next header, the name encoding and the pax global headers.
 
-    tarfile's own header code (checksum, number fields, pax, GNU long names, sparse maps) parses
-    every header; only the streaming TarFile around it, which costs ~40 µs and a copy per
-    member, is replaced by reading member data straight from the decompressed pieces.
+    Plain headers are read by parse_plain; tarfile's own header code (checksum, number fields,
+    pax, GNU long names, sparse maps) parses every other one, and only the streaming TarFile
+    around it, which costs ~40 µs and a copy per member, is replaced by reading member data
+    straight from the decompressed pieces.
     """
 
     encoding = "utf-8"
     errors = "surrogateescape"
 
     def __init__(self, stream: DecompressedStream, pax_headers: dict[str, str]) -> None:
-        self.fileobj = stream
+        self.fileobj: DecompressedStream | _Replay = stream
         self.offset = 0
         self.pax_headers = pax_headers
+
+
+class _Replay:
+    """The stream with a header block that was already read put back in front, for tarfile."""
+
+    def __init__(self, stream: DecompressedStream, block: bytes) -> None:
+        self._stream = stream
+        self._block = block
+
+    def read(self, n: int) -> bytes:
+        head, self._block = self._block[:n], self._block[n:]
+        return head + self._stream.read(n - len(head)) if len(head) < n else head
+
+    def tell(self) -> int:
+        return self._stream.tell() - len(self._block)
+
+
+def _inert(pax_headers: dict[str, str]) -> bool:
+    """Whether the pax global headers leave members as their ustar headers say (tarfile applies
+    only its pax fields and GNU sparse keywords to each member)."""
+    return not any(
+        key in tarfile.PAX_FIELDS or key.startswith("GNU.sparse.")
+        for key in pax_headers
+    )
 
 
 def tar_members(
@@ -100,20 +126,40 @@ def tar_members(
     end-of-archive marker must be there, followed by nothing but zeros.
     """
     source = _HeaderSource(stream, pax_headers)
+    plain = True  # whether parse_plain may read headers (no pax global header alters them)
     while True:
         started = time.perf_counter()
-        info = _next_header(source)
+        block = stream.read(BLOCK) if plain else b""
+        header = parse_plain(block) if len(block) == BLOCK else None
+        member: Member | None
+        if header is not None:
+            source.offset = stream.tell() + header.data
+            member = Member(
+                header.name, header.kind, header.size, header.mode, header.mtime,
+                header.linkname if header.kind in (SYMLINK, HARDLINK) else None,
+                stream.view if header.kind == FILE else None,
+            )
+        else:
+            source.fileobj = _Replay(stream, block)
+            info = _next_header(source)
+            source.fileobj = stream
+            plain = _inert(pax_headers)
+            member = _tar_member(info, stream) if info is not None else None
         clock.add("parsing", time.perf_counter() - started)
-        if info is None:
+        if member is None:
             break
-        kind, detail = _tar_kind(info)
-        yield Member(
-            info.name, kind, info.size, info.mode, int(info.mtime),
-            info.linkname if kind in (SYMLINK, HARDLINK) else None,
-            stream.view if kind == FILE else None, detail,
-        )
+        yield member
         _skip_to(stream, source.offset)
     _check_end_of_archive(stream)
+
+
+def _tar_member(info: tarfile.TarInfo, stream: DecompressedStream) -> Member:
+    kind, detail = _tar_kind(info)
+    return Member(
+        info.name, kind, info.size, info.mode, int(info.mtime),
+        info.linkname if kind in (SYMLINK, HARDLINK) else None,
+        stream.view if kind == FILE else None, detail,
+    )
 
 
 def _next_header(source: _HeaderSource) -> tarfile.TarInfo | None:
