@@ -132,7 +132,7 @@ class TarWriter:
 
     def _flush(self) -> None:
         if self._parts:
-            self._sink.write(self._parts[0] if len(self._parts) == 1 else b"".join(self._parts))
+            self._sink.writelines(self._parts)
             self._parts.clear()
             self._held = 0
 

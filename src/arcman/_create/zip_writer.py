@@ -160,7 +160,7 @@ class ZipWriter:
                 self._clock, isal_zlib.crc32_combine,
             )
             for chunk in content.chunks():
-                deflater.write(chunk)
+                deflater.writelines([chunk])
             deflater.close()
             self._out.offset += deflater.compressed_size
             rec.crc = deflater.crc
