@@ -91,8 +91,8 @@ class ThreadedWriter:
 
     Writing and hashing the archive (the AtomicFile hashes what it writes) took ~0.2 s of the
     caller thread on the stdlib corpus; it releases the GIL, so here it overlaps with building
-    the tar stream. A failed write is raised by the next write(), flush() or close(); nothing after it
-    is written.
+    the tar stream. A failed write is raised by the next write(), flush() or close(); nothing
+    after it is written.
     """
 
     # Bounded in bytes, not items: a zstd frame is several MiB, and 8 queued ones cost ~60 MB
@@ -242,7 +242,7 @@ class ZstdBlocks:
         import pyzstd
 
         self._compress = pyzstd.compress
-        self._options = {
+        self._options: dict[int, int] = {
             pyzstd.CParameter.compressionLevel: level,
             pyzstd.CParameter.checksumFlag: 1,
         }
