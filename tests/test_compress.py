@@ -1,12 +1,66 @@
-"""Compression stages: the threaded output stage bounds what it holds in bytes."""
+"""Compression stages: blocks cut by offset alone, and the threaded output stage's bound."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import itertools
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
-from arcman._create.compress import ThreadedWriter
+import pyzstd
+from hypothesis import given
+from hypothesis import strategies as st
+from isal import isal_zlib
+
+from arcman._create.compress import (
+    BlockCodec,
+    BlockCompressor,
+    GzipBlocks,
+    ThreadedWriter,
+    ZstdBlocks,
+)
+from arcman._stats import PhaseClock
 
 MiB = 1024 * 1024
+
+
+def _compress(codec: BlockCodec, data: bytes, cuts: list[int], threads: int) -> bytes:
+    """Write ``data`` in pieces cut at ``cuts`` (as bytes and memoryviews) and close."""
+    out = io.BytesIO()
+    with ThreadPoolExecutor(threads) as pool:
+        sink = BlockCompressor(out, codec, pool.submit, threads, PhaseClock(), _combine(codec))
+        edges = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+        pieces = [data[a:b] for a, b in itertools.pairwise(edges)]
+        for i in range(0, len(pieces), 3):
+            sink.writelines(pieces[i : i + 3])
+        sink.close()
+    return out.getvalue()
+
+
+def _combine(codec: BlockCodec) -> Callable[[int, int, int], int] | None:
+    combine: Callable[[int, int, int], int] = isal_zlib.crc32_combine
+    return combine if isinstance(codec, GzipBlocks) else None
+
+
+@given(data=st.binary(max_size=6000), cuts=st.lists(st.integers(0, 6000), max_size=12))
+def test_gzip_bytes_do_not_depend_on_how_the_stream_is_written(
+    data: bytes, cuts: list[int]
+) -> None:
+    codec = GzipBlocks(6)
+    codec.block_size = 700  # many blocks, pieces spanning several of them
+    whole = _compress(codec, data, [], 1)
+    assert _compress(codec, data, cuts, 2) == whole
+    assert gzip.decompress(whole) == data
+
+
+@given(data=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=8))
+def test_zstd_frames_concatenate_into_the_stream(data: bytes, cuts: list[int]) -> None:
+    codec = ZstdBlocks(3)
+    codec.block_size = 1000
+    packed = _compress(codec, data, cuts, 2)
+    assert pyzstd.decompress(packed) == data
 
 
 def test_threaded_writer_holds_at_most_its_byte_budget() -> None:

@@ -125,8 +125,8 @@ def test_writer_and_parser_round_trip() -> None:
         ManifestEntry("l", "symlink", 0, 0o777, 3, target="d"),
     ]
     writer = ManifestWriter()
-    for entry in entries:
-        writer.add(entry)
+    for e in entries:
+        writer.add(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
     spool, length = writer.finish()
     data = spool.read()
     writer.close()

@@ -12,11 +12,13 @@ tarfile's pax path.
 
 from __future__ import annotations
 
+import functools
 import grp
 import pwd
 import tarfile
+import zlib
 
-from .._manifest import DIR, FILE, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestEntry, ManifestWriter
+from .._manifest import DIR, FILE, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestWriter
 from .collect import SourceEntry
 from .compress import Sink
 from .read import Content, LargeFile, Loaded
@@ -27,39 +29,65 @@ RECORD = 20 * BLOCK
 # padding: three) cost more than the zstd compression of a small file did.
 COALESCE = 1024 * 1024
 _TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE}
+_PADDING = tuple(bytes(-n % BLOCK) for n in range(BLOCK))  # by size % BLOCK
 _OCTAL_7 = 8**7
 _OCTAL_11 = 8**11
 # magic "ustar\0", version "00", then after the owner names: empty devmajor/devminor and prefix.
 _MAGIC = tarfile.POSIX_MAGIC
 _TAIL = bytes(8 + 8 + 155 + 12)
+_NO_LINK = bytes(100)
 
 
 def _fits(text: str, length: int) -> bool:
     return len(text) <= length and text.isascii()
 
 
+def _byte_sum(data: bytes) -> int:
+    """sum(data) for up to 257 bytes, ~10x faster: adler32's low half is 1 + the byte sum
+    modulo 65521, which 257 bytes of at most 255 cannot reach."""
+    return (zlib.adler32(data) & 0xFFFF) - 1
+
+
+@functools.lru_cache(maxsize=64)
+def _owner_block(uname: str, gname: str) -> tuple[bytes, int] | None:
+    """Bytes 257-511 of a ustar header (magic, owner names, the empty rest) and their byte
+    sum, built once per owner; None if the names need pax records."""
+    if not (_fits(uname, 32) and _fits(gname, 32)):
+        return None
+    tail = b"".join((
+        _MAGIC, uname.encode("ascii").ljust(32, b"\0"), gname.encode("ascii").ljust(32, b"\0"),
+        _TAIL,
+    ))
+    return tail, _byte_sum(tail)
+
+
 def ustar_header(
     name: str, type_: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
     linkname: str, uname: str, gname: str,
 ) -> bytes | None:
-    """A plain ustar header block as tarfile's PAX_FORMAT writes it, or None if it needs pax."""
-    if not (
-        _fits(name, 100) and _fits(linkname, 100) and _fits(uname, 32) and _fits(gname, 32)
+    """A plain ustar header block as tarfile's PAX_FORMAT writes it, or None if it needs pax.
+    The checksum (the sum of all bytes, its own field counted as 8 spaces) is summed per field,
+    the owner part once per owner: sum() over the 512-byte block alone cost 2.6 us a member."""
+    owner = _owner_block(uname, gname)
+    if owner is None or not (
+        _fits(name, 100) and _fits(linkname, 100)
         and 0 <= uid < _OCTAL_7 and 0 <= gid < _OCTAL_7
         and 0 <= size < _OCTAL_11 and 0 <= mtime < _OCTAL_11
     ):
         return None
-    block = b"".join((
-        name.encode("ascii").ljust(100, b"\0"),
-        b"%07o\0%07o\0%07o\0%011o\0%011o\0        " % (mode & 0o7777, uid, gid, size, mtime),
-        type_,
-        linkname.encode("ascii").ljust(100, b"\0"),
-        _MAGIC,
-        uname.encode("ascii").ljust(32, b"\0"),
-        gname.encode("ascii").ljust(32, b"\0"),
-        _TAIL,
+    raw_name = name.encode("ascii")
+    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
+    tail, tail_sum = owner
+    checksum = _byte_sum(raw_name) + _byte_sum(numbers) + 8 * 32 + type_[0] + tail_sum
+    if linkname:
+        raw_link = linkname.encode("ascii")
+        checksum += _byte_sum(raw_link)
+        link = raw_link.ljust(100, b"\0")
+    else:
+        link = _NO_LINK
+    return b"".join((
+        raw_name.ljust(100, b"\0"), numbers, b"%06o\0 " % checksum, type_, link, tail
     ))
-    return b"%s%06o\0%s" % (block[:148], sum(block), block[155:])
 
 
 class _OwnerNames:
@@ -132,22 +160,30 @@ class TarWriter:
 
     def _flush(self) -> None:
         if self._parts:
-            self._sink.write(self._parts[0] if len(self._parts) == 1 else b"".join(self._parts))
+            self._sink.writelines(self._parts)
             self._parts.clear()
             self._held = 0
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:
-            self._emit(b"\0" * (BLOCK - size % BLOCK))
+            self._emit(_PADDING[size % BLOCK])
 
     def add(self, entry: SourceEntry, content: Content) -> int:
         """Write one member; return the number of content bytes written."""
-        self._max_mtime = max(self._max_mtime, entry.mtime)
+        if entry.mtime > self._max_mtime:
+            self._max_mtime = entry.mtime
         digest: str | None = None
         if isinstance(content, Loaded):
-            self._emit(self._header(entry, len(content.data)))
-            self._emit(content.data)
-            self._pad(len(content.data))
+            # The common member, in one step: header, data and padding.
+            data = content.data
+            header = self._header(entry, len(data))
+            padding = _PADDING[len(data) % BLOCK]
+            self._parts += (header, data, padding)
+            size = len(header) + len(data) + len(padding)
+            self._held += size
+            self.written += size
+            if self._held >= COALESCE:
+                self._flush()
             digest = content.sha256
         elif isinstance(content, LargeFile):
             self._emit(self._header(entry, entry.size))
@@ -158,9 +194,7 @@ class TarWriter:
         else:
             self._emit(self._header(entry, 0))
         self.manifest.add(
-            ManifestEntry(
-                entry.path, entry.kind, entry.size, entry.mode, entry.mtime, digest, entry.target
-            )
+            entry.path, entry.kind, entry.size, entry.mode, entry.mtime, digest, entry.target
         )
         return entry.size if digest is not None else 0
 

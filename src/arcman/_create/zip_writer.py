@@ -22,7 +22,6 @@ from .._manifest import (
     FILE,
     MANIFEST_NAME,
     ZIP_MANIFEST_MARK,
-    ManifestEntry,
     ManifestWriter,
 )
 from .._stats import PhaseClock
@@ -119,9 +118,7 @@ class ZipWriter:
             lib, _ = deflate_backend(6)
             self._member(name, entry.mtime, external, _STORED, lib.crc32(data), data, len(data))
         self.manifest.add(
-            ManifestEntry(
-                entry.path, entry.kind, entry.size, entry.mode, entry.mtime, digest, entry.target
-            )
+            entry.path, entry.kind, entry.size, entry.mode, entry.mtime, digest, entry.target
         )
         return entry.size if digest is not None else 0
 
@@ -160,7 +157,7 @@ class ZipWriter:
                 self._clock, isal_zlib.crc32_combine,
             )
             for chunk in content.chunks():
-                deflater.write(chunk)
+                deflater.writelines([chunk])
             deflater.close()
             self._out.offset += deflater.compressed_size
             rec.crc = deflater.crc
