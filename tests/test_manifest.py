@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from arcman import ArchiveConfig, ArchiveManager, IntegrityError
-from arcman._manifest import ManifestEntry, ManifestWriter, parse_manifest
+from arcman._manifest import ManifestEntry, ManifestWriter, read_manifest
 from helpers import MANIFEST, tar_file
 
 Members = list[tuple[tarfile.TarInfo, bytes | None]]
@@ -111,7 +111,7 @@ def test_untampered_rewrite_still_verifies(tmp_path: Path, sample_tree: Path) ->
 def test_manifest_is_last_and_not_extracted(tmp_path: Path, sample_tree: Path) -> None:
     members = _arcman_tar(tmp_path, sample_tree)
     assert members[-1][0].name == MANIFEST
-    entries = parse_manifest(members[-1][1] or b"")
+    entries = list(read_manifest(io.BytesIO(members[-1][1] or b"")))
     assert [e.path for e in entries] == [info.name for info, _ in members[:-1]]
     with ArchiveManager() as manager:
         manager.extract_archive(tmp_path / "good.tar", tmp_path / "dest")
@@ -132,7 +132,7 @@ def test_writer_and_parser_round_trip() -> None:
     writer.close()
     assert len(data) == length
     assert json.loads(data.splitlines()[-1]) == {"end": True, "count": 3, "size": 3}
-    assert parse_manifest(data) == entries
+    assert list(read_manifest(io.BytesIO(data))) == entries
 
 
 @pytest.mark.parametrize(
@@ -147,4 +147,4 @@ def test_writer_and_parser_round_trip() -> None:
 )
 def test_parser_rejects_malformed_manifests(data: bytes) -> None:
     with pytest.raises(IntegrityError):
-        parse_manifest(data)
+        list(read_manifest(io.BytesIO(data)))
