@@ -223,6 +223,8 @@ def _scan_members(
 
 
 def _is_manifest(name: str) -> bool:
+    if MANIFEST_NAME not in name:  # the common case, without normalizing every name twice
+        return False
     try:
         return normalize_name(name, zip_rules=False) == MANIFEST_NAME
     except ArchiveError:
