@@ -764,3 +764,14 @@ def test_enospc_is_described(tmp_path: Path) -> None:
     from arcman._atomic import describe_os_error
 
     assert "no space" in describe_os_error(OSError(errno.ENOSPC, "full"), "x")
+
+
+def test_header_number_out_of_range_refused(box: Path) -> None:
+    """A base-256 mtime past 2**63 fits no file system (os.utime overflows): corrupt input."""
+    with tarfile.open(box / "a.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("late.txt")
+        info.mtime = 2**70
+        tar.addfile(info, io.BytesIO(b""))
+    assert "late.txt" in str(refused(box / "a.tar", CorruptArchiveError))
+    with ArchiveManager() as manager, pytest.raises(CorruptArchiveError):
+        manager.verify_archive(box / "a.tar")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from arcman import ArchiveConfig, ArchiveManager, IntegrityError
-from arcman._manifest import ManifestEntry, ManifestWriter, parse_manifest
+from arcman._extract.check import Observed, check_against_manifest
+from arcman._manifest import ManifestEntry, ManifestWriter, read_manifest
 from helpers import MANIFEST, tar_file
 
 Members = list[tuple[tarfile.TarInfo, bytes | None]]
@@ -111,7 +113,7 @@ def test_untampered_rewrite_still_verifies(tmp_path: Path, sample_tree: Path) ->
 def test_manifest_is_last_and_not_extracted(tmp_path: Path, sample_tree: Path) -> None:
     members = _arcman_tar(tmp_path, sample_tree)
     assert members[-1][0].name == MANIFEST
-    entries = parse_manifest(members[-1][1] or b"")
+    entries = list(read_manifest(io.BytesIO(members[-1][1] or b"")))
     assert [e.path for e in entries] == [info.name for info, _ in members[:-1]]
     with ArchiveManager() as manager:
         manager.extract_archive(tmp_path / "good.tar", tmp_path / "dest")
@@ -132,7 +134,7 @@ def test_writer_and_parser_round_trip() -> None:
     writer.close()
     assert len(data) == length
     assert json.loads(data.splitlines()[-1]) == {"end": True, "count": 3, "size": 3}
-    assert parse_manifest(data) == entries
+    assert list(read_manifest(io.BytesIO(data))) == entries
 
 
 @pytest.mark.parametrize(
@@ -147,4 +149,55 @@ def test_writer_and_parser_round_trip() -> None:
 )
 def test_parser_rejects_malformed_manifests(data: bytes) -> None:
     with pytest.raises(IntegrityError):
-        parse_manifest(data)
+        list(read_manifest(io.BytesIO(data)))
+
+
+def _entries(*paths: str) -> list[ManifestEntry]:
+    return [ManifestEntry(p, "dir", 0, 0o755, 0) for p in paths]
+
+
+def _seen(*paths: str) -> list[Observed]:
+    return [Observed(p, "dir", 0, 0o755, 0) for p in paths]
+
+
+@pytest.mark.parametrize(
+    ("seen", "listed", "message"),
+    [
+        (("a", "b", "c"), ("a", "b", "c"), None),
+        (("a", "x", "b"), ("a", "b"), "'x' is not in the manifest"),
+        (("a", "b", "x"), ("a", "b"), "'x' is not in the manifest"),
+        (("a", "c"), ("a", "b", "c"), "'b' is in the manifest but not in the archive"),
+        (("a", "b"), ("a", "b", "c"), "'c' is in the manifest but not in the archive"),
+        (("b", "a"), ("a", "b"), "'b' is out of the manifest's order"),
+        (("a", "a"), ("a",), "'a' is out of the manifest's order"),  # a repeated directory
+        (("a", "a"), ("a", "a"), "manifest lists a path twice"),
+    ],
+)
+def test_lockstep_check_names_the_member(
+    seen: tuple[str, ...], listed: tuple[str, ...], message: str | None
+) -> None:
+    if message is None:
+        check_against_manifest(_seen(*seen), _entries(*listed))
+        return
+    with pytest.raises(IntegrityError, match=re.escape(message)):
+        check_against_manifest(_seen(*seen), _entries(*listed))
+
+
+def test_file_listed_twice_is_reported() -> None:
+    def files(*paths: str) -> list[Observed]:
+        return [Observed(p, "file", 0, 0o644, 0, "0" * 64) for p in paths]
+
+    listed = [
+        ManifestEntry(o.path, o.kind, 0, 0o644, 0, o.sha256) for o in files("a", "b", "a", "c")
+    ]
+    with pytest.raises(IntegrityError, match="lists a path twice"):
+        check_against_manifest(files("a", "b", "c"), listed)
+
+
+def test_member_moved_out_of_order_is_named(tmp_path: Path, sample_tree: Path) -> None:
+    members = _arcman_tar(tmp_path, sample_tree)
+    last = members[-2]  # the last member before the manifest, moved to the front
+    archive = _rewrite(tmp_path / "moved.tar", [last, *members[:-2], members[-1]])
+    expected = re.escape(f"{last[0].name!r} is out of the manifest's order")
+    with ArchiveManager() as manager, pytest.raises(IntegrityError, match=expected):
+        manager.verify_archive(archive)

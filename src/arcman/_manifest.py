@@ -10,14 +10,15 @@ read without loading a DOM of the whole tree:
     {"path": "bin/latest", "type": "symlink", "target": "run.sh", "mode": 511, "mtime": ...}
     {"end": true, "count": 3, "size": 120}
 
-The closing line guards against a cut-off manifest. Paths are POSIX, relative, in archive order.
+The closing line guards against a cut-off manifest. Paths are POSIX and relative, one entry per
+member in archive order: readers compare the two in lockstep.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _string  # what json.dumps(ensure_ascii=False) uses
 from typing import IO, Any
@@ -112,41 +113,63 @@ class ManifestWriter:
         self._spool.close()
 
 
-def _lines(data: bytes) -> Iterator[str]:
-    """The manifest's lines one at a time: a million-entry manifest is never copied whole."""
-    start = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        yield data[start:end].decode("utf-8", "surrogateescape")
-        start = end + 1
+# Reading spools less in memory than writing: an archive's manifest is read while the member
+# records and the name list are held too.
+_READ_SPOOL_IN_MEMORY = 1024 * 1024
 
 
-def parse_manifest(data: bytes) -> list[ManifestEntry]:
-    """Decode a manifest; any deviation from the format is an IntegrityError."""
+def read_manifest(source: Iterable[bytes]) -> Iterator[ManifestEntry]:
+    """Decode a manifest's lines (a binary file iterates by line) into entries, one at a time:
+    a million-entry manifest is never held whole. Any deviation from the format is an
+    IntegrityError, raised where it is met; the closing line and count after the last entry."""
+    count = 0
     try:
-        lines = _lines(data)
-        header = json.loads(next(lines))
+        lines = iter(source)
+        header = json.loads(_text(next(lines)))
         if not isinstance(header, dict) or header.get("arcman_manifest") != MANIFEST_VERSION:
             raise IntegrityError(f"unsupported manifest version in {MANIFEST_NAME}")
-        entries: list[ManifestEntry] = []
         last = next(lines, None)
         for line in lines:
             assert last is not None
-            entries.append(_entry(json.loads(last)))
+            entry = _entry(json.loads(_text(last)))
+            count += 1
+            yield entry
             last = line
-        trailer = json.loads(last) if last is not None else None
+        trailer = json.loads(_text(last)) if last is not None else None
         if not isinstance(trailer, dict) or trailer.get("end") is not True:
             raise IntegrityError("manifest is truncated: its closing line is missing")
     except IntegrityError:
         raise
     except (ValueError, KeyError, TypeError, StopIteration) as exc:
         raise IntegrityError(f"manifest is malformed: {exc or 'empty'}") from exc
-    if trailer.get("count") != len(entries):
+    if trailer.get("count") != count:
         raise IntegrityError(
-            f"manifest is inconsistent: it says {trailer.get('count')} entries, has {len(entries)}"
+            f"manifest is inconsistent: it says {trailer.get('count')} entries, has {count}"
         )
-    return entries
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", "surrogateescape")
+
+
+class SpooledManifest:
+    """A manifest member as read from an archive: spooled (in memory up to 1 MiB, then on
+    disk) and decoded as a stream of entries, as often as needed, one pass at a time."""
+
+    def __init__(self) -> None:
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - see close()
+            max_size=_READ_SPOOL_IN_MEMORY
+        )
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._spool.write(data)
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        self._spool.seek(0)
+        return read_manifest(self._spool)
+
+    def close(self) -> None:
+        self._spool.close()
 
 
 def _entry(obj: Any) -> ManifestEntry:

@@ -1,71 +1,201 @@
-"""Manifest check: what the archive held, member by member, against what its manifest says."""
+"""Manifest check: what the archive held, member by member, against what its manifest says.
+
+Members are recorded as they are read, in archive order, in an ObservedLog: packed records in
+a spool (in memory up to 1 MiB, then on disk), so a million members do not stay a million
+objects until the manifest, the archive's last member, arrives. A record is written once its
+digest is known (files are hashed by workers); only the window of members still in flight is
+held in memory, and the sinks' byte budget bounds that window. The manifest lists members in
+archive order, so the two are compared in lockstep; only when they disagree are both read
+again, to say how.
+"""
 
 from __future__ import annotations
 
+import itertools
+import struct
+import tempfile
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import IO, NoReturn
 
-from .._errors import IntegrityError
-from .._manifest import FILE, SYMLINK, ManifestEntry
+from .._errors import CorruptArchiveError, IntegrityError
+from .._manifest import DIR, FILE, SYMLINK, ManifestEntry
+from .members import HARDLINK, SPECIAL
+
+_KINDS = (FILE, DIR, SYMLINK, HARDLINK, SPECIAL)
+_CODES = {kind: code for code, kind in enumerate(_KINDS)}
+# kind code, size, mode, mtime, path length, target length + 1 (0: no target); then the path,
+# the target and, for a file, its 32-byte SHA-256.
+_HEAD = struct.Struct("<Bqqqii")
+_DIGEST = 32
+_SPOOL_IN_MEMORY = 1024 * 1024
+_WRITE_BUFFER = 64 * 1024
+_READ_CHUNK = 256 * 1024
+_ENCODING = ("utf-8", "surrogateescape")
 
 
 @dataclass(slots=True)
 class Observed:
-    """A member as read from the container; ``digest`` resolves once its worker is done."""
+    """A member as read from the container."""
 
     path: str
     kind: str
     size: int
     mode: int
     mtime: int
-    digest: Future[str] | str | None = None
+    sha256: str | None = None
     target: str | None = None
 
-    def keep_result(self, future: Future[str]) -> None:
-        """Swap a finished future for its digest: a million members must not keep a million
-        futures alive until verification. Failures stay in the future for sha256() to raise."""
-        if future.exception() is None:
-            self.digest = future.result()
 
-    def sha256(self) -> str | None:
-        if isinstance(self.digest, Future):
-            return self.digest.result()
-        return self.digest
+def pack_record(
+    path: str, kind: str, size: int, mode: int, mtime: int, target: str | None
+) -> bytes:
+    """A member's record without its digest. Packed before the member is written, so a header
+    number no file system takes (a base-256 mtime past 2**63) is refused up front."""
+    raw = path.encode(*_ENCODING)
+    link = b"" if target is None else target.encode(*_ENCODING)
+    try:
+        head = _HEAD.pack(
+            _CODES[kind], size, mode, mtime, len(raw), 0 if target is None else len(link) + 1
+        )
+    except struct.error as exc:
+        raise CorruptArchiveError(f"member {path!r} has a header number out of range") from exc
+    return head + raw + link
 
 
-def check_against_manifest(observed: list[Observed], manifest: list[ManifestEntry]) -> None:
-    """Raise IntegrityError naming the first member that differs from the manifest."""
-    listed = {e.path: e for e in manifest}
-    if len(listed) != len(manifest):
-        raise IntegrityError("manifest lists a path twice")
-    seen: set[str] = set()
-    for member in observed:
-        entry = listed.get(member.path)
-        if entry is None:
-            raise IntegrityError(f"{member.path!r} is not in the manifest", member.path)
-        seen.add(member.path)
-        if entry.kind != member.kind:
+class ObservedLog:
+    """Every member seen, in archive order, as compact records; iterable once finish()ed."""
+
+    def __init__(self) -> None:
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - see close()
+            max_size=_SPOOL_IN_MEMORY
+        )
+        self._out = bytearray()
+        self._pending: deque[tuple[bytes, Future[str] | None]] = deque()
+
+    def add(self, record: bytes, digest: Future[str] | str | None) -> None:
+        """Log a record from pack_record; a file's digest may still be on its way."""
+        if isinstance(digest, Future):
+            self._pending.append((record, digest))
+        elif self._pending:
+            self._pending.append((record + bytes.fromhex(digest) if digest else record, None))
+        else:
+            self._write(record + bytes.fromhex(digest) if digest else record)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Write the records at the head of the window whose digests have come in; a failed
+        one stays there for finish() to raise."""
+        pending = self._pending
+        while pending:
+            record, future = pending[0]
+            if future is not None:
+                if not future.done() or future.exception() is not None:
+                    return
+                record += bytes.fromhex(future.result())
+            pending.popleft()
+            self._write(record)
+
+    def _write(self, record: bytes) -> None:
+        self._out += record
+        if len(self._out) >= _WRITE_BUFFER:
+            self._spool.write(self._out)
+            self._out.clear()
+
+    def finish(self) -> None:
+        """Wait for the digests still due; a worker's failure is raised here, in archive
+        order."""
+        while self._pending:
+            record, future = self._pending.popleft()
+            self._write(record + bytes.fromhex(future.result()) if future is not None else record)
+        self._spool.write(self._out)
+        self._out.clear()
+
+    def __iter__(self) -> Iterator[Observed]:
+        """The members from the first (one pass at a time)."""
+        spool, head = self._spool, _HEAD.size
+        spool.seek(0)
+        buf, pos = b"", 0
+        while chunk := spool.read(_READ_CHUNK):
+            buf, pos = buf[pos:] + chunk, 0
+            while len(buf) - pos >= head:
+                code, size, mode, mtime, plen, tlen = _HEAD.unpack_from(buf, pos)
+                kind = _KINDS[code]
+                start = pos + head
+                end = start + plen + max(tlen - 1, 0) + (_DIGEST if kind == FILE else 0)
+                if end > len(buf):
+                    break
+                link = start + plen
+                digest = buf[end - _DIGEST : end].hex() if kind == FILE else None
+                target = buf[link : link + tlen - 1].decode(*_ENCODING) if tlen else None
+                yield Observed(
+                    buf[start:link].decode(*_ENCODING), kind, size, mode, mtime, digest, target
+                )
+                pos = end
+
+    def close(self) -> None:
+        self._spool.close()
+
+
+def check_against_manifest(observed: Iterable[Observed], manifest: Iterable[ManifestEntry]) -> None:
+    """Raise IntegrityError naming the first member that differs from the manifest. Both are
+    in archive order and may be iterated again (by _misplaced) to explain a mismatch."""
+    dirs: set[str] = set()  # a repeated directory is the one duplicate the guard lets through
+    for member, entry in itertools.zip_longest(observed, manifest):
+        if member is None:
+            raise _missing(entry.path)
+        if entry is None or entry.path != member.path:
+            _misplaced(member, entry, observed, manifest)
+        if entry.kind == DIR:
+            if entry.path in dirs:
+                raise IntegrityError("manifest lists a path twice", entry.path)
+            dirs.add(entry.path)
+        _compare(member, entry)
+
+
+def _missing(path: str) -> IntegrityError:
+    return IntegrityError(f"{path!r} is in the manifest but not in the archive", path)
+
+
+def _misplaced(
+    member: Observed,
+    entry: ManifestEntry | None,
+    observed: Iterable[Observed],
+    manifest: Iterable[ManifestEntry],
+) -> NoReturn:
+    """Say why ``member`` is not where the manifest has ``entry`` (None: past its end)."""
+    if not any(e.path == member.path for e in manifest):
+        raise IntegrityError(f"{member.path!r} is not in the manifest", member.path)
+    if entry is not None:
+        if not any(o.path == entry.path for o in observed):
+            raise _missing(entry.path)
+        if sum(e.path == entry.path for e in manifest) > 1:
+            raise IntegrityError("manifest lists a path twice", entry.path)
+    raise IntegrityError(f"{member.path!r} is out of the manifest's order", member.path)
+
+
+def _compare(member: Observed, entry: ManifestEntry) -> None:
+    if entry.kind != member.kind:
+        raise IntegrityError(
+            f"{member.path!r} is a {member.kind}, the manifest says {entry.kind}", member.path
+        )
+    if member.kind != SYMLINK and member.mode & 0o7777 != entry.mode:
+        raise IntegrityError(
+            f"{member.path!r} has mode {member.mode & 0o7777:o}, the manifest says "
+            f"{entry.mode:o}",
+            member.path,
+        )
+    if member.kind == FILE:
+        if member.size != entry.size:
             raise IntegrityError(
-                f"{member.path!r} is a {member.kind}, the manifest says {entry.kind}", member.path
-            )
-        if member.kind != SYMLINK and member.mode & 0o7777 != entry.mode:
-            raise IntegrityError(
-                f"{member.path!r} has mode {member.mode & 0o7777:o}, the manifest says "
-                f"{entry.mode:o}",
+                f"{member.path!r} has {member.size} bytes, the manifest says {entry.size}",
                 member.path,
             )
-        if member.kind == FILE:
-            if member.size != entry.size:
-                raise IntegrityError(
-                    f"{member.path!r} has {member.size} bytes, the manifest says {entry.size}",
-                    member.path,
-                )
-            if member.sha256() != entry.sha256:
-                raise IntegrityError(f"{member.path!r} fails its SHA-256 check", member.path)
-        elif member.kind == SYMLINK and member.target != entry.target:
-            raise IntegrityError(f"{member.path!r} points elsewhere than its manifest says",
-                                 member.path)
-    missing = [e.path for e in manifest if e.path not in seen]
-    if missing:
-        raise IntegrityError(f"{missing[0]!r} is in the manifest but not in the archive",
-                             missing[0])
+        if member.sha256 != entry.sha256:
+            raise IntegrityError(f"{member.path!r} fails its SHA-256 check", member.path)
+    elif member.kind == SYMLINK and member.target != entry.target:
+        raise IntegrityError(
+            f"{member.path!r} points elsewhere than its manifest says", member.path
+        )

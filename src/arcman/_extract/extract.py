@@ -4,7 +4,9 @@ commit.
 One scan serves all three: the member source yields members in order, the guard judges each,
 a sink writes (StagingTree) or only hashes (HashSink) them, and the manifest, which is the
 archive's last member, is checked against what was seen. Extraction commits the staging tree
-only after that check; any failure removes it and leaves the destination as it was.
+only after that check; any failure removes it and leaves the destination as it was. Memory
+does not grow with the member count beyond the guard's hashes and the result's NameList: what
+was seen and the manifest are both spooled (see check.py) and compared as streams.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from .._config import ArchiveConfig
 from .._errors import ArchiveError, CorruptArchiveError, IntegrityError
@@ -31,14 +34,14 @@ from .._manifest import (
     SYMLINK,
     TAR_MANIFEST_MARK,
     ZIP_MANIFEST_MARK,
-    ManifestEntry,
-    parse_manifest,
+    SpooledManifest,
 )
 from .._metadata import ArchiveEntry, ArchiveMetadata
+from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit, start
-from .check import Observed, check_against_manifest
+from .check import ObservedLog, check_against_manifest, pack_record
 from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
 from .decompress import DecompressedStream
 from .members import HARDLINK, Data, Member, open_zip, tar_members, zip_members
@@ -52,16 +55,33 @@ _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.er
 
 @dataclass
 class Scan:
+    """What a scan saw; a context manager, as it holds the spools of members and manifest."""
+
     fmt: CompressionFormat
     compressed_size: int
-    observed: list[Observed] = field(default_factory=list)
-    manifest: list[ManifestEntry] | None = None
+    observed: ObservedLog = field(default_factory=ObservedLog)
+    names: NameList = field(default_factory=NameList)
+    file_count: int = 0
+    manifest: SpooledManifest | None = None
     uncompressed_size: int = 0
     checksum: str = ""
 
     @property
     def verification(self) -> str:
         return "manifest" if self.manifest is not None else "container"
+
+    def close(self) -> None:
+        self.observed.close()
+        if self.manifest is not None:
+            self.manifest.close()
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def _read_exactly(member: Member, n: int) -> Data:
@@ -126,25 +146,57 @@ def scan_archive(
     size = os.path.getsize(archive_path)
     scan = Scan(fmt, size)
     progress = Progress(config, size)
-    manifest_data: bytes | None = None
+    try:
+        _scan_members(archive_path, scan, sink, guard, submit, clock, progress, verify=verify)
+        with clock.measure("verification"):
+            scan.observed.finish()  # surfaces worker errors before judging contents
+            if verify and scan.manifest is not None:
+                check_against_manifest(scan.observed, scan.manifest)
+            if checksum_job is not None:
+                scan.checksum = checksum_job.result()
+                if scan.checksum != expected:
+                    raise IntegrityError(
+                        f"{os.path.basename(archive_path)} does not match its .sha256 checksum"
+                    )
+    except BaseException:
+        scan.close()
+        raise
+    progress.finish()
+    return scan
+
+
+def _scan_members(
+    archive_path: str,
+    scan: Scan,
+    sink: MemberSink,
+    guard: MemberGuard | None,
+    submit: Submit | None,
+    clock: PhaseClock,
+    progress: Progress,
+    *,
+    verify: bool,
+) -> None:
+    """Read every member into the sink and the log, and the manifest into its spool."""
     stream: DecompressedStream | None = None
     pax_headers: dict[str, str] = {}
     announced = False  # whether the archive says it carries a manifest
     archive: zipfile.ZipFile | None = None
     try:
-        if fmt is CompressionFormat.ZIP:
+        if scan.fmt is CompressionFormat.ZIP:
             archive = open_zip(archive_path)
             announced = archive.comment == ZIP_MANIFEST_MARK
             members = zip_members(archive)
         else:
-            stream = DecompressedStream(archive_path, fmt, clock, threaded=submit is not None)
+            stream = DecompressedStream(archive_path, scan.fmt, clock, threaded=submit is not None)
             members = tar_members(stream, clock, pax_headers)
         consumed = 0
         for member in members:
-            if manifest_data is not None:
+            if scan.manifest is not None:
                 raise IntegrityError(f"member {member.name!r} follows the manifest", member.name)
             if member.kind == FILE and _is_manifest(member.name):
-                manifest_data = bytes(_read_exactly(member, member.size))
+                scan.manifest = SpooledManifest()
+                for chunk in _chunks(member):
+                    scan.manifest.write(chunk)
                 continue
             _dispatch(member, scan, sink, guard)
             scan.uncompressed_size += member.size if member.kind == FILE else 0
@@ -155,7 +207,7 @@ def scan_archive(
                 if stream is not None:
                     guard.check_ratio(stream.produced, stream.consumed)
                 else:
-                    guard.check_ratio(scan.uncompressed_size, size)
+                    guard.check_ratio(scan.uncompressed_size, scan.compressed_size)
         sink.flush()
     except ArchiveError:
         raise
@@ -166,26 +218,13 @@ def scan_archive(
             stream.close()
         if archive is not None:
             archive.close()
-    with clock.measure("verification"):
-        if manifest_data is not None:
-            scan.manifest = parse_manifest(manifest_data)
-        elif verify and (announced or TAR_MANIFEST_MARK in pax_headers):
-            raise IntegrityError(f"the archive announces {MANIFEST_NAME}, which is missing")
-        for seen in scan.observed:
-            seen.sha256()  # surface worker errors before judging contents
-        if verify and scan.manifest is not None:
-            check_against_manifest(scan.observed, scan.manifest)
-        if checksum_job is not None:
-            scan.checksum = checksum_job.result()
-            if scan.checksum != expected:
-                raise IntegrityError(
-                    f"{os.path.basename(archive_path)} does not match its .sha256 checksum"
-                )
-    progress.finish()
-    return scan
+    if scan.manifest is None and verify and (announced or TAR_MANIFEST_MARK in pax_headers):
+        raise IntegrityError(f"the archive announces {MANIFEST_NAME}, which is missing")
 
 
 def _is_manifest(name: str) -> bool:
+    if MANIFEST_NAME not in name:  # the common case, without normalizing every name twice
+        return False
     try:
         return normalize_name(name, zip_rules=False) == MANIFEST_NAME
     except ArchiveError:
@@ -196,26 +235,27 @@ def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard |
     path = guard.check(member) if guard is not None else member.name
     if path is None:
         return
-    seen = Observed(
-        path, member.kind, member.size if member.kind == FILE else 0, member.mode, member.mtime
+    kind = member.kind
+    record = pack_record(
+        path, kind, member.size if kind == FILE else 0, member.mode, member.mtime,
+        member.target if kind in (SYMLINK, HARDLINK) else None,
     )
-    if member.kind == DIR:
+    digest: Future[str] | str | None = None
+    if kind == DIR:
         sink.add_dir(path, member.mode, member.mtime)
-    elif member.kind == FILE:
+    elif kind == FILE:
+        scan.file_count += 1
         if member.size <= SMALL_MEMBER:
             data = _read_exactly(member, member.size)
-            job = sink.add_file(path, data, member.mode, member.mtime)
-            seen.digest = job
-            job.add_done_callback(seen.keep_result)
+            digest = sink.add_file(path, data, member.mode, member.mtime)
         else:
-            seen.digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
-    elif member.kind == SYMLINK:
-        seen.target = member.target
+            digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
+    elif kind == SYMLINK:
         sink.add_symlink(path, member.target or "", member.mtime)
-    elif member.kind == HARDLINK:
-        seen.target = member.target
+    elif kind == HARDLINK:
         sink.add_hardlink(path, member.target or "")
-    scan.observed.append(seen)
+    scan.observed.add(record, digest)
+    scan.names.append(path)
 
 
 def _case_insensitive(directory: str) -> bool:
@@ -273,10 +313,10 @@ def extract_archive(
             preserve_timestamps=config.preserve_timestamps,
         )
         guard = _guard(config, fmt, _case_insensitive(staging))
-        scan = scan_archive(
+        with scan_archive(
             archive_path, sink, guard, config, submit, clock, verify=verify_integrity
-        )
-        sink.finish()
+        ) as scan:
+            sink.finish()
         with clock.measure("commit"):
             mode = os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755
             commit(staging, dest, replace, mode, keep_previous)
@@ -293,10 +333,10 @@ def verify_archive(
 ) -> ArchiveMetadata:
     fmt = CompressionFormat.detect(archive_path)
     sink = HashSink(submit, config.memory_budget, clock)
-    scan = scan_archive(
+    with scan_archive(
         archive_path, sink, _guard(config, fmt, False), config, submit, clock, verify=True
-    )
-    return _metadata(archive_path, scan, clock, True)
+    ) as scan:
+        return _metadata(archive_path, scan, clock, True)
 
 
 def list_archive(
@@ -304,31 +344,30 @@ def list_archive(
 ) -> list[ArchiveEntry]:
     """Every member with its SHA-256: from the manifest when there is one, else computed."""
     sink = HashSink(submit, config.memory_budget, clock)
-    scan = scan_archive(archive_path, sink, None, config, submit, clock, verify=False)
-    if scan.manifest is not None:
+    with scan_archive(archive_path, sink, None, config, submit, clock, verify=False) as scan:
+        if scan.manifest is not None:
+            return [
+                ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
+                for e in scan.manifest
+            ]
         return [
-            ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
-            for e in scan.manifest
+            ArchiveEntry(o.path, o.kind, o.size, o.mode, o.mtime, o.sha256, o.target)
+            for o in scan.observed
         ]
-    return [
-        ArchiveEntry(o.path, o.kind, o.size, o.mode, o.mtime, o.sha256(), o.target)
-        for o in scan.observed
-    ]
 
 
 def _metadata(
     archive_path: str, scan: Scan, clock: PhaseClock, verified: bool
 ) -> ArchiveMetadata:
-    files = [o.path for o in scan.observed]
     return ArchiveMetadata(
         filename=os.path.abspath(archive_path),
         format=scan.fmt,
         created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        file_count=sum(1 for o in scan.observed if o.kind == FILE),
+        file_count=scan.file_count,
         uncompressed_size=scan.uncompressed_size,
         compressed_size=scan.compressed_size,
         checksum_sha256=scan.checksum,
-        files=files,
+        files=scan.names,
         timings=clock.snapshot(),
         verification=scan.verification if verified else "none",
     )

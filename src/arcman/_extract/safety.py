@@ -6,7 +6,9 @@ a member is refused, never rewritten, when its name is absolute, has a ``..`` co
 a device, fifo or other special file; when it would be written through a symlink or over an
 earlier member; when a link points outside the destination; or when it breaks an extraction
 limit. The guard remembers the kinds of the
-paths it has let through, which is what it needs to judge later members.
+paths it has let through, which is what it needs to judge later members: exactly for
+directories and links (few), as hashes in a NameSet for regular files (a million of them cost
+16 MB, not 100), so a hash collision can only refuse a member, never admit one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .._config import ExtractionLimits
 from .._errors import LimitExceededError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
 from .members import HARDLINK, SPECIAL, Member
+from .nameset import NameSet
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
@@ -54,8 +57,10 @@ class MemberGuard:
         self._limits = limits
         self._fold = case_insensitive
         self._zip = zip_rules
-        self._kinds: dict[str, str] = {}
-        self._folded: dict[str, str] = {}
+        self._kinds: dict[str, str] = {}  # every path but regular files'
+        self._files = NameSet()
+        self._folded: dict[str, str] = {}  # folded name -> path, for all but regular files
+        self._folded_files = NameSet()
         self.members = 0
         self.total_size = 0
 
@@ -70,16 +75,26 @@ class MemberGuard:
                 raise UnsafeMemberError(member.name, "a non-directory in place of the root")
             return None
         self._check_parents(member.name, path)
-        previous = self._kinds.get(path)
+        previous = self._kind(path)
         if previous is not None and not (previous == DIR and member.kind == DIR):
             raise UnsafeMemberError(member.name, f"duplicate member (replaces a {previous})")
-        self._check_fold(member.name, path)
+        self._check_fold(member.name, path, member.kind)
         if member.kind == SYMLINK:
             self._check_symlink(member, path)
         elif member.kind == HARDLINK:
             self._check_hardlink(member)
-        self._kinds[path] = member.kind
+        if member.kind == FILE:
+            self._files.add(path)
+        else:
+            self._kinds[path] = member.kind
         return path
+
+    def _kind(self, path: str) -> str | None:
+        """The kind of the member already at ``path`` (a hash collision may say FILE wrongly)."""
+        kind = self._kinds.get(path)
+        if kind is None and path in self._files:
+            return FILE
+        return kind
 
     def _count(self, member: Member) -> None:
         limits = self._limits
@@ -110,26 +125,35 @@ class MemberGuard:
         parent = posixpath.dirname(path)
         pending: list[str] = []
         while parent:
-            kind = self._kinds.get(parent)
+            kind = self._kind(parent)
             if kind == DIR:
                 break
             if kind is not None:
                 raise UnsafeMemberError(raw, f"would be written through a {kind} ({parent!r})")
-            self._check_fold(raw, parent)
+            self._check_fold(raw, parent, DIR)
             pending.append(parent)
             parent = posixpath.dirname(parent)
         for p in pending:
             self._kinds[p] = DIR
 
-    def _check_fold(self, raw: str, path: str) -> None:
+    def _check_fold(self, raw: str, path: str, kind: str) -> None:
+        """Refuse ``path`` if an earlier, different path has the same case-folded name. A
+        regular file never comes twice (the duplicate check refused it), so a hit among the
+        files' folded names is always another path."""
         if not self._fold:
             return
         key = unicodedata.normalize("NFC", path).casefold()
-        other = self._folded.setdefault(key, path)
+        if key in self._folded_files:
+            raise UnsafeMemberError(
+                raw, "same name as an earlier file on this case-insensitive file system"
+            )
+        other = self._folded.get(key, path) if kind == FILE else self._folded.setdefault(key, path)
         if other != path:
             raise UnsafeMemberError(
                 raw, f"same name as {other!r} on this case-insensitive file system"
             )
+        if kind == FILE:
+            self._folded_files.add(key)
 
     def _check_symlink(self, member: Member, path: str) -> None:
         target = member.target or ""
@@ -145,7 +169,10 @@ class MemberGuard:
 
     def _check_hardlink(self, member: Member) -> None:
         target = normalize_name(member.target or "", zip_rules=self._zip)
-        if target is None or self._kinds.get(target) != FILE:
+        # A hash collision could wrongly take the target for an earlier file: the link is then
+        # made (before any symlink, see StagingTree.finish) to whatever regular file of the
+        # staging tree has that path, or fails; it can never leave the tree.
+        if target is None or self._kind(target) != FILE:
             raise UnsafeMemberError(
                 member.name, f"hardlink to {member.target!r}, which is not an earlier file"
             )

@@ -1,0 +1,69 @@
+"""NameSet: a set of names that stores an 8-byte hash per name instead of the name.
+
+A ``set[str]`` of a million member paths costs ~100 MB (each string object plus the set's
+slot); the guard only needs to answer "was this name seen?". NameSet keeps each name's 64-bit
+``hash()`` in an open-addressing table (an ``array('Q')``, linear probing, at most half
+full): 8-16 bytes a name. Python's str hash is keyed per process (SipHash, PYTHONHASHSEED), so
+an archive cannot be crafted to collide; two different names share a hash with probability
+~n/2**64 per lookup (~5e-8 over a million lookups among a million names). A collision can
+only make ``in`` answer True for a name never added, never False for one added: callers use
+a hit to refuse, never to admit. No library offers such a set, hence this small class.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+_MASK = (1 << 64) - 1
+_EMPTY = 0
+_FIRST_SIZE = 1024  # slots; a power of two
+
+
+def _key(name: str) -> int:
+    return (hash(name) & _MASK) or 1  # 0 marks an empty slot
+
+
+class NameSet:
+    __slots__ = ("_count", "_slots")
+
+    def __init__(self) -> None:
+        self._slots = array("Q", [_EMPTY]) * _FIRST_SIZE
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _find(self, key: int) -> int:
+        """The slot holding ``key``, or the empty slot where it would go."""
+        slots, mask = self._slots, len(self._slots) - 1
+        i = key & mask
+        while True:
+            held = slots[i]
+            if held in (key, _EMPTY):
+                return i
+            i = (i + 1) & mask
+
+    def __contains__(self, name: str) -> bool:
+        key = _key(name)
+        return self._slots[self._find(key)] == key
+
+    def add(self, name: str) -> None:
+        key = _key(name)
+        i = self._find(key)
+        if self._slots[i] == key:
+            return
+        self._slots[i] = key
+        self._count += 1
+        if 2 * self._count > len(self._slots):
+            self._grow()
+
+    def _grow(self) -> None:
+        old = self._slots
+        self._slots = array("Q", [_EMPTY]) * (2 * len(old))
+        for key in old:
+            if key != _EMPTY:
+                self._slots[self._find(key)] = key
+
+    def nbytes(self) -> int:
+        """Memory held by the table."""
+        return self._slots.itemsize * len(self._slots)
