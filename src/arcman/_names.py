@@ -1,36 +1,68 @@
-"""NameList: member names packed into one buffer, for results that list every member.
+"""NameList: member names kept compressed in blocks, for results that list every member.
 
-A list of a million ``str`` costs ~90 MB (an object, a header and a pointer per name); packed as
-UTF-8 in one bytearray with an array of end offsets it costs the names' bytes plus 8 bytes
-each. No library offers a compact, appendable sequence of strings, hence this small class.
-Names round-trip exactly, undecodable bytes included (surrogateescape).
+A list of a million ``str`` costs ~90 MB (an object, a header and a pointer per name), and even
+packed as UTF-8 a million paths cost ~30 MB. Names in archive order share long prefixes, so
+they are kept in blocks of BLOCK names, each block's UTF-8 bytes and lengths compressed with
+zlib (a few bytes a name for a typical tree). The newest block stays uncompressed until it is
+full. No library offers a compact, appendable sequence of strings, hence this small class.
+Iteration decompresses one block at a time; indexing decompresses the name's block (the last
+one is cached). Names round-trip exactly, undecodable bytes included (surrogateescape).
 """
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
+BLOCK = 256
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
+_LEVEL = 1  # names compress nearly as well at level 1, several times faster than at 6
 
 
 class NameList(Sequence[str]):
-    __slots__ = ("_data", "_ends")
+    __slots__ = ("_blocks", "_cached", "_count", "_nbytes", "_open")
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        self._data = bytearray()
-        self._ends = array("Q")
+        self._blocks: list[tuple[bytes, bytes]] = []  # (lengths, data), both compressed
+        self._open: list[str] = []  # the newest names, not yet a full block
+        self._count = 0
+        self._nbytes = 0
+        self._cached: tuple[int, list[str]] = (-1, [])
         for name in names:
             self.append(name)
 
     def append(self, name: str) -> None:
-        self._data += name.encode(_ENCODING, _ERRORS)
-        self._ends.append(len(self._data))
+        self._open.append(name)
+        self._count += 1
+        if len(self._open) == BLOCK:
+            encoded = [n.encode(_ENCODING, _ERRORS) for n in self._open]
+            lengths = array("I", map(len, encoded)).tobytes()
+            block = (zlib.compress(lengths, _LEVEL), zlib.compress(b"".join(encoded), _LEVEL))
+            self._blocks.append(block)
+            self._nbytes += len(block[0]) + len(block[1])
+            self._open = []
+
+    def _block(self, b: int) -> list[str]:
+        if b == len(self._blocks):
+            return self._open
+        if self._cached[0] == b:
+            return self._cached[1]
+        packed_lengths, packed_data = self._blocks[b]
+        lengths = array("I")
+        lengths.frombytes(zlib.decompress(packed_lengths))
+        data = zlib.decompress(packed_data)
+        names, start = [], 0
+        for length in lengths:
+            names.append(data[start : start + length].decode(_ENCODING, _ERRORS))
+            start += length
+        self._cached = (b, names)
+        return names
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return self._count
 
     @overload
     def __getitem__(self, index: int) -> str: ...
@@ -38,29 +70,24 @@ class NameList(Sequence[str]):
     def __getitem__(self, index: slice) -> list[str]: ...
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if isinstance(index, slice):
-            return [self._name(i) for i in range(*index.indices(len(self)))]
+            return [self[i] for i in range(*index.indices(self._count))]
         if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
+            index += self._count
+        if not 0 <= index < self._count:
             raise IndexError("NameList index out of range")
-        return self._name(index)
-
-    def _name(self, i: int) -> str:
-        start = self._ends[i - 1] if i else 0
-        return self._data[start : self._ends[i]].decode(_ENCODING, _ERRORS)
+        return self._block(index // BLOCK)[index % BLOCK]
 
     def __iter__(self) -> Iterator[str]:
-        data, start = self._data, 0
-        for end in self._ends:
-            yield data[start:end].decode(_ENCODING, _ERRORS)
-            start = end
+        for b in range(len(self._blocks)):
+            yield from self._block(b)
+        yield from self._open[:]  # a copy: appending while iterating must not extend it
 
     def __eq__(self, other: object) -> bool:
         """Equal to any sequence of the same names (a list, a tuple, another NameList)."""
-        if isinstance(other, NameList):
-            return self._ends == other._ends and self._data == other._data
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+            return len(other) == len(self) and all(
+                a == b for a, b in zip(self, other, strict=True)
+            )
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like list
@@ -71,5 +98,5 @@ class NameList(Sequence[str]):
         return f"NameList([{shown}{more}])"
 
     def nbytes(self) -> int:
-        """Memory held by the packed names and offsets (buffers only)."""
-        return len(self._data) + self._ends.itemsize * len(self._ends)
+        """Bytes held by the compressed blocks (not counting the newest, open block)."""
+        return self._nbytes

@@ -2,7 +2,7 @@
 
 A SourceEntry object per member costs ~200 bytes (the object, its path str and int objects),
 so a list of them for a million-file tree outgrows the memory budget on its own. The table
-stores a member as its name's UTF-8 bytes plus 8 (a NameList) and 12 bytes of columns: sizes
+stores a member as its name in a NameList (a few bytes, compressed) and 12 bytes of columns: sizes
 and mtimes take 4 bytes each until a value needs 8 (a file of 4 GiB, a time before 1970), and
 the column is widened then. Iterating the table hands out one transient SourceEntry at a time.
 """
