@@ -26,11 +26,15 @@ from arcman._stats import PhaseClock
 MiB = 1024 * 1024
 
 
-def _compress(codec: BlockCodec, data: bytes, cuts: list[int], threads: int) -> bytes:
+def _compress(
+    codec: BlockCodec, data: bytes, cuts: list[int], threads: int, in_flight: int = 64 * MiB
+) -> bytes:
     """Write ``data`` in pieces cut at ``cuts`` (as bytes and memoryviews) and close."""
     out = io.BytesIO()
     with ThreadPoolExecutor(threads) as pool:
-        sink = BlockCompressor(out, codec, pool.submit, threads, PhaseClock(), _combine(codec))
+        sink = BlockCompressor(
+            out, codec, pool.submit, threads, PhaseClock(), in_flight, _combine(codec)
+        )
         edges = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
         pieces = [data[a:b] for a, b in itertools.pairwise(edges)]
         for i in range(0, len(pieces), 3):
@@ -52,6 +56,7 @@ def test_gzip_bytes_do_not_depend_on_how_the_stream_is_written(
     codec.block_size = 700  # many blocks, pieces spanning several of them
     whole = _compress(codec, data, [], 1)
     assert _compress(codec, data, cuts, 2) == whole
+    assert _compress(codec, data, cuts, 4, in_flight=1) == whole  # one block at a time
     assert gzip.decompress(whole) == data
 
 
@@ -71,7 +76,7 @@ def test_threaded_writer_holds_at_most_its_byte_budget() -> None:
         gate.wait()
         written.append(len(data))
 
-    stage = ThreadedWriter(slow_write, lambda: None)
+    stage = ThreadedWriter(slow_write, lambda: None, 8 * MiB)
     accepted: list[int] = []
 
     def produce() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from arcman import ArchiveConfig, ArchiveManager, ExtractionLimits, _manifest
+from arcman import ArchiveConfig, ArchiveManager, CompressionFormat, ExtractionLimits, _manifest
 from arcman._extract import check, decompress, extract
 
 SMALL, LARGE = 1_000, 6_000
@@ -31,7 +31,7 @@ def _archive(root: Path, count: int) -> Path:
         if not i % 1000:
             sub.mkdir(parents=True)
         (sub / f"file{i:06d}.txt").touch()
-    with ArchiveManager(ArchiveConfig(create_checksums=False, include_metadata=False)) as mgr:
+    with ArchiveManager(ArchiveConfig(create_checksums=False)) as mgr:  # .meta as in real use
         mgr.create_archive(src, archive)
     return archive
 
@@ -68,3 +68,19 @@ def test_memory_grows_little_per_member(
     growth = (peaks[LARGE] - peaks[SMALL]) / (LARGE - SMALL)
     print(f"{op}: {growth:.0f} bytes per member")
     assert growth < MAX_BYTES_PER_MEMBER
+
+
+def test_expanded_size_is_read_without_decoding_the_member_list(tmp_path: Path) -> None:
+    """The free-space check reads ``uncompressed_size`` from the .meta sidecar; decoding its
+    member list too was the peak of extracting a million files (~100 MiB of str objects)."""
+    archive = _archive(tmp_path, 10)
+    meta = Path(f"{archive}.meta")
+    text = meta.read_text()
+    assert text.index('"uncompressed_size"') < text.index('\n  "files": [')
+    # Never decoded, so a list that is not even JSON does not matter.
+    meta.write_text(text[: text.index('\n  "files": [')] + '\n  "files": [ not json')
+    assert extract._known_size(str(archive), CompressionFormat.TAR) == 0
+    meta.write_text('{"uncompressed_size": 123}')
+    assert extract._known_size(str(archive), CompressionFormat.TAR) == 123
+    meta.write_text("not json")
+    assert extract._known_size(str(archive), CompressionFormat.TAR) is None

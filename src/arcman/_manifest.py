@@ -31,7 +31,7 @@ MANIFEST_NAME = ".arcman-manifest.jsonl"
 TAR_MANIFEST_MARK = "ARCMAN.manifest"
 ZIP_MANIFEST_MARK = b"arcman-manifest:1"  # the zip archive comment, for the same purpose
 MANIFEST_VERSION = 1
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_SPOOL_IN_MEMORY = 1024 * 1024
 
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
 KINDS = (FILE, DIR, SYMLINK)
@@ -53,7 +53,7 @@ _BATCH = 512
 
 
 class ManifestWriter:
-    """Collects entries as members are written; spills to disk past 8 MiB so memory stays flat."""
+    """Collects entries as members are written; spills to disk past 1 MiB so memory stays flat."""
 
     def __init__(self) -> None:
         self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by close()

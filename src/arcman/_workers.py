@@ -30,6 +30,23 @@ def start(
     return done
 
 
+def members_share(budget: int) -> int:
+    """Of ``ArchiveConfig.memory_budget``: member data read ahead (create) or being written and
+    hashed (extract). The other half goes to codec blocks in flight (a quarter), the archive
+    bytes queued for the output thread (an eighth), and per-member records and spools."""
+    return budget // 2
+
+
+def codec_share(budget: int) -> int:
+    """Of the budget: blocks being compressed, or decompressed pieces read ahead."""
+    return budget // 4
+
+
+def output_share(budget: int) -> int:
+    """Of the budget: archive bytes queued for the output thread."""
+    return budget // 8
+
+
 # What one in-flight item costs beyond its data (future, work item, bookkeeping), charged to
 # the budget so that a million tiny files cannot queue a million futures.
 ITEM_OVERHEAD = 4096

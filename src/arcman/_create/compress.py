@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from .._formats import CompressionFormat
 from .._stats import PhaseClock
-from .._workers import ByteBudget, Submit, start
+from .._workers import ByteBudget, Submit, codec_share, output_share, start
 
 GZIP_BLOCK = 1024 * 1024
 DEFLATE_WINDOW = 32 * 1024
@@ -95,15 +95,15 @@ class ThreadedWriter:
     after it is written.
     """
 
-    # Bounded in bytes, not items: a zstd frame is several MiB, and 8 queued ones cost ~60 MB
-    # of peak RSS on the 2 x 1 GiB corpus.
-    _IN_FLIGHT = 8 * 1024 * 1024
-
-    def __init__(self, write: Callable[[bytes], object], finish: Callable[[], None]) -> None:
+    def __init__(
+        self, write: Callable[[bytes], object], finish: Callable[[], None], in_flight: int
+    ) -> None:
         self._write = write
         self._finish = finish
         self._queue: queue.Queue[bytes | None] = queue.Queue()
-        self._budget = ByteBudget(self._IN_FLIGHT)
+        # Bounded in bytes, not items: a zstd frame is several MiB, and 8 queued ones cost
+        # ~60 MB of peak RSS on the 2 x 1 GiB corpus.
+        self._budget = ByteBudget(in_flight)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="arcman-output", daemon=True)
         self._thread.start()
@@ -279,6 +279,7 @@ class BlockCompressor:
         submit: Submit | None,
         threads: int,
         clock: PhaseClock,
+        in_flight: int,
         crc_combine: Callable[[int, int, int], int] | None = None,
     ) -> None:
         self._out = out
@@ -291,8 +292,10 @@ class BlockCompressor:
         self._held = 0
         self._history = b""
         self._pending: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
-        # Enough blocks in flight to keep every worker busy; fewer when blocks are large.
-        self._max_pending = max(threads + 1, (2 * threads + 1) * GZIP_BLOCK // codec.block_size)
+        # Enough blocks in flight to keep every worker busy (fewer when blocks are large), as
+        # far as ``in_flight`` bytes allow (always one).
+        busy = max(threads + 1, (2 * threads + 1) * GZIP_BLOCK // codec.block_size)
+        self._max_pending = max(1, min(busy, in_flight // codec.block_size))
         self._crc = 0
         self._size = 0
         self.compressed_size = 0
@@ -345,15 +348,19 @@ class BlockCompressor:
     def _dispatch(self, parts: list[bytes | memoryview], size: int, last: bool) -> None:
         while len(self._pending) >= self._max_pending:
             self._emit()
-        job = start(self._submit, self._compress, parts, self._history, last)
+        history = self._history
+        self._history = _tail([history, *parts] if size < DEFLATE_WINDOW else parts)
+        job = start(self._submit, self._compress, parts, history, last)  # it empties ``parts``
         self._pending.append((job, size))
-        self._history = _tail([self._history, *parts] if size < DEFLATE_WINDOW else parts)
 
     def _compress(
         self, parts: list[bytes | memoryview], history: bytes, last: bool
     ) -> tuple[bytes, int]:
         with self._clock.measure("compression"):
             block = parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+            # Dropped now, not when the job is done: as small objects (tar headers) the pieces
+            # cost more than the block, and two 8 MiB zstd blocks in flight doubled that.
+            parts.clear()
             return self._codec.compress(block, history, last)
 
     def _emit(self) -> None:
@@ -373,15 +380,18 @@ def open_sink(
     submit: Submit | None,
     threads: int,
     clock: PhaseClock,
+    budget: int,
 ) -> Iterator[Sink]:
-    """The compressing sink for a tar-based format. Unless sequential, the archive is written
-    on a thread of its own, which ends with the block."""
+    """The compressing sink for a tar-based format, within its shares of the memory
+    ``budget``. Unless sequential, the archive is written on a thread of its own, which ends
+    with the block."""
+    in_flight = codec_share(budget)
     if submit is None:
-        yield _sink(fmt, level, out, submit, threads, clock)
+        yield _sink(fmt, level, out, submit, threads, clock, in_flight)
         return
-    writer = ThreadedWriter(out.write, out.flush)
+    writer = ThreadedWriter(out.write, out.flush, output_share(budget))
     try:
-        yield _sink(fmt, level, writer, submit, threads, clock)
+        yield _sink(fmt, level, writer, submit, threads, clock, in_flight)
     finally:
         writer.stop()
 
@@ -393,6 +403,7 @@ def _sink(
     submit: Submit | None,
     threads: int,
     clock: PhaseClock,
+    in_flight: int,
 ) -> Sink:
     if fmt is CompressionFormat.TAR:
         return PlainSink(out)
@@ -400,11 +411,11 @@ def _sink(
         from isal import isal_zlib
 
         return BlockCompressor(
-            out, GzipBlocks(level), submit, threads, clock, isal_zlib.crc32_combine
+            out, GzipBlocks(level), submit, threads, clock, in_flight, isal_zlib.crc32_combine
         )
     codec: BlockCodec
     if fmt is CompressionFormat.TAR_ZST:
         codec = ZstdBlocks(level)
     else:
         codec = Bzip2Blocks(level) if fmt is CompressionFormat.TAR_BZ2 else XzBlocks(level)
-    return BlockCompressor(out, codec, submit, threads, clock)
+    return BlockCompressor(out, codec, submit, threads, clock, in_flight)

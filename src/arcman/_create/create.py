@@ -24,7 +24,7 @@ from .._metadata import ArchiveMetadata
 from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
-from .._workers import Submit
+from .._workers import Submit, members_share
 from .collect import Collector, SourceEntry
 from .compress import open_sink
 from .read import ContentReader, Skipped
@@ -83,18 +83,20 @@ def create_archive(
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
-            writer = ZipWriter(out, level, submit, config.threads, clock)  # type: ignore[arg-type]
+            writer = ZipWriter(
+                out, level, submit, config.threads, clock, config.memory_budget  # type: ignore[arg-type]
+            )
             prepare = writer.prepare
         else:
             sink = threads.enter_context(
-                open_sink(fmt, level, out, submit, config.threads, clock)
+                open_sink(fmt, level, out, submit, config.threads, clock, config.memory_budget)
             )
             writer = TarWriter(sink, owner_names=epoch is None)
         reader = ContentReader(
             os.path.realpath(source_dir),
             entries,
             submit=submit,
-            budget=config.memory_budget,
+            budget=members_share(config.memory_budget),
             skip_errors=skip,
             follow_symlinks=config.follow_symlinks,
             clock=clock,

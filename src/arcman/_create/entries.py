@@ -1,14 +1,16 @@
-"""SourceEntry, and EntryTable: the collected entries in archive order, packed in columns.
+"""SourceEntry, and EntryTable: the collected entries in archive order, compressed in blocks.
 
 A SourceEntry object per member costs ~200 bytes (the object, its path str and int objects),
 so a list of them for a million-file tree outgrows the memory budget on its own. The table
-stores a member as its name in a NameList (a few bytes, compressed) and 12 bytes of columns: sizes
-and mtimes take 4 bytes each until a value needs 8 (a file of 4 GiB, a time before 1970), and
-the column is widened then. Iterating the table hands out one transient SourceEntry at a time.
+keeps names in a NameList and the other fields in columns (kind and mode, size, mtime, owner)
+that are zlib-compressed per block of rows, as NameList does with names: neighbouring entries
+share most of their values, so a row costs a few bytes (about 3 on a million empty files).
+Iterating the table hands out one transient SourceEntry at a time.
 """
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,13 +21,8 @@ from .._names import NameList
 _KINDS = (FILE, DIR, SYMLINK)
 _KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _MODE_BITS = 12  # stat.S_IMODE fits in 12 bits; the kind's code goes above them
-
-
-def _widened(column: array[int], typecode: str, value: int) -> array[int]:
-    """``column`` with ``value`` appended, in the wider type it did not fit."""
-    wide = array(typecode, column)
-    wide.append(value)
-    return wide
+ROWS = 256  # rows per compressed block
+_LEVEL = 1
 
 
 @dataclass(slots=True)
@@ -43,19 +40,16 @@ class SourceEntry:
 
 
 class EntryTable:
-    """Appendable, iterable columns of entries; ``names`` is the members' NameList."""
+    """Appendable, iterable rows of entries; ``names`` is the members' NameList."""
 
-    __slots__ = ("_kind_modes", "_mtimes", "_owner_ids", "_owners", "_sizes", "_targets",
-                 "names", "total_bytes")
+    __slots__ = ("_blocks", "_columns", "_owner_ids", "_targets", "names", "total_bytes")
 
     def __init__(self) -> None:
         self.names = NameList()
-        self._kind_modes = array("H")
-        self._sizes = array("I")
-        self._mtimes = array("I")
+        self._columns = _open_columns()  # the newest rows, not yet a full block
+        self._blocks: list[bytes] = []  # full blocks, columns one after the other, compressed
         # (uid, gid) pairs repeat across a tree: a row holds the index of its pair.
         self._owner_ids: dict[tuple[int, int], int] = {}
-        self._owners = array("H")
         self._targets: dict[int, str] = {}  # symlinks only, by row
         self.total_bytes = 0
 
@@ -64,34 +58,49 @@ class EntryTable:
         target: str | None,
     ) -> None:
         if target is not None:
-            self._targets[len(self._sizes)] = target
+            self._targets[len(self)] = target
         self.names.append(path)
-        self._kind_modes.append(_KIND_CODES[kind] << _MODE_BITS | mode)
-        try:
-            self._sizes.append(size)
-        except OverflowError:
-            self._sizes = _widened(self._sizes, "Q", size)
-        try:
-            self._mtimes.append(mtime)
-        except OverflowError:
-            self._mtimes = _widened(self._mtimes, "q", mtime)
-        owner = self._owner_ids.setdefault((uid, gid), len(self._owner_ids))
-        try:
-            self._owners.append(owner)
-        except OverflowError:
-            self._owners = _widened(self._owners, "I", owner)
+        kind_modes, sizes, mtimes, owners = self._columns
+        kind_modes.append(_KIND_CODES[kind] << _MODE_BITS | mode)
+        sizes.append(size)
+        mtimes.append(mtime)
+        owners.append(self._owner_ids.setdefault((uid, gid), len(self._owner_ids)))
         self.total_bytes += size
+        if len(sizes) == ROWS:
+            packed = b"".join(column.tobytes() for column in self._columns)
+            self._blocks.append(zlib.compress(packed, _LEVEL))
+            self._columns = _open_columns()
 
     def __len__(self) -> int:
-        return len(self._sizes)
+        return len(self._blocks) * ROWS + len(self._columns[1])
+
+    def _rows(self) -> Iterator[tuple[int, int, int, int]]:
+        for block in self._blocks:
+            packed = zlib.decompress(block)
+            columns = _open_columns()
+            start = 0
+            for column in columns:
+                end = start + column.itemsize * ROWS
+                column.frombytes(packed[start:end])
+                start = end
+            yield from zip(*columns, strict=True)
+        yield from zip(*(column[:] for column in self._columns), strict=True)
 
     def __iter__(self) -> Iterator[SourceEntry]:
         owners = list(self._owner_ids)
         targets = self._targets
         mask = (1 << _MODE_BITS) - 1
-        rows = zip(self.names, self._kind_modes, self._sizes, self._mtimes, self._owners,
-                   strict=True)
-        for i, (path, kind_mode, size, mtime, owner) in enumerate(rows):
+        rows = zip(self.names, self._rows(), strict=True)
+        for i, (path, (kind_mode, size, mtime, owner)) in enumerate(rows):
             uid, gid = owners[owner]
             yield SourceEntry(path, _KINDS[kind_mode >> _MODE_BITS], size, kind_mode & mask,
                               mtime, uid, gid, targets.get(i))
+
+    def nbytes(self) -> int:
+        """Bytes held by the compressed blocks of rows and names (not the newest block)."""
+        return sum(map(len, self._blocks)) + self.names.nbytes()
+
+
+def _open_columns() -> tuple[array[int], array[int], array[int], array[int]]:
+    """Empty columns: kind and mode, size, mtime, owner index."""
+    return array("H"), array("Q"), array("q"), array("I")

@@ -25,7 +25,7 @@ from .._manifest import (
     ManifestWriter,
 )
 from .._stats import PhaseClock
-from .._workers import Submit
+from .._workers import Submit, codec_share
 from .collect import SourceEntry
 from .compress import BlockCompressor, DeflateBlocks, deflate_backend
 from .read import Content, LargeFile, Loaded
@@ -79,9 +79,11 @@ class _CountingOut:
 
 class ZipWriter:
     def __init__(
-        self, out: BinaryIO, level: int, submit: Submit | None, threads: int, clock: PhaseClock
+        self, out: BinaryIO, level: int, submit: Submit | None, threads: int, clock: PhaseClock,
+        budget: int,
     ) -> None:
         self._out = _CountingOut(out)
+        self._in_flight = codec_share(budget)
         self._level = level
         self._submit = submit
         self._threads = threads
@@ -154,7 +156,7 @@ class ZipWriter:
 
             deflater = BlockCompressor(
                 self._out.out, DeflateBlocks(self._level), self._submit, self._threads,
-                self._clock, isal_zlib.crc32_combine,
+                self._clock, self._in_flight, isal_zlib.crc32_combine,
             )
             for chunk in content.chunks():
                 deflater.writelines([chunk])

@@ -4,11 +4,14 @@ A pool job per member costs more than hashing or writing a typical small file (a
 queue hand-off, a worker wake-up and lock traffic on every side, ~20 µs each), so members are
 grouped up to BATCH_FILES files or BATCH_BYTES bytes and a worker handles a whole group. Each
 member still gets its own future. The byte budget is charged when a batch is handed over, so
-members waiting for their batch hold no budget and drain() can never wait on them.
+members waiting for their batch hold no budget and drain() can never wait on them. At most
+MAX_BATCHES are in flight: a member's future and bookkeeping cost ~1 KiB, more than the budget
+charges for an empty file, and a few batches per worker keep every worker busy.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -17,6 +20,7 @@ from .members import Data
 
 BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
+MAX_BATCHES = 16
 
 Work = Callable[[str, Data, int, int], str]
 _Item = tuple[Future[str], str, Data, int, int]
@@ -29,6 +33,7 @@ class FileBatches:
         self._work = work
         self._items: list[_Item] = []
         self._cost = 0
+        self._slots = threading.BoundedSemaphore(MAX_BATCHES)
 
     def add(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
         """Queue ``work(path, data, mode, mtime)``; its future resolves once the batch ran."""
@@ -45,6 +50,7 @@ class FileBatches:
             return
         items, cost = self._items, self._cost
         self._items, self._cost = [], 0
+        self._slots.acquire()
         self._budget.acquire(cost)
         start(self._submit, self._run, items, cost)
 
@@ -61,3 +67,4 @@ class FileBatches:
                     future.set_exception(exc)
         finally:
             self._budget.release(cost)
+            self._slots.release()

@@ -60,7 +60,8 @@ class DecompressedStream:
     """
 
     def __init__(
-        self, path: str, fmt: CompressionFormat, clock: PhaseClock, threaded: bool
+        self, path: str, fmt: CompressionFormat, clock: PhaseClock, threaded: bool,
+        read_ahead: int = _DEPTH * PIECE,
     ) -> None:
         self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.compressed_size = os.fstat(self._raw.fileno()).st_size
@@ -75,7 +76,9 @@ class DecompressedStream:
         self._pieces: Iterator[tuple[bytes, int] | BaseException | object]
         self._thread: threading.Thread | None = None
         if threaded:
-            self._queue: queue.Queue[Any] = queue.Queue(maxsize=_DEPTH)
+            # Pieces queued ahead; two more are in hand (being decoded, being parsed).
+            depth = max(1, min(_DEPTH, read_ahead // PIECE - 2))
+            self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
             self._thread = threading.Thread(
                 target=self._produce, name="arcman-decompress", daemon=True
             )

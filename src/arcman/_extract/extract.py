@@ -40,7 +40,7 @@ from .._metadata import ArchiveEntry, ArchiveMetadata
 from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
-from .._workers import Submit, start
+from .._workers import Submit, codec_share, members_share, start
 from .check import ObservedLog, check_against_manifest, pack_record
 from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
 from .decompress import DecompressedStream
@@ -49,6 +49,7 @@ from .safety import MemberGuard, normalize_name
 from .stage import HashSink, MemberSink, StagingTree
 
 SMALL_MEMBER = 1024 * 1024
+_META_HEAD = 64 * 1024  # of the .meta sidecar: its fields before the member list
 CHUNK = 1024 * 1024
 _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError)
 
@@ -147,7 +148,10 @@ def scan_archive(
     scan = Scan(fmt, size)
     progress = Progress(config, size)
     try:
-        _scan_members(archive_path, scan, sink, guard, submit, clock, progress, verify=verify)
+        _scan_members(
+            archive_path, scan, sink, guard, submit, clock, progress,
+            verify=verify, read_ahead=codec_share(config.memory_budget),
+        )
         with clock.measure("verification"):
             scan.observed.finish()  # surfaces worker errors before judging contents
             if verify and scan.manifest is not None:
@@ -175,6 +179,7 @@ def _scan_members(
     progress: Progress,
     *,
     verify: bool,
+    read_ahead: int,
 ) -> None:
     """Read every member into the sink and the log, and the manifest into its spool."""
     stream: DecompressedStream | None = None
@@ -187,7 +192,9 @@ def _scan_members(
             announced = archive.comment == ZIP_MANIFEST_MARK
             members = zip_members(archive)
         else:
-            stream = DecompressedStream(archive_path, scan.fmt, clock, threaded=submit is not None)
+            stream = DecompressedStream(
+                archive_path, scan.fmt, clock, threaded=submit is not None, read_ahead=read_ahead
+            )
             members = tar_members(stream, clock, pax_headers)
         consumed = 0
         for member in members:
@@ -246,7 +253,8 @@ def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard |
     elif kind == FILE:
         scan.file_count += 1
         if member.size <= SMALL_MEMBER:
-            data = _read_exactly(member, member.size)
+            # A copy: a view would pin its whole 4 MiB piece until a worker is done with it.
+            data = bytes(_read_exactly(member, member.size))
             digest = sink.add_file(path, data, member.mode, member.mtime)
         else:
             digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
@@ -277,7 +285,13 @@ def _known_size(archive_path: str, fmt: CompressionFormat) -> int | None:
             return sum(info.file_size for info in archive.infolist())
     try:
         with open(archive_path + ".meta", encoding="utf-8") as f:
-            size = json.load(f).get("uncompressed_size")
+            head = f.read(_META_HEAD)
+        # The member list follows the sizes: a million names are not decoded for one number
+        # (json.load of the whole sidecar was the peak of extracting a million files).
+        cut = head.find('\n  "files": [')
+        size = json.loads(head[:cut].rstrip().rstrip(",") + "}" if cut >= 0 else head).get(
+            "uncompressed_size"
+        )
     except (OSError, ValueError, AttributeError):
         return None
     return size if isinstance(size, int) and size >= 0 else None
@@ -308,7 +322,7 @@ def extract_archive(
     try:
         ensure_space(staging, _known_size(archive_path, fmt))
         sink = StagingTree(
-            staging, submit, config.memory_budget, clock,
+            staging, submit, members_share(config.memory_budget), clock,
             preserve_permissions=config.preserve_permissions,
             preserve_timestamps=config.preserve_timestamps,
         )
@@ -332,7 +346,7 @@ def verify_archive(
     archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
 ) -> ArchiveMetadata:
     fmt = CompressionFormat.detect(archive_path)
-    sink = HashSink(submit, config.memory_budget, clock)
+    sink = HashSink(submit, members_share(config.memory_budget), clock)
     with scan_archive(
         archive_path, sink, _guard(config, fmt, False), config, submit, clock, verify=True
     ) as scan:
@@ -343,7 +357,7 @@ def list_archive(
     archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
 ) -> list[ArchiveEntry]:
     """Every member with its SHA-256: from the manifest when there is one, else computed."""
-    sink = HashSink(submit, config.memory_budget, clock)
+    sink = HashSink(submit, members_share(config.memory_budget), clock)
     with scan_archive(archive_path, sink, None, config, submit, clock, verify=False) as scan:
         if scan.manifest is not None:
             return [
