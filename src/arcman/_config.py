@@ -51,7 +51,10 @@ class ArchiveConfig:
 
     ``thread_pool_size`` is capped at the machine's core count; ``enable_parallelization=False``
     runs every stage on the calling thread (for debugging) and produces the same archive bytes.
-    ``memory_budget`` bounds the file data held in flight between pipeline stages.
+    ``memory_budget`` bounds what an operation holds beyond the interpreter: half goes to
+    member data read ahead or being written, a quarter to codec blocks in flight (or
+    decompressed data read ahead), an eighth to archive bytes queued for the output thread, the
+    rest to per-member records, which are compact (a few bytes a name) or spooled to disk.
     ``on_error="skip"`` turns unreadable source files into reported skips instead of errors.
     """
 
