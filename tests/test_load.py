@@ -165,11 +165,29 @@ def _peak_rss(op: str, src: Path, dst: Path) -> tuple[int, int]:
     return int(baseline), int(peak)
 
 
+def _round_trip_within_budget(
+    label: str, src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Create and extract ``src`` as .tar.zst in fresh interpreters; each peak RSS must stay
+    within the budget over the RSS after imports."""
+    archive = tmp_path / "out.tar.zst"
+    peaks = {op: _peak_rss(op, *paths) for op, paths in
+             [("create", (src, archive)), ("extract", (archive, tmp_path / "dest"))]}
+    with capsys.disabled():
+        print(f"\n{label}: " + ", ".join(
+            f"{op} peak RSS {peak / MiB:.0f} MiB ({(peak - base) / MiB:.0f} over "
+            f"{base / MiB:.0f} after imports)" for op, (base, peak) in peaks.items()))
+    for base, peak in peaks.values():
+        assert peak <= base + BUDGET
+
+
 @pytest.mark.stress
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RSS from /proc")
 def test_memory_on_a_million_empty_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The file list is compact, what was seen and the manifest are spooled, the guard keeps
+    hashes, and everything else is bounded."""
     count = int(os.environ.get("ARCMAN_STRESS_FILES", "1000000"))
     src = tmp_path / "src"
     for d in range(count // 1000):
@@ -177,22 +195,13 @@ def test_memory_on_a_million_empty_files(
         sub.mkdir(parents=True)
         for i in range(1000):
             (sub / f"file{i:06d}.txt").touch()
-    archive = tmp_path / "many.tar.zst"
-    base, create = _peak_rss("create", src, archive)
-    base_x, extract = _peak_rss("extract", archive, tmp_path / "dest")
-    with capsys.disabled():
-        print(f"\n{count} empty files: peak RSS create {create / MiB:.0f} MiB "
-              f"({(create - base) / MiB:.0f} over {base / MiB:.0f} after imports), extract "
-              f"{extract / MiB:.0f} MiB ({(extract - base_x) / MiB:.0f} over {base_x / MiB:.0f})")
-    # Within the budget: the file list is compact, what was seen and the manifest are spooled,
-    # the guard keeps hashes, and everything else is bounded.
-    assert create <= base + BUDGET
-    assert extract <= base_x + BUDGET
+    _round_trip_within_budget(f"{count} empty files", src, tmp_path, capsys)
 
 
 @pytest.mark.stress
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RSS from /proc")
 def test_memory_on_multi_gb_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Flat whatever the file size: data is streamed, codec buffers are shares of the budget."""
     src = tmp_path / "src"
     src.mkdir()
     size = int(os.environ.get("ARCMAN_STRESS_BYTES", str(3 * 1024 * MiB)))
@@ -201,13 +210,4 @@ def test_memory_on_multi_gb_files(tmp_path: Path, capsys: pytest.CaptureFixture[
         with open(src / name, "wb") as f:
             for _ in range(size // MiB // 2):
                 f.write(block)
-    archive = tmp_path / "big.tar.zst"
-    base, create = _peak_rss("create", src, archive)
-    base_x, extract = _peak_rss("extract", archive, tmp_path / "dest")
-    with capsys.disabled():
-        print(f"\n{size / MiB / 1024:.1f} GiB in 2 files: peak RSS create {create / MiB:.0f} MiB "
-              f"({(create - base) / MiB:.0f} over {base / MiB:.0f} after imports), extract "
-              f"{extract / MiB:.0f} MiB ({(extract - base_x) / MiB:.0f} over {base_x / MiB:.0f})")
-    # Flat whatever the file size: data is streamed, codec buffers are shares of the budget.
-    assert create <= base + BUDGET
-    assert extract <= base_x + BUDGET
+    _round_trip_within_budget(f"{size / MiB / 1024:.1f} GiB in 2 files", src, tmp_path, capsys)
