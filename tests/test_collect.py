@@ -92,3 +92,26 @@ def test_backslash_names_are_refused_or_skipped_for_zip(tmp_path: Path) -> None:
         assert meta.skipped and "backslash" in meta.skipped[0]
         # tar keeps the name as it is
         assert "a\\b" in manager.create_archive(src, tmp_path / "o.tar").files
+
+
+@pytest.mark.parametrize("patterns", [[".DS_Store", "Thumbs.db"], ["build"], []])
+def test_plain_names_match_as_pathspec_does(tmp_path: Path, patterns: list[str]) -> None:
+    """Plain-name patterns skip pathspec; the result is what pathspec gives for them."""
+    from arcman._create.collect import Collector
+
+    for rel in [".DS_Store", "a/.DS_Store", "a/b/Thumbs.db/x", "build/out", "a/build",
+                "a/builds", "a/x.DS_Store", "keep/file"]:
+        path = tmp_path / "src" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+
+    def names(extra: list[str]) -> list[str]:
+        collector = Collector(
+            str(tmp_path / "src"), exclude_patterns=patterns + extra, exclude_paths=set(),
+            follow_symlinks=False, max_file_size=None, skip_errors=False, submit=None,
+        )
+        assert (collector._spec is None) == (not extra)
+        return list(collector.collect().entries.names)
+
+    # A glob that matches nothing forces the pathspec path for the same patterns.
+    assert names([]) == names(["*.never-matches"])

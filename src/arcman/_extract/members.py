@@ -25,8 +25,8 @@ from .._stats import PhaseClock
 from .decompress import DecompressedStream
 from .ustar import BLOCK, parse_plain
 from .ustar import HARDLINK as HARDLINK
+from .ustar import SPECIAL as SPECIAL
 
-SPECIAL = "special"
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
 _UNIX = 3  # "version made by" host system
 MAX_TARGET_BYTES = 4095

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import posixpath
 import unicodedata
+from typing import TYPE_CHECKING
 
 from .._config import ExtractionLimits
 from .._errors import LimitExceededError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
-from .members import HARDLINK, SPECIAL, Member
 from .nameset import NameSet
+from .ustar import HARDLINK, SPECIAL
+
+if TYPE_CHECKING:  # not at run time: creation uses normalize_name without tarfile and zipfile
+    from .members import Member
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
