@@ -19,7 +19,9 @@ DATA = bytes(range(256)) * (PIECE // 200) + b"tail"  # two pieces, the last one 
 
 
 def decode(path: Path, threaded: bool) -> bytes:
-    stream = DecompressedStream(str(path), CompressionFormat.TAR_GZ, PhaseClock(), threaded)
+    stream = DecompressedStream(
+        str(path), CompressionFormat.TAR_GZ, PhaseClock(), threaded, read_ahead=16 * 1024 * 1024
+    )
     try:
         return stream.read()
     finally:

@@ -96,10 +96,6 @@ class EntryTable:
             yield SourceEntry(path, _KINDS[kind_mode >> _MODE_BITS], size, kind_mode & mask,
                               mtime, uid, gid, targets.get(i))
 
-    def nbytes(self) -> int:
-        """Bytes held by the compressed blocks of rows and names (not the newest block)."""
-        return sum(map(len, self._blocks)) + self.names.nbytes()
-
 
 def _open_columns() -> tuple[array[int], array[int], array[int], array[int]]:
     """Empty columns: kind and mode, size, mtime, owner index."""

@@ -61,7 +61,7 @@ class DecompressedStream:
 
     def __init__(
         self, path: str, fmt: CompressionFormat, clock: PhaseClock, threaded: bool,
-        read_ahead: int = _DEPTH * PIECE,
+        read_ahead: int,
     ) -> None:
         self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.compressed_size = os.fstat(self._raw.fileno()).st_size
