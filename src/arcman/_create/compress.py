@@ -385,37 +385,32 @@ def open_sink(
     """The compressing sink for a tar-based format, within its shares of the memory
     ``budget``. Unless sequential, the archive is written on a thread of its own, which ends
     with the block."""
-    in_flight = codec_share(budget)
-    if submit is None:
-        yield _sink(fmt, level, out, submit, threads, clock, in_flight)
-        return
-    writer = ThreadedWriter(out.write, out.flush, output_share(budget))
+    codec = _codec(fmt, level)
+    writer = None if submit is None else ThreadedWriter(out.write, out.flush, output_share(budget))
+    target: Output = out if writer is None else writer
     try:
-        yield _sink(fmt, level, writer, submit, threads, clock, in_flight)
+        if codec is None:
+            yield PlainSink(target)
+        else:
+            combine = None
+            if isinstance(codec, GzipBlocks):
+                from isal import isal_zlib
+
+                combine = isal_zlib.crc32_combine
+            yield BlockCompressor(
+                target, codec, submit, threads, clock, codec_share(budget), combine
+            )
     finally:
-        writer.stop()
+        if writer is not None:
+            writer.stop()
 
 
-def _sink(
-    fmt: CompressionFormat,
-    level: int,
-    out: Output,
-    submit: Submit | None,
-    threads: int,
-    clock: PhaseClock,
-    in_flight: int,
-) -> Sink:
+def _codec(fmt: CompressionFormat, level: int) -> BlockCodec | None:
+    """The block codec of a tar-based format (None: a plain tar)."""
     if fmt is CompressionFormat.TAR:
-        return PlainSink(out)
+        return None
     if fmt is CompressionFormat.TAR_GZ:
-        from isal import isal_zlib
-
-        return BlockCompressor(
-            out, GzipBlocks(level), submit, threads, clock, in_flight, isal_zlib.crc32_combine
-        )
-    codec: BlockCodec
+        return GzipBlocks(level)
     if fmt is CompressionFormat.TAR_ZST:
-        codec = ZstdBlocks(level)
-    else:
-        codec = Bzip2Blocks(level) if fmt is CompressionFormat.TAR_BZ2 else XzBlocks(level)
-    return BlockCompressor(out, codec, submit, threads, clock, in_flight)
+        return ZstdBlocks(level)
+    return Bzip2Blocks(level) if fmt is CompressionFormat.TAR_BZ2 else XzBlocks(level)
