@@ -213,6 +213,9 @@ def test_progress_callback_reaches_the_total(tmp_path: Path, sample_tree: Path) 
         manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
     assert calls and calls[-1][0] == calls[-1][1] > 0
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    # The whole tree's size from the first call on (creation walks the tree before reading
+    # when someone watches; without a callback, reading starts while the walk goes on).
+    assert {total for _, total in calls} == {calls[-1][1]}
 
 
 def test_get_stats(tmp_path: Path, sample_tree: Path) -> None:

@@ -398,14 +398,14 @@ def after_collection(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], 
     """Run an action between collection and reading (a file changing under arcman's feet)."""
 
     def install(action: Callable[[], None]) -> None:
-        real = collect.Collector.collect
+        real = collect.Collector.walk
 
-        def collect_then_act(self: collect.Collector) -> collect.Collection:
-            result = real(self)
+        def walk_then_act(self: collect.Collector) -> Iterator[collect.SourceEntry]:
+            entries = list(real(self))
             action()
-            return result
+            yield from entries
 
-        monkeypatch.setattr(collect.Collector, "collect", collect_then_act)
+        monkeypatch.setattr(collect.Collector, "walk", walk_then_act)
 
     return install
 

@@ -5,15 +5,16 @@ name check applied while walking, names sorted). The assembly is depth-first (ea
 then its children by name), so the order is deterministic; while it runs, the scans of the
 next LOOKAHEAD directories it will reach run ahead on the workers. The look-ahead is bounded
 so that finished scans waiting their turn cannot hold most of a big tree as objects at once.
-The entries land in a compact EntryTable. The collection completes when every reachable
-directory has been scanned.
+The entries land in a compact EntryTable; walk() also hands each one out as soon as the assembly
+reaches it, so that reading need not wait for the whole tree. The collection completes when
+every reachable directory has been scanned.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -106,8 +107,23 @@ class Collector:
         # Sequentially, a scan started ahead would only run early and wait, holding its result.
         self._lookahead = LOOKAHEAD if submit is not None else 0
         self._outstanding = 0  # scans started and not yet taken by the assembly
+        self.entries = EntryTable()
+        self.skipped: list[tuple[str, str]] = []
 
     def collect(self) -> Collection:
+        """The whole tree, for callers that need it complete (its total size, say) first."""
+        for _ in self._rows():
+            pass
+        return Collection(self.entries, self.skipped)
+
+    def walk(self) -> Iterator[SourceEntry]:
+        """The entries in archive order, each as soon as the assembly reaches it, so that
+        reading can start while the tree is still being scanned. They are also added to
+        ``entries``, and refused paths to ``skipped``: both are complete when the walk is."""
+        for row in self._rows():
+            yield SourceEntry(*row)
+
+    def _rows(self) -> Iterator[_Row]:
         try:
             st = os.stat(self._root)
         except OSError as exc:
@@ -116,9 +132,8 @@ class Collector:
             ) from exc
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"source {self._root!r} is not a directory", self._root)
-        table = EntryTable()
-        add = table.add
-        skipped: list[tuple[str, str]] = []
+        add = self.entries.add
+        skipped = self.skipped
         root = self._start("", frozenset({(st.st_dev, st.st_ino)}))
         stack = [self._take(root, skipped)]
         self._start_ahead(stack)
@@ -132,13 +147,13 @@ class Collector:
             path, row, ancestors = listing.rows[i]
             if row is not None:
                 add(*row)
+                yield row
             if ancestors is not None:
                 job = listing.jobs.pop(i, None)
                 if job is None:  # not started ahead: needed now
                     job = self._start(path, ancestors)
                 stack.append(self._take(job, skipped))
                 self._start_ahead(stack)
-        return Collection(table, skipped)
 
     def _start(self, rel: str, ancestors: _Ancestors) -> Future[_Scan]:
         self._outstanding += 1

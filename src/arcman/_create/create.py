@@ -10,6 +10,7 @@ import datetime
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -53,11 +54,19 @@ def create_archive(
 
     for output in (archive_path, checksum_path, meta_path):
         clean_stale(output)  # a killed run's temporaries must not be archived, nor linger
-    with clock.measure("collection"):
-        collection = Collector(
+    epoch = _fixed_mtime(config)
+    unread: set[int] = set()  # rows of the table that were skipped while reading
+    read_skips: list[str] = []
+    total = files = 0
+    with (
+        AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
+        ExitStack() as threads,  # the sink's, ended with the block
+    ):
+        collector = Collector(
             source_dir,
             exclude_patterns=config.exclude_patterns,
-            exclude_paths={archive_path, checksum_path, meta_path},
+            # The archive's temporary too: the tree is still being walked while it fills.
+            exclude_paths={archive_path, checksum_path, meta_path, out.temp_path},
             follow_symlinks=config.follow_symlinks,
             max_file_size=config.max_file_size,
             skip_errors=skip,
@@ -67,19 +76,16 @@ def create_archive(
             name_check=functools.partial(
                 normalize_name, zip_rules=fmt is CompressionFormat.ZIP
             ),
-        ).collect()
-    table = collection.entries
-    epoch = _fixed_mtime(config)
-    entries: Iterable[SourceEntry] = table if epoch is None else _normalized(table, epoch)
-
-    skipped = [f"{path}: {reason}" for path, reason in collection.skipped]
-    progress = Progress(config, collection.total_bytes)
-    unread: set[int] = set()  # rows of the table that were skipped while reading
-    total = files = 0
-    with (
-        AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
-        ExitStack() as threads,  # the sink's, ended with the block
-    ):
+        )
+        walked: Iterable[SourceEntry]
+        if config.progress_callback is not None:
+            # The callback is told (done, total) from the start: collect the tree first.
+            with clock.measure("collection"):
+                walked = collector.collect().entries
+        else:
+            walked = _measured(collector.walk(), clock)
+        entries = walked if epoch is None else _normalized(walked, epoch)
+        progress = Progress(config, collector.entries.total_bytes)
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
@@ -104,7 +110,7 @@ def create_archive(
         )
         for row, (entry, content) in enumerate(reader):
             if isinstance(content, Skipped):
-                skipped.append(f"{entry.path}: {content.reason}")
+                read_skips.append(f"{entry.path}: {content.reason}")
                 unread.add(row)
                 progress.advance(entry.size, entry.path)
                 continue
@@ -114,8 +120,10 @@ def create_archive(
             progress.advance(nbytes, entry.path)
         writer.close()
     progress.finish()
+    skipped = [f"{path}: {reason}" for path, reason in collector.skipped] + read_skips
     for line in skipped:
         log.warning("skipped %s", line)
+    table = collector.entries
 
     metadata = ArchiveMetadata(
         filename=archive_path,
@@ -142,6 +150,20 @@ def create_archive(
                 meta.write(chunk.encode())
             meta.write(b"\n")
     return metadata
+
+
+def _measured(walk: Iterator[SourceEntry], clock: PhaseClock) -> Iterator[SourceEntry]:
+    """The walk, with the time spent in it (the assembly, and waiting for scans) added to the
+    collection phase once it is over."""
+    spent = 0.0
+    while True:
+        started = time.perf_counter()
+        entry = next(walk, None)
+        spent += time.perf_counter() - started
+        if entry is None:
+            break
+        yield entry
+    clock.add("collection", spent)
 
 
 def _fixed_mtime(config: ArchiveConfig) -> int | None:
