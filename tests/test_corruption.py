@@ -128,16 +128,17 @@ def _collect_then(action: Callable[[Path], None], target: Path) -> type:
     process would, so that the read stage meets a file that is gone or has changed."""
 
     class Racing(create_module.Collector):  # type: ignore[misc, name-defined]
-        def collect(self):  # type: ignore[no-untyped-def]
-            result = super().collect()
+        def walk(self):  # type: ignore[no-untyped-def]
+            entries = list(super().walk())
             action(target)
-            return result
+            yield from entries
 
     return Racing
 
 
 RACES = {
-    "small-vanishes": ("a.txt", lambda p: p.unlink()),
+    "small-vanishes": ("a.txt", lambda p: p.unlink()),  # tiny: read by the writer's thread
+    "medium-vanishes": ("sub/payload.bin", lambda p: p.unlink()),  # read by a worker
     "large-vanishes": ("big.bin", lambda p: p.unlink()),
     "small-grows": ("a.txt", lambda p: p.write_text("much longer now\n" * 1000)),
     "large-shrinks": ("big.bin", lambda p: p.write_bytes(b"short")),
