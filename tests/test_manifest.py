@@ -10,10 +10,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arcman import ArchiveConfig, ArchiveManager, IntegrityError
-from arcman._extract.check import Observed, check_against_manifest
-from arcman._manifest import ManifestEntry, ManifestWriter, read_manifest
+from arcman._extract import check
+from arcman._extract.check import (
+    Observed,
+    ObservedLog,
+    check_against_manifest,
+    check_entries,
+    pack_record,
+)
+from arcman._manifest import (
+    ManifestEntry,
+    ManifestWriter,
+    SpooledManifest,
+    entry_line,
+    read_manifest,
+)
 from helpers import MANIFEST, tar_file
 
 Members = list[tuple[tarfile.TarInfo, bytes | None]]
@@ -177,10 +192,10 @@ def test_lockstep_check_names_the_member(
     seen: tuple[str, ...], listed: tuple[str, ...], message: str | None
 ) -> None:
     if message is None:
-        check_against_manifest(_seen(*seen), _entries(*listed))
+        check_entries(_seen(*seen), _entries(*listed))
         return
     with pytest.raises(IntegrityError, match=re.escape(message)):
-        check_against_manifest(_seen(*seen), _entries(*listed))
+        check_entries(_seen(*seen), _entries(*listed))
 
 
 def test_file_listed_twice_is_reported() -> None:
@@ -191,7 +206,7 @@ def test_file_listed_twice_is_reported() -> None:
         ManifestEntry(o.path, o.kind, 0, 0o644, 0, o.sha256) for o in files("a", "b", "a", "c")
     ]
     with pytest.raises(IntegrityError, match="lists a path twice"):
-        check_against_manifest(files("a", "b", "c"), listed)
+        check_entries(files("a", "b", "c"), listed)
 
 
 def test_member_moved_out_of_order_is_named(tmp_path: Path, sample_tree: Path) -> None:
@@ -201,3 +216,144 @@ def test_member_moved_out_of_order_is_named(tmp_path: Path, sample_tree: Path) -
     expected = re.escape(f"{last[0].name!r} is out of the manifest's order")
     with ArchiveManager() as manager, pytest.raises(IntegrityError, match=expected):
         manager.verify_archive(archive)
+
+
+# The fast check (manifest lines matched as text) against the plain one (every line parsed and
+# compared): same verdict, same error, on members and manifests of every sort.
+Member = tuple[str, str, int, int, int, str | None, str | None]
+
+_PATHS = ["a", "b", "d", "d/é", 'q"uote', "back\\slash", "new\nline", "\x1c", "\u2028", "\udcff"]
+_DIGESTS = ["0" * 64, "ab" * 32, "AB" * 32]
+_TARGETS = ["a", "", 'x"y', "é"]
+_KINDS = ["file", "file", "dir", "dir", "symlink", "hardlink", "special"]
+
+
+@st.composite
+def _members(draw: st.DrawFn) -> list[Member]:
+    members = []
+    for _ in range(draw(st.integers(0, 8))):
+        kind = draw(st.sampled_from(_KINDS))
+        target = None
+        if kind in ("symlink", "hardlink"):
+            target = draw(st.none() | st.sampled_from(_TARGETS))
+        members.append((
+            draw(st.sampled_from(_PATHS)),
+            kind,
+            draw(st.integers(-1, 2**40)) if kind == "file" else 0,
+            draw(st.integers(0, 0o177777)),
+            draw(st.integers(-(2**40), 2**40)),
+            draw(st.sampled_from(_DIGESTS[:2])) if kind == "file" else None,
+            target,
+        ))
+    return members
+
+
+_VALUES = st.one_of(
+    st.sampled_from(_PATHS + _DIGESTS + _TARGETS + ["file", "dir", "symlink", "hardlink"]),
+    st.integers(-1, 0o177777),
+    st.sampled_from([None, True, 1.5, [], {}]),
+)
+_KEYS = ["path", "type", "size", "mode", "mtime", "sha256", "target", "end", "count",
+         "arcman_manifest"]
+
+
+@st.composite
+def _edits(draw: st.DrawFn, lines: list[str]) -> list[str]:
+    """Manifest lines (without newlines), each edit either harmless or not."""
+    lines = list(lines)
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(
+            ["set", "drop-key", "reformat", "swap", "duplicate", "drop", "insert", "garbage"]
+        ))
+        i = draw(st.integers(0, max(len(lines) - 1, 0)))
+        if not lines and op != "insert":
+            continue
+        if op in ("set", "drop-key", "reformat"):
+            try:
+                obj = json.loads(lines[i])
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if op == "set":
+                obj[draw(st.sampled_from(_KEYS))] = draw(_VALUES)
+            elif op == "drop-key" and obj:
+                del obj[draw(st.sampled_from(sorted(obj)))]
+            if draw(st.booleans()):
+                obj = dict(reversed(obj.items()))
+            lines[i] = draw(st.sampled_from([" ", "", "\t", "\r"])) + json.dumps(
+                obj, ensure_ascii=draw(st.booleans())
+            ) + draw(st.sampled_from([" ", "", "\r"]))
+        elif op == "swap":
+            j = draw(st.integers(0, len(lines) - 1))
+            lines[i], lines[j] = lines[j], lines[i]
+        elif op == "duplicate":
+            lines.insert(i, lines[i])
+        elif op == "drop":
+            del lines[i]
+        elif op == "insert":
+            lines.insert(i, entry_line(draw(st.sampled_from(_PATHS)), "dir", 0, 0o755, 0)[:-1])
+        else:
+            lines.insert(i, draw(st.sampled_from(["", "{", "[]", "null", "\x00"])))
+    return lines
+
+
+def _verdict(judge: Callable[[], None]) -> tuple[str, str, str | None] | None:
+    try:
+        judge()
+    except Exception as exc:  # any exception at all must be the same on both paths
+        return type(exc).__name__, str(exc), getattr(exc, "member", None)
+    return None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(members=_members(), data=st.data())
+def test_fast_check_judges_as_the_plain_one(members: list[Member], data: st.DataObject) -> None:
+    writer = ManifestWriter()
+    for path, kind, size, mode, mtime, digest, target in members:
+        writer.add(path, kind, size, mode & 0o7777, mtime, digest, target)
+    spool, _ = writer.finish()
+    written = spool.read().decode("utf-8", "surrogateescape")
+    writer.close()
+    lines = data.draw(_edits(written.removesuffix("\n").split("\n")))
+    text = "\n".join(lines) + data.draw(st.sampled_from(["\n", "", "\n\n"]))
+    log, manifest = ObservedLog(), SpooledManifest()
+    try:
+        for path, kind, size, mode, mtime, digest, target in members:
+            log.add(pack_record(path, kind, size, mode, mtime, target), digest)
+        log.finish()
+        manifest.write(text.encode("utf-8", "surrogateescape"))
+        plain = _verdict(lambda: check_entries(log, manifest))
+        assert _verdict(lambda: check_against_manifest(log, manifest)) == plain
+        if text == written:
+            # what arcman writes is matched without parsing, unless it needs explaining
+            fast = check._as_written(log.fields(), manifest.raw())
+            assert fast == (plain is None and _plain_members(members))
+    finally:
+        log.close()
+        manifest.close()
+
+
+def _plain_members(members: list[Member]) -> bool:
+    """Members whose manifest lines the fast check takes as they are: no kind the manifest
+    cannot hold, no symlink without a target, no directory twice."""
+    dirs = [m[0] for m in members if m[1] == "dir"]
+    return len(dirs) == len(set(dirs)) and all(
+        m[1] in ("file", "dir") or (m[1] == "symlink" and m[6] is not None) for m in members
+    )
+
+
+def test_fast_check_leaves_other_mtimes_to_the_plain_one() -> None:
+    """A zip's 2-second times differ from the manifest's: still a pass, as parsed."""
+    writer = ManifestWriter()
+    writer.add("a", "file", 1, 0o644, 1_700_000_001, "0" * 64)
+    spool, _ = writer.finish()
+    log, manifest = ObservedLog(), SpooledManifest()
+    log.add(pack_record("a", "file", 1, 0o100644, 1_700_000_000, None), "0" * 64)
+    log.finish()
+    manifest.write(spool.read())
+    writer.close()
+    assert not check._as_written(log.fields(), manifest.raw())
+    check_against_manifest(log, manifest)
+    log.close()
+    manifest.close()

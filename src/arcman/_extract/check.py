@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from typing import IO, NoReturn
 
 from .._errors import CorruptArchiveError, IntegrityError
-from .._manifest import DIR, FILE, SYMLINK, ManifestEntry
+from .._manifest import (
+    DIR,
+    FILE,
+    HEADER_LINE,
+    SYMLINK,
+    ManifestEntry,
+    SpooledManifest,
+    closing_line,
+    entry_line,
+)
 from .members import HARDLINK, SPECIAL
 
 _KINDS = (FILE, DIR, SYMLINK, HARDLINK, SPECIAL)
@@ -33,7 +42,10 @@ _DIGEST = 32
 _SPOOL_IN_MEMORY = 1024 * 1024
 _WRITE_BUFFER = 64 * 1024
 _READ_CHUNK = 256 * 1024
+_BATCH = 512  # manifest lines compared at a time
 _ENCODING = ("utf-8", "surrogateescape")
+# path, kind, size, mode, mtime, sha256, target: an Observed's fields
+_Fields = tuple[str, str, int, int, int, str | None, str | None]
 
 
 @dataclass(slots=True)
@@ -115,6 +127,10 @@ class ObservedLog:
 
     def __iter__(self) -> Iterator[Observed]:
         """The members from the first (one pass at a time)."""
+        return itertools.starmap(Observed, self.fields())
+
+    def fields(self) -> Iterator[_Fields]:
+        """The members' fields, in Observed's order, without building an object for each."""
         spool, head = self._spool, _HEAD.size
         spool.seek(0)
         buf, pos = b"", 0
@@ -124,22 +140,65 @@ class ObservedLog:
                 code, size, mode, mtime, plen, tlen = _HEAD.unpack_from(buf, pos)
                 kind = _KINDS[code]
                 start = pos + head
-                end = start + plen + max(tlen - 1, 0) + (_DIGEST if kind == FILE else 0)
+                end = start + plen + (tlen - 1 if tlen else 0) + (_DIGEST if kind == FILE else 0)
                 if end > len(buf):
                     break
                 link = start + plen
                 digest = buf[end - _DIGEST : end].hex() if kind == FILE else None
                 target = buf[link : link + tlen - 1].decode(*_ENCODING) if tlen else None
-                yield Observed(
-                    buf[start:link].decode(*_ENCODING), kind, size, mode, mtime, digest, target
-                )
+                yield buf[start:link].decode(*_ENCODING), kind, size, mode, mtime, digest, target
                 pos = end
 
     def close(self) -> None:
         self._spool.close()
 
 
-def check_against_manifest(observed: Iterable[Observed], manifest: Iterable[ManifestEntry]) -> None:
+def check_against_manifest(observed: ObservedLog, manifest: SpooledManifest) -> None:
+    """Raise IntegrityError naming the first member that differs from the manifest.
+
+    An archive's manifest is usually, line for line, what ManifestWriter made of the very
+    members read back: such lines are matched as text, with no JSON parsed and no entry built
+    (~5.8 us a member before, most of the check's time on the critical path). At the first line
+    that is not, check_entries judges the whole manifest again, the general way, which accepts
+    what it accepts (another key order, other spacing, other mtimes) and says what is wrong."""
+    if not _as_written(observed.fields(), manifest.raw()):
+        check_entries(observed, manifest)
+
+
+def _as_written(observed: Iterable[_Fields], manifest: IO[bytes]) -> bool:
+    """Whether ``manifest`` holds exactly what ManifestWriter writes for ``observed``, which
+    check_entries then passes: its mtimes are those the members carry, its modes their
+    permission bits; kinds outside the manifest's, or a directory seen twice, are left to it.
+    Lines are compared a batch at a time."""
+    lines = [HEADER_LINE]
+    dirs: set[str] = set()
+    count = total = 0
+    for path, kind, size, mode, mtime, digest, target in observed:
+        if kind == FILE:
+            total += size
+        elif kind == DIR:
+            if path in dirs:
+                return False
+            dirs.add(path)
+        elif kind != SYMLINK or target is None:
+            return False
+        lines.append(entry_line(path, kind, size, mode & 0o7777, mtime, digest, target))
+        count += 1
+        if len(lines) >= _BATCH and not _next_lines_are(manifest, lines):
+            return False
+    lines.append(closing_line(count, total))
+    return _next_lines_are(manifest, lines) and not manifest.read(1)
+
+
+def _next_lines_are(manifest: IO[bytes], lines: list[str]) -> bool:
+    """Whether the manifest's next lines, decoded as read_manifest decodes them, are ``lines``
+    (then cleared). Only a newline byte decodes to a newline, so equal text is the same lines."""
+    text = "".join(lines)
+    lines.clear()
+    return manifest.read(len(text.encode(*_ENCODING))).decode(*_ENCODING) == text
+
+
+def check_entries(observed: Iterable[Observed], manifest: Iterable[ManifestEntry]) -> None:
     """Raise IntegrityError naming the first member that differs from the manifest. Both are
     in archive order and may be iterated again (by _misplaced) to explain a mismatch."""
     dirs: set[str] = set()  # a repeated directory is the one duplicate the guard lets through
