@@ -39,7 +39,12 @@ from arcman import (
 from arcman._extract import commit as commit_module
 from arcman._extract import safety
 from arcman._extract.members import HARDLINK, SPECIAL, Member
-from arcman._extract.safety import MemberGuard, normalize_name
+from arcman._extract.safety import (
+    MemberGuard,
+    is_plain_name,
+    normalize_by_rules,
+    normalize_name,
+)
 from arcman._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
 
 # ---------------------------------------------------------------- helpers
@@ -159,6 +164,33 @@ def test_accepted_names_stay_inside(name: str, zip_rules: bool) -> None:
     assert ".." not in path.replace("\\", "/").split("/")
     root = "/dest"
     assert os.path.normpath(os.path.join(root, path)).startswith(root + "/")
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="./\\:aC\x00\n é", max_size=12),
+        st.lists(st.sampled_from(["a", "b" * 120, ".", "..", "...", "", "x:", "c\\d"]),
+                 max_size=6).map("/".join),
+    ),
+    st.booleans(),
+)
+@settings(max_examples=1000, deadline=None)
+def test_plain_names_are_what_the_rules_accept_unchanged(name: str, zip_rules: bool) -> None:
+    """The shortcut never admits a name that the rules would refuse or rewrite."""
+    if is_plain_name(name):
+        assert normalize_by_rules(name, zip_rules=zip_rules) == name
+
+
+@pytest.mark.parametrize("name", ["a", "a/b.txt", "...", "a/..b/c", "x" * 255, "sp ace/ok"])
+def test_common_names_take_the_shortcut(name: str) -> None:
+    assert is_plain_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "a/./b", "a//b", "a/", "/a", "a/..", "..", "C:x", "a\\b", "é", "x" * 256]
+)
+def test_other_names_go_through_the_rules(name: str) -> None:
+    assert not is_plain_name(name)
 
 
 def test_backslash_is_a_plain_character_in_tar_but_refused_in_zip() -> None:

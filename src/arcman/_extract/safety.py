@@ -14,6 +14,7 @@ directories and links (few), as hashes in a NameSet for regular files (a million
 from __future__ import annotations
 
 import posixpath
+import re
 import unicodedata
 from typing import TYPE_CHECKING
 
@@ -31,8 +32,27 @@ MAX_PATH_BYTES = 4095
 RATIO_GRACE = 64 * 1024 * 1024
 
 
+# A name that every rule below accepts unchanged: short ASCII, components with no separator,
+# NUL or colon that are not "." or "..". Most names are, and the match costs a third of the
+# rules (~0.5 us against 1.6 on the stdlib tree's names), for every member created or extracted.
+_PLAIN_COMPONENT = r"(?!\.\.?(?:/|\Z))[^/\\\x00:]+"
+_PLAIN_NAME = re.compile(rf"{_PLAIN_COMPONENT}(?:/{_PLAIN_COMPONENT})*")
+
+
 def normalize_name(raw: str, *, zip_rules: bool) -> str | None:
     """The member's path relative to the destination, or None for the root itself."""
+    if is_plain_name(raw):
+        return raw
+    return normalize_by_rules(raw, zip_rules=zip_rules)
+
+
+def is_plain_name(raw: str) -> bool:
+    """Whether normalize_by_rules would return ``raw`` itself, under zip rules or not."""
+    return len(raw) <= MAX_NAME_BYTES and raw.isascii() and _PLAIN_NAME.fullmatch(raw) is not None
+
+
+def normalize_by_rules(raw: str, *, zip_rules: bool) -> str | None:
+    """normalize_name, rule by rule."""
     name = raw
     if "\x00" in name:
         raise UnsafeMemberError(raw, "NUL byte in name")
