@@ -94,14 +94,14 @@ class Setting:
 
 def find_config_file(start: str) -> tuple[str, dict[str, Any]] | None:
     """The nearest ``arcman.toml``, or ``pyproject.toml`` with ``[tool.arcman]``, and its table."""
-    import tomllib
-
     directory = os.path.abspath(start)
     while True:
         for name in ("arcman.toml", "pyproject.toml"):
             path = os.path.join(directory, name)
             if not os.path.isfile(path):
                 continue
+            import tomllib  # ~3 ms, and most runs find no configuration file
+
             try:
                 with open(path, "rb") as f:
                     data = tomllib.load(f)
