@@ -173,11 +173,42 @@ def test_completion_script_names_the_commands(shell: str) -> None:
     assert "rollback" in result.stdout and "--keep-previous" in result.stdout
 
 
-def test_version_does_not_import_rich_or_pathspec() -> None:
-    code = ("import sys\nfrom arcman._cli import main\ntry:\n    main(['--version'])\n"
-            "except SystemExit:\n    pass\n"
-            "mods = ('rich', 'pathspec', 'tomllib', 'shtab')\n"
-            "print(sorted(m for m in mods if m in sys.modules))")
+def _loaded_after(code: str, modules: tuple[str, ...], cwd: Path | None = None) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``code``."""
+    code += (f"\nimport sys\nloaded = sorted(m for m in {modules!r} if m in sys.modules)"
+             "\nimport json\nprint(json.dumps(loaded))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip().endswith("[]")
+                            cwd=cwd, check=True)
+    return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_version_does_not_import_rich_or_pathspec() -> None:
+    code = ("import contextlib\nfrom arcman._cli import main\n"
+            "with contextlib.suppress(SystemExit):\n    main(['--version'])")
+    mods = ("rich", "pathspec", "tomllib", "shtab", "typing", "logging", "json", "dataclasses")
+    assert _loaded_after(code, mods) == []
+
+
+# Each is imported where it is needed (see the comment at its import): a tar.gz run needs none.
+# (shutil, bz2 and lzma are not among them: tarfile and tempfile import all three.)
+_ONLY_WHEN_NEEDED = ("zipfile", "tomllib", "ctypes", "secrets", "rich", "pathspec", "shtab")
+
+
+@pytest.mark.parametrize("command", ["create", "verify", "extract", "extract-replace"])
+def test_a_tar_gz_run_does_not_import_what_it_does_not_need(
+    sample_tree: Path, tmp_path: Path, command: str
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    ArchiveManager().create_archive(sample_tree, archive)
+    ArchiveManager().extract_archive(archive, tmp_path / "old")
+    argv = {
+        "create": ["create", str(sample_tree), "-o", str(tmp_path / "b.tar.gz")],
+        "verify": ["verify", str(archive)],
+        "extract": ["extract", str(archive), "-C", str(tmp_path / "new")],
+        "extract-replace": ["extract", str(archive), "-C", str(tmp_path / "old"), "--replace"],
+    }[command]
+    code = f"from arcman._cli import main\nassert main({[*argv, '-q']!r}) == 0"
+    # Reading an archive needs no datetime either (creation's SOURCE_DATE_EPOCH handling does).
+    mods = _ONLY_WHEN_NEEDED if command == "create" else (*_ONLY_WHEN_NEEDED, "datetime")
+    expected = ["ctypes"] if command == "extract-replace" else []  # renameat2 swaps the trees
+    assert _loaded_after(code, mods, cwd=tmp_path) == expected

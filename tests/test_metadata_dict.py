@@ -4,13 +4,14 @@ from, and the same record streamed."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arcman import CompressionFormat
-from arcman._metadata import ArchiveMetadata
+from arcman._metadata import ArchiveMetadata, utc_timestamp
 from arcman._names import NameList
 
 
@@ -51,3 +52,9 @@ def test_json_chunks_are_the_indented_dump(
         files=names, timings=timings, skipped=skipped,
     )
     assert "".join(meta.json_chunks()) == json.dumps(meta.to_dict(), indent=2)
+
+
+@given(st.integers(min_value=0, max_value=253402300799))  # to the end of year 9999
+def test_utc_timestamp_writes_what_datetime_isoformat_writes(epoch: int) -> None:
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    assert utc_timestamp(epoch) == moment.isoformat(timespec="seconds")

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import shutil
 from types import TracebackType
 from typing import Any
@@ -32,7 +31,7 @@ log = logging.getLogger("arcman")
 def sibling(path: str, marker: str) -> str:
     """A fresh temporary name beside ``path`` that records this process's pid."""
     parent, name = os.path.split(path)
-    return os.path.join(parent, f".{name}{marker}{os.getpid()}-{secrets.token_hex(4)}")
+    return os.path.join(parent, f".{name}{marker}{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def _alive(pid: int) -> bool:

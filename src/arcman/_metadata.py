@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,12 @@ from typing import Any
 from ._formats import CompressionFormat
 
 _NAMES_PER_CHUNK = 4096
+
+
+def utc_timestamp(epoch: float | None = None) -> str:
+    """``epoch`` (default: now) as ISO 8601 in UTC to the second, as datetime's
+    ``isoformat(timespec="seconds")`` writes it, without importing datetime (~1.2 ms)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
 
 
 @dataclass

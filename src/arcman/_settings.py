@@ -11,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._config import ArchiveConfig, ExtractionLimits
 from ._errors import ArchiveError
@@ -48,8 +48,7 @@ def _limit(value: Any) -> int | float | None:
     return None if value == 0 else value
 
 
-@dataclass(frozen=True)
-class _Key:
+class _Key(NamedTuple):
     check: Callable[[Any], Any]  # converts a TOML value; raises ValueError when it is wrong
     parse: Callable[[str], Any]  # converts an environment string
     env: str
@@ -94,14 +93,14 @@ class Setting:
 
 def find_config_file(start: str) -> tuple[str, dict[str, Any]] | None:
     """The nearest ``arcman.toml``, or ``pyproject.toml`` with ``[tool.arcman]``, and its table."""
-    import tomllib
-
     directory = os.path.abspath(start)
     while True:
         for name in ("arcman.toml", "pyproject.toml"):
             path = os.path.join(directory, name)
             if not os.path.isfile(path):
                 continue
+            import tomllib  # ~3 ms, and most runs find no configuration file
+
             try:
                 with open(path, "rb") as f:
                     data = tomllib.load(f)

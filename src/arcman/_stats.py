@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 PHASES = (
@@ -74,20 +74,20 @@ class _Summary:
         }
 
 
-@dataclass
 class StatsRecorder:
     """Aggregates finished operations; every method is safe to call from any thread."""
 
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _operations: dict[str, int] = field(default_factory=dict)
-    _failures: dict[str, int] = field(default_factory=dict)
-    _phases: dict[str, _Summary] = field(default_factory=lambda: {p: _Summary() for p in PHASES})
-    _wall: _Summary = field(default_factory=_Summary)
-    _files: int = 0
-    _bytes_in: int = 0
-    _bytes_out: int = 0
-    _parallel: int = 0
-    _sequential: int = 0
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._operations: dict[str, int] = {}
+        self._failures: dict[str, int] = {}
+        self._phases = {p: _Summary() for p in PHASES}
+        self._wall = _Summary()
+        self._files = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._parallel = 0
+        self._sequential = 0
 
     def record(
         self,
