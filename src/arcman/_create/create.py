@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
@@ -21,7 +20,7 @@ from .._errors import SourceError
 from .._extract.safety import normalize_name
 from .._formats import CompressionFormat
 from .._manifest import DIR, FILE
-from .._metadata import ArchiveMetadata
+from .._metadata import ArchiveMetadata, utc_timestamp
 from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
@@ -30,7 +29,9 @@ from .collect import Collector, SourceEntry
 from .compress import open_sink
 from .read import ContentReader, Skipped
 from .tar_writer import TarWriter
-from .zip_writer import ZipWriter
+
+if TYPE_CHECKING:
+    from .zip_writer import ZipWriter
 
 log = logging.getLogger("arcman")
 
@@ -89,6 +90,8 @@ def create_archive(
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
+            from .zip_writer import ZipWriter  # zipfile: ~4.5 ms that tar formats skip
+
             writer = ZipWriter(
                 out, level, submit, config.threads, clock, config.memory_budget  # type: ignore[arg-type]
             )
@@ -128,7 +131,7 @@ def create_archive(
     metadata = ArchiveMetadata(
         filename=archive_path,
         format=fmt,
-        created_at=_timestamp(epoch),
+        created_at=utc_timestamp(epoch),
         file_count=files,
         uncompressed_size=total,
         compressed_size=out.size,
@@ -193,13 +196,3 @@ def _normalized(entries: Iterable[SourceEntry], epoch: int) -> Iterator[SourceEn
         else:
             entry.mode = 0o777
         yield entry
-
-
-def _timestamp(epoch: int | None) -> str:
-    moment = (
-        datetime.datetime.now(datetime.UTC)
-        if epoch is None
-        else datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    )
-    return moment.isoformat(timespec="seconds")
-
