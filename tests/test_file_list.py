@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +89,7 @@ def test_scans_run_a_bounded_way_ahead_in_the_sequential_order(
         (root / f"t{top}" / "z.txt").write_text("z")
     monkeypatch.setattr(collect, "LOOKAHEAD", 3)
     outstanding: list[int] = []
+    scanned: list[str] = []
 
     class Counting(collect.Collector):
         def _start(self, rel: str, ancestors: frozenset[tuple[int, int]]) -> Future[collect._Scan]:
@@ -95,14 +97,36 @@ def test_scans_run_a_bounded_way_ahead_in_the_sequential_order(
             outstanding.append(self._outstanding)
             return job
 
+        def _scan(self, rel: str, ancestors: frozenset[tuple[int, int]]) -> collect._Scan:
+            scanned.append(rel)
+            return super()._scan(rel, ancestors)
+
     with ThreadPoolExecutor(2) as pool:
         parallel = Counting(
             str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
             max_file_size=None, skip_errors=False, submit=pool.submit,
         ).collect()
     assert list(parallel.entries) == list(_collect(root, None).entries)
-    assert len(outstanding) == 1 + 6 + 6 * 5  # every directory scanned once
-    assert max(outstanding) <= 3 + 1  # the look-ahead, and the scan needed right now
+    assert sorted(scanned) == sorted(set(scanned))  # every directory scanned once,
+    assert len(scanned) == 1 + 6 + 6 * 5  # ahead or, when needed before its turn, in place
+    assert outstanding and max(outstanding) <= 3  # never more than the look-ahead
+
+
+def test_the_walk_scans_in_place_what_the_busy_pool_has_not_started(tmp_path: Path) -> None:
+    """Scans queued behind other work (blocks being compressed) are taken back and done by
+    the walk itself: the walk never waits for the pool's queue."""
+    root = _tree(tmp_path / "src", 8, 2)
+    release = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(release.wait)  # the only worker is busy until the walk is over
+        try:
+            walked = [e.path for e in collect.Collector(
+                str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
+                max_file_size=None, skip_errors=False, submit=pool.submit,
+            ).walk()]
+        finally:
+            release.set()
+    assert walked == [e.path for e in _collect(root, None).entries]
 
 
 def test_create_returns_the_table_names_without_a_copy(tmp_path: Path) -> None:

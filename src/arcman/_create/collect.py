@@ -134,8 +134,7 @@ class Collector:
             raise SourceError(f"source {self._root!r} is not a directory", self._root)
         add = self.entries.add
         skipped = self.skipped
-        root = self._start("", frozenset({(st.st_dev, st.st_ino)}))
-        stack = [self._take(root, skipped)]
+        stack = [self._take(None, "", frozenset({(st.st_dev, st.st_ino)}), skipped)]
         self._start_ahead(stack)
         while stack:
             listing = stack[-1]
@@ -149,19 +148,26 @@ class Collector:
                 add(*row)
                 yield row
             if ancestors is not None:
-                job = listing.jobs.pop(i, None)
-                if job is None:  # not started ahead: needed now
-                    job = self._start(path, ancestors)
-                stack.append(self._take(job, skipped))
+                stack.append(self._take(listing.jobs.pop(i, None), path, ancestors, skipped))
                 self._start_ahead(stack)
 
     def _start(self, rel: str, ancestors: _Ancestors) -> Future[_Scan]:
         self._outstanding += 1
         return start(self._submit, self._scan, rel, ancestors)
 
-    def _take(self, job: Future[_Scan], skipped: list[tuple[str, str]]) -> _Listing:
-        rows, skips = job.result()
-        self._outstanding -= 1
+    def _take(
+        self, job: Future[_Scan] | None, rel: str, ancestors: _Ancestors,
+        skipped: list[tuple[str, str]],
+    ) -> _Listing:
+        """The scan of ``rel``, done here if it was not started ahead or is still queued: the
+        pool's queue also holds read batches and blocks being compressed, and waiting behind
+        them left the whole pipeline waiting for the walk (~0.15 s on the stdlib tree)."""
+        if job is not None:
+            self._outstanding -= 1
+        if job is None or job.cancel():
+            rows, skips = self._scan(rel, ancestors)
+        else:
+            rows, skips = job.result()
         skipped.extend(skips)
         return _Listing(rows)
 
