@@ -17,6 +17,8 @@ MB = 1_000_000
 MiB = 1 << 20
 PEER_COLORS = (0, 1, 2, 4, 5, 7, 8, 9)  # tab10 without red (arcman's) and pink
 OP_TITLES = {"create": "create", "extract": "extract", "verify": "verify"}
+#: corpus and op of the start-up results (``arcman --version``): measured once a run, on no corpus
+STARTUP = "start-up"
 
 Row = dict[str, Any]
 
@@ -25,14 +27,15 @@ Row = dict[str, Any]
 class Target:
     """A goal: ``tool``'s metric divided by ``peer``'s must be <= ``limit``.
 
-    With ``peer`` None the limit is absolute (bytes of peak RSS).
+    With ``peer`` None the limit is absolute, in the metric's unit (seconds of wall, bytes of
+    size or peak RSS). wall, cpu and size are medians; rss is the worst run (see peak_rss).
     """
 
     label: str
     op: str
     tool: str
     peer: str | None
-    metric: str  # wall | size | rss
+    metric: str  # wall | cpu | size | rss
     limit: float
     applies: Callable[[str, dict[str, Any]], bool] = lambda name, info: True
 
@@ -57,6 +60,11 @@ def targets(cores: int) -> list[Target]:
         Target("verify wall <= 0.5x gzip -t", "verify", "arcman verify", "gzip -t", "wall", 0.5),
         Target("tiny20k create .tar.gz wall <= 3x tar czf", "create", "arcman gz", "tar czf",
                "wall", 3.0, lambda name, info: name == "tiny20k"),
+        Target("small10: create with the pool no slower than --no-parallel (wall <= 1.05x: "
+               "medians of >= 15 alternating rounds, 5% for noise)", "create", "arcman gz",
+               "arcman gz --no-parallel", "wall", 1.05, lambda name, info: name == "small10"),
+        Target("arcman --version wall < 150 ms (median of >= 15 rounds)", STARTUP,
+               "arcman --version", None, "wall", 0.150),
         *(Target(f"big2x1g {tool} peak RSS <= 150 MB", op, tool, None, "rss", 150 * MB, big)
           for op, tool in (("create", "arcman gz"), ("create", "arcman gz -1"),
                            ("create", "arcman zst"), ("extract", "arcman extract"))),
@@ -73,33 +81,50 @@ def peak_rss(row: Row) -> int | None:
     return max(values) if values else None
 
 
+def _metric(row: Row | None, metric: str) -> float | None:
+    """The figure a target compares: the worst peak for rss, the median otherwise."""
+    if row is None:
+        return None
+    return peak_rss(row) if metric == "rss" else row["median"].get(metric)
+
+
+def _scopes(t: Target, data: dict[str, Any]) -> list[str]:
+    """The corpora ``t`` is evaluated on: start-up once a run (n/a in runs that lack it)."""
+    if t.op == STARTUP:
+        return [STARTUP]
+    if t.op not in data["meta"]["ops"]:
+        return []
+    return [name for name, info in data["corpora"].items() if t.applies(name, info)]
+
+
+def _detail(t: Target, value: float) -> str:
+    """A target's actual value: a ratio, or an absolute time or size."""
+    if t.peer is not None:
+        faster = t.metric == "wall" and value < 1
+        return f"{value:.3f}x" + (f" ({1 / value:.1f}x faster)" if faster else "")
+    if t.metric in ("wall", "cpu"):
+        return f"{value * 1000:.0f} ms"
+    return f"{value / MB:.0f} MB"
+
+
 def evaluate_targets(data: dict[str, Any]) -> list[Row]:
     """PASS/MISS (or n/a with the reason) for every target on every corpus it applies to."""
     idx = _index(data)
     out: list[Row] = []
     for t in targets(int(data["meta"]["cores"])):
-        for corpus, info in data["corpora"].items():
-            if not t.applies(corpus, info) or t.op not in data["meta"]["ops"]:
-                continue
+        for corpus in _scopes(t, data):
             row: Row = {"target": t.label, "corpus": corpus, "limit": t.limit, "value": None,
                         "status": "n/a", "detail": ""}
             mine = idx.get((corpus, t.op, t.tool))
             peer = idx.get((corpus, t.op, t.peer)) if t.peer else None
-            if t.peer is None:
-                value = peak_rss(mine) if mine else None
+            value = _metric(mine, t.metric)
+            if t.peer is not None and value is not None:
+                base = _metric(peer, t.metric)
+                value = value / base if base else None
+            if value is not None:
                 row["value"] = value
-                if value is not None:
-                    row["status"] = "PASS" if value <= t.limit else "MISS"
-                    row["detail"] = f"{value / MB:.0f} MB"
-            else:
-                a = mine["median"].get(t.metric) if mine else None
-                b = peer["median"].get(t.metric) if peer else None
-                if a is not None and b:
-                    ratio = a / b
-                    row["value"] = ratio
-                    row["status"] = "PASS" if ratio <= t.limit else "MISS"
-                    row["detail"] = f"{ratio:.3f}x" + (
-                        f" ({1 / ratio:.1f}x faster)" if t.metric == "wall" and ratio < 1 else "")
+                row["status"] = "PASS" if value <= t.limit else "MISS"
+                row["detail"] = _detail(t, value)
             if row["status"] == "n/a":
                 missing = [n for n, r in ((t.tool, mine), (t.peer, peer)) if n and
                            (r is None or r["status"] != "ok")]
@@ -118,6 +143,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return "-"
     if unit == "s":
         return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    if unit == "ms":
+        return f"{value * 1000:.1f}"
     if unit == "MiB":
         return f"{value / MiB:.1f}"
     if unit == "size":
@@ -156,6 +183,24 @@ def _table(rows: list[Row], idx: dict[tuple[str, str, str], Row], corpus_bytes: 
     return lines
 
 
+def _startup_table(rows: list[Row], idx: dict[tuple[str, str, str], Row]) -> list[str]:
+    """Start-up wall times in ms: median with the spread (short runs are noisy)."""
+    lines = ["| command | runs ok | wall ms | min ms | max ms | CPU ms | peak RSS MiB "
+             "| arcman vs | wall ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["median"]
+        walls = [x["wall"] for x in r["runs"] if x["rc"] == 0]
+        mine = idx.get((r["corpus"], r["op"], r["counterpart"])) if r["counterpart"] else None
+        ratio = _ratio(mine["median"].get("wall"), m.get("wall")) if mine else ""
+        name = f"**{_cell(r['tool'])}**" if r["arcman"] else _cell(r["tool"])
+        lines.append(
+            f"| {name} | {len(walls)}/{len(r['runs'])} | {_fmt(m.get('wall'), 'ms')} "
+            f"| {_fmt(min(walls, default=None), 'ms')} | {_fmt(max(walls, default=None), 'ms')} "
+            f"| {_fmt(m.get('cpu'), 'ms')} | {_fmt(m.get('maxrss'), 'MiB')} "
+            f"| {_cell(r['counterpart'] or '')} | {ratio} |")
+    return lines
+
+
 def _phases(r: Row) -> str:
     tm = r["timings_median"]
     wall = r["median"].get("wall")
@@ -172,7 +217,9 @@ def render_markdown(data: dict[str, Any]) -> str:
     idx = _index(data)
     out = ["# arcman benchmark report", ""]
     out += [f"Date: {meta['date']}. Run took {meta['duration_s'] / 60:.1f} min. "
-            f"Repetitions: {meta['repeat']} timed rounds after one untimed warm-up; medians.", ""]
+            f"Repetitions: {meta['repeat']} timed rounds after one untimed warm-up; medians"
+            + (f" (at least {meta['quick_rounds']} for short runs, see Method)."
+               if "quick_rounds" in meta else "."), ""]
     if meta["scale"] != 1.0:
         out += [f"> **Scaled run (scale {meta['scale']:g})**: corpora are reduced; "
                 "numbers and targets are NOT representative of the full benchmark.", ""]
@@ -198,7 +245,16 @@ def render_markdown(data: dict[str, Any]) -> str:
             ".tar.gz verifies every member's SHA-256 from its manifest, on the foreign "
             "`tar|gzip -6` archive only the container's CRCs can be checked.",
             "- verify: both tools check arcman's own .tar.gz.",
-            "- Targets on memory use the worst run's max(peak RSS, tree RSS).", ""]
+            "- Targets on memory use the worst run's max(peak RSS, tree RSS)."]
+    if "quick_rounds" in meta:
+        out += [f"- Short runs are noisier: a group of commands whose warm-ups all took under "
+                f"{meta['quick_s']:g} s (small10: ~80 ms a run) gets max({meta['repeat']}, "
+                f"{meta['quick_rounds']}) timed rounds instead of {meta['repeat']}; \"runs ok\" "
+                "shows the count.",
+                f"- start-up: `arcman --version` alternates with the bare interpreter "
+                f"(`PY -c pass`) for max({meta['repeat']}, {meta['quick_rounds']}) rounds; "
+                "the difference is what arcman's imports cost."]
+    out += [""]
     out += ["## Corpora", "", "| corpus | files | size | description |", "|---|---|---|---|"]
     for name, info in data["corpora"].items():
         out.append(f"| {name} | {info['files']} | {_fmt(info['bytes'], 'size')} "
@@ -227,12 +283,15 @@ def render_markdown(data: dict[str, Any]) -> str:
             rows = [r for r in data["results"] if r["corpus"] == name and r["op"] == op]
             if rows:
                 out += [f"**{op}**", "", *_table(rows, idx, int(info["bytes"])), ""]
+    startup = [r for r in data["results"] if r["op"] == STARTUP]
+    if startup:
+        out += [f"### {STARTUP}", "", *_startup_table(startup, idx), ""]
     out += ["## Where the time went (arcman `--json` timings, medians)", "",
             "Phases may overlap (pipelined stages run concurrently), so shares can add up "
             "to more than 100% of the wall time.", "",
             "| corpus | op | tool | wall s | verification | phases |", "|---|---|---|---|---|---|"]
     for r in data["results"]:
-        if r["arcman"] and r["op"] != "verify":
+        if r["arcman"] and r["op"] not in ("verify", STARTUP):
             last = next((x["json_out"] for x in reversed(r["runs"]) if x.get("json_out")), None)
             verification = (last or {}).get("verification", "-")
             out.append(f"| {r['corpus']} | {r['op']} | {_cell(r['tool'])} "

@@ -1,11 +1,13 @@
 """Benchmark arcman against the standard tools on the same inputs, and write the report.
 
 For each corpus and operation the commands run round-robin (arcman, peer 1, peer 2, arcman, ...)
-after one untimed warm-up each, ``--repeat`` times; medians are reported. Each run is a
-``bash -c`` child reaped with ``os.wait4`` so its rusage covers the whole pipeline: CPU is
-user+sys of every process, peak RSS is the largest single process (``ru_maxrss``). Since a
-pipeline or a process pool spreads memory over several processes, the summed RSS of the
-process tree is also sampled with psutil when it is installed.
+after one untimed warm-up each, ``--repeat`` times (at least ``--quick-rounds`` times when every
+warm-up took under ``QUICK_S``: a run of ~80 ms is noisier); medians are reported. The start-up
+time of ``arcman --version`` is measured the same way, alternated with the bare interpreter.
+Each run is a ``bash -c`` child reaped with ``os.wait4`` so its rusage covers the whole
+pipeline: CPU is user+sys of every process, peak RSS is the largest single process
+(``ru_maxrss``). Since a pipeline or a process pool spreads memory over several processes, the
+summed RSS of the process tree is also sampled with psutil when it is installed.
 
 Usage (full run, ~45 min on 2 cores):
     python bench/run.py --corpora /var/tmp/arcman-bench --python .venv/bin/python
@@ -43,6 +45,8 @@ import corpora  # noqa: E402  (sibling module; bench/ is not a package)
 import report  # noqa: E402
 
 OPS = ("create", "extract", "verify")
+#: groups whose every warm-up is shorter than this get at least ``--quick-rounds`` rounds
+QUICK_S = 1.0
 METRICS = ("wall", "cpu", "maxrss", "tree_rss", "size")
 
 try:
@@ -320,6 +324,9 @@ def create_tools(ctx: Context) -> tuple[list[Tool], list[str]]:
         # name, arcman?, counterpart, archive file name, command template, required programs
         ("arcman gz", True, None, "out.tar.gz",
          f"{py} -m arcman create {{src}} -o {{out}} --json -q", ["arcman"]),
+        *([("arcman gz --no-parallel", True, "arcman gz", "out.tar.gz",
+            f"{py} -m arcman create {{src}} -o {{out}} --no-parallel --json -q", ["arcman"])]
+          if ctx.corpus == "small10" else []),  # issue 3: small archives must not pay for the pool
         ("arcman gz -1", True, None, "out.tar.gz",
          f"{py} -m arcman create {{src}} -o {{out}} --level 1 --json -q", ["arcman"]),
         ("arcman zst", True, None, "out.tar.zst",
@@ -404,6 +411,18 @@ def verify_tools(ctx: Context, archive: Path) -> list[Tool]:
     return tools
 
 
+def startup_tools(python: str, cwd: Path) -> list[Tool]:
+    """``arcman --version`` against the bare interpreter's start-up (what arcman adds to it)."""
+    py = _q(python)
+    return [
+        Tool(name="arcman --version", op=report.STARTUP, arcman=True, cwd=cwd,
+             command=f"{py} -m arcman --version", display="PY -m arcman --version"),
+        Tool(name="python -c pass", op=report.STARTUP, arcman=False,
+             counterpart="arcman --version", cwd=cwd, command=f"{py} -c pass",
+             display="PY -c pass"),
+    ]
+
+
 def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
 
@@ -420,13 +439,18 @@ class Bench:
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
-    def run_group(self, corpus: str, op: str, tools: list[Tool]) -> None:
-        """Warm up each tool once, then ``repeat`` round-robin rounds; record Results."""
+    def run_group(self, corpus: str, op: str, tools: list[Tool], quick: bool = False) -> None:
+        """Warm up each tool once, then round-robin rounds; record Results.
+
+        ``repeat`` rounds, or ``quick_rounds`` if more and the group is ``quick`` or every
+        warm-up took under QUICK_S: short runs need more samples for a stable median.
+        """
         a = self.args
         logs = Path(a.corpora) / "_work" / corpus / "logs" / op
         results = {t.name: Result(corpus, op, t.name, t.display, t.arcman, t.counterpart)
                    for t in tools}
         live: list[Tool] = []
+        slowest_warm_up = 0.0
         for t in tools:
             self.log(f"{corpus} {op}: warm-up {t.name}")
             warm = measure(t, logs, a)
@@ -439,13 +463,16 @@ class Bench:
                 self.log(f"  FAILED: {res.note}")
             else:
                 live.append(t)
-        for rep in range(a.repeat):
+                slowest_warm_up = max(slowest_warm_up, warm.wall)
+        short = quick or slowest_warm_up < QUICK_S
+        rounds = max(a.repeat, a.quick_rounds) if short else a.repeat
+        for rep in range(rounds):
             for t in live:
                 run = measure(t, logs, a)
                 t.cleanup()
                 results[t.name].runs.append(run)
                 status = "" if run.rc == 0 else f"  exit {run.rc}"
-                self.log(f"{corpus} {op} {rep + 1}/{a.repeat} {t.name}: {run.wall:.3f}s{status}")
+                self.log(f"{corpus} {op} {rep + 1}/{rounds} {t.name}: {run.wall:.3f}s{status}")
         for res in results.values():
             if res.status == "ok" and any(r.rc != 0 for r in res.runs):
                 bad = next(r for r in res.runs if r.rc != 0)
@@ -497,6 +524,15 @@ class Bench:
         if not a.keep_work:
             shutil.rmtree(work, ignore_errors=True)
 
+    def run_startup(self) -> None:
+        """Time ``arcman --version`` (issue 3: well under 150 ms), at least quick_rounds times."""
+        work = Path(self.args.corpora) / "_work" / report.STARTUP
+        work.mkdir(parents=True, exist_ok=True)
+        tools = [t for t in startup_tools(self.args.python, work) if t.name not in self.args.skip]
+        self.run_group(report.STARTUP, report.STARTUP, tools, quick=True)
+        if not self.args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
@@ -508,6 +544,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--ops", default=",".join(OPS), help="operations (default: %(default)s)")
     ap.add_argument("--scale", type=float, default=1.0, help="corpus scale for smoke runs")
     ap.add_argument("--repeat", type=int, default=5, help="timed rounds (default: %(default)s)")
+    ap.add_argument("--quick-rounds", type=int, default=15,
+                    help=f"minimum rounds of groups whose warm-ups all took < {QUICK_S:g} s and "
+                         "of the start-up measurement (default: %(default)s)")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter that runs `-m arcman` and the tarfile baseline")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1,
@@ -527,8 +566,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ops = [o for o in OPS if o in args.ops.split(",")]
     args.skip = [s.strip() for s in args.skip.split(",") if s.strip()]
     args.extract_from = args.extract_from.split(",")
-    if not 0 < args.scale <= 1 or args.repeat < 1:
-        ap.error("need 0 < --scale <= 1 and --repeat >= 1")
+    if not 0 < args.scale <= 1 or args.repeat < 1 or args.quick_rounds < 1:
+        ap.error("need 0 < --scale <= 1, --repeat >= 1 and --quick-rounds >= 1")
     if os.sep in args.python:  # commands run inside the corpus: a relative path would not resolve
         args.python = os.path.abspath(args.python)
     return args
@@ -556,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
                            "wait4 and cannot be below the harness's own RSS")
     if psutil is None:
         bench.notes.append("psutil not installed: no process-tree RSS column")
+    if has["arcman"]:
+        bench.run_startup()
     for name in args.selected:
         bench.run_corpus(name)
     info["load_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
@@ -564,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "duration_s": round(time.time() - started, 1),
             "scale": args.scale, "repeat": args.repeat, "cores": args.cores,
+            "quick_rounds": args.quick_rounds, "quick_s": QUICK_S,
             "ops": args.ops, "machine": info, "argv": sys.argv[1:],
             "rss_sample_ms": args.rss_sample_ms if psutil else 0,
             "peak_rss_source": "GNU time %M" if args.gnu_time else "wait4 ru_maxrss",
