@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ def create_archive(
     total = files = 0
     with (
         AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
-        ExitStack() as threads,  # the sink's, ended with the block
+        ExitStack() as threads,  # the sink's and the walk's, ended with the block
     ):
         collector = Collector(
             source_dir,
@@ -71,7 +72,7 @@ def create_archive(
             follow_symlinks=config.follow_symlinks,
             max_file_size=config.max_file_size,
             skip_errors=skip,
-            submit=submit,
+            submit=None if submit is None else _walker(threads).submit,
             # Names that extraction (arcman's own guard) would refuse, such as "C:x" or a
             # backslash in a zip, are refused here rather than stored as a trap.
             name_check=functools.partial(
@@ -153,6 +154,15 @@ def create_archive(
                 meta.write(chunk.encode())
             meta.write(b"\n")
     return metadata
+
+
+def _walker(threads: ExitStack) -> ThreadPoolExecutor:
+    """A thread of its own for the directory scans, which the walk needs in order and soon:
+    queued on the shared pool behind blocks being compressed, they kept the writer waiting
+    (~0.15 s on the stdlib tree), and scanning in the writer's thread instead slowed it."""
+    walker = ThreadPoolExecutor(1, thread_name_prefix="arcman-walk")
+    threads.callback(walker.shutdown, cancel_futures=True)
+    return walker
 
 
 def _measured(walk: Iterator[SourceEntry], clock: PhaseClock) -> Iterator[SourceEntry]:
