@@ -58,6 +58,20 @@ def safe_mode(mode: int, is_dir: bool) -> int:
     return mode | 0o700 if is_dir else mode | 0o600
 
 
+def current_umask() -> int | None:
+    """The process's umask, read without changing it (os.umask can only set it, and setting
+    it and back races with other threads creating files); None where Linux's
+    /proc/self/status (4.7+) does not report it."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class HashSink:
     """Hashes file contents on the pool and writes nothing: the verify and list path."""
 
@@ -112,6 +126,7 @@ class StagingTree:
         self._clock = clock
         self._perms = preserve_permissions
         self._times = preserve_timestamps
+        self._umask = current_umask()
         self._dirs: dict[str, tuple[int, int]] = {}
         self._made: set[str] = {""}
         self._symlinks: list[tuple[str, str, int]] = []
@@ -147,8 +162,21 @@ class StagingTree:
             self._made.add(path)
         self._dirs[path] = (mode, mtime)
 
-    def _finish_file(self, fd: int, mode: int, mtime: int) -> None:
-        os.fchmod(fd, safe_mode(mode, False) if self._perms else 0o644)
+    def _create(self, path: str, mode: int) -> tuple[int, int | None]:
+        """Open a new file for ``path`` and say the mode it still needs (None: it has it).
+
+        A file is created with its final mode when the umask leaves that mode whole, which
+        saves an fchmod (~25 us of kernel time a file); otherwise it gets the mode afterwards,
+        so that, as always, the mode does not depend on the umask. Until the commit the staging
+        tree's directories are 0o700, so no one else can reach the file either way."""
+        final = safe_mode(mode, False) if self._perms else 0o644
+        if self._umask is not None and not final & self._umask:
+            return os.open(self._abs(path), _WRITE_FLAGS, final), None
+        return os.open(self._abs(path), _WRITE_FLAGS, 0o600), final
+
+    def _finish_file(self, fd: int, mode: int | None, mtime: int) -> None:
+        if mode is not None:
+            os.fchmod(fd, mode)
         if self._times:
             os.utime(fd, (mtime, mtime))
 
@@ -156,10 +184,10 @@ class StagingTree:
         try:
             with self._clock.measure("extraction"):
                 digest = hashlib.sha256(data).hexdigest()
-                fd = os.open(self._abs(path), _WRITE_FLAGS, 0o600)
+                fd, pending = self._create(path, mode)
                 try:
                     _write_all(fd, data)
-                    self._finish_file(fd, mode, mtime)
+                    self._finish_file(fd, pending, mtime)
                 finally:
                     os.close(fd)
                 return digest
@@ -177,13 +205,13 @@ class StagingTree:
         self._ensure_parent(path)
         digest = hashlib.sha256()
         try:
-            fd = os.open(self._abs(path), _WRITE_FLAGS, 0o600)
+            fd, pending = self._create(path, mode)
             try:
                 for chunk in chunks:
                     with self._clock.measure("extraction"):
                         digest.update(chunk)
                         _write_all(fd, chunk)
-                self._finish_file(fd, mode, mtime)
+                self._finish_file(fd, pending, mtime)
             finally:
                 os.close(fd)
         except OSError as exc:
