@@ -80,14 +80,11 @@ def test_collection_costs_few_bytes_per_entry(tmp_path: Path) -> None:
     assert kept / count < 16
 
 
-def test_scans_run_a_bounded_way_ahead_in_the_sequential_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_scans_run_a_bounded_way_ahead_in_the_sequential_order(tmp_path: Path) -> None:
     root = tmp_path / "src"
     for top in range(6):
         _tree(root / f"t{top}", 5, 3)
         (root / f"t{top}" / "z.txt").write_text("z")
-    monkeypatch.setattr(collect, "LOOKAHEAD", 3)
     outstanding: list[int] = []
     scanned: list[str] = []
 
@@ -104,7 +101,7 @@ def test_scans_run_a_bounded_way_ahead_in_the_sequential_order(
     with ThreadPoolExecutor(2) as pool:
         parallel = Counting(
             str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
-            max_file_size=None, skip_errors=False, submit=pool.submit,
+            max_file_size=None, skip_errors=False, submit=pool.submit, lookahead=3,
         ).collect()
     assert list(parallel.entries) == list(_collect(root, None).entries)
     assert sorted(scanned) == sorted(set(scanned))  # every directory scanned once,

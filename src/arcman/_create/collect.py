@@ -79,8 +79,10 @@ class Collector:
         skip_errors: bool,
         submit: Submit | None,
         name_check: Callable[[str], object] | None = None,
+        lookahead: int = LOOKAHEAD,
     ) -> None:
-        """``name_check`` raises UnsafeMemberError for a name the archive must not hold."""
+        """``name_check`` raises UnsafeMemberError for a name the archive must not hold;
+        ``lookahead`` is how many directory scans may run ahead of the assembly."""
         self._root = os.path.realpath(root)
         # pathspec costs ~15 ms to import and ~5 us a match per entry, so plain names (the
         # defaults, .DS_Store and Thumbs.db) are matched as gitignore does, by an entry's own
@@ -105,7 +107,7 @@ class Collector:
         self._submit = submit
         self._check = name_check
         # Sequentially, a scan started ahead would only run early and wait, holding its result.
-        self._lookahead = LOOKAHEAD if submit is not None else 0
+        self._lookahead = lookahead if submit is not None else 0
         self._outstanding = 0  # scans started and not yet taken by the assembly
         self.entries = EntryTable()
         self.skipped: list[tuple[str, str]] = []

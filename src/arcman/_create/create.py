@@ -73,6 +73,7 @@ def create_archive(
             max_file_size=config.max_file_size,
             skip_errors=skip,
             submit=None if submit is None else _walker(threads).submit,
+            lookahead=WALK_AHEAD,
             # Names that extraction (arcman's own guard) would refuse, such as "C:x" or a
             # backslash in a zip, are refused here rather than stored as a trap.
             name_check=functools.partial(
@@ -154,6 +155,12 @@ def create_archive(
                 meta.write(chunk.encode())
             meta.write(b"\n")
     return metadata
+
+
+# Scans the walker thread may finish ahead of the walk: one thread needs only a few, and each
+# finished scan holds a directory's entries while reading and compression hold their shares of
+# the budget too (1,000,000 empty files: 57 MiB over the baseline at 4, 62 at 32).
+WALK_AHEAD = 4
 
 
 def _walker(threads: ExitStack) -> ThreadPoolExecutor:
