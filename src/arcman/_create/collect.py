@@ -38,10 +38,6 @@ class Collection:
     entries: EntryTable
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
-    @property
-    def total_bytes(self) -> int:
-        return self.entries.total_bytes
-
 
 # One entry as EntryTable.add takes it: path, kind, size, mode, mtime, uid, gid, target.
 _Row = tuple[str, str, int, int, int, int, int, "str | None"]

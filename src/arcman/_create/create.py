@@ -88,7 +88,7 @@ def create_archive(
         else:
             walked = _measured(collector.walk(), clock)
         entries = walked if epoch is None else _normalized(walked, epoch)
-        progress = Progress(config, collector.entries.total_bytes)
+        progress = Progress(config, collector.entries.total_bytes)  # 0 if walking: unused
         writer: TarWriter | ZipWriter
         prepare: Callable[[bytes], Any] | None = None
         if fmt is CompressionFormat.ZIP:
