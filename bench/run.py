@@ -69,6 +69,48 @@ class Run:
     json_out: dict[str, Any] | None = None
 
 
+class Trash:
+    """Where extracted trees go after their run; large ones are deleted when the benchmark ends.
+
+    ext4 without a journal (this machine's root file system) avoids reusing an inode for 60 s
+    after it is freed (fs/ext4/ialloc.c: recently_deleted) and looks up every free inode it
+    passes on each allocation. Deleting a 7,700-file tree just before the next run therefore
+    made that run's file creation scan thousands of freed inodes per file: ``tar xzf`` of the
+    stdlib took 2.8-3.4 s instead of 1.5-1.9 s, and each tool paid for the tree the previous
+    tool left. Trees of fewer than BULK entries cost nothing to free and go at once.
+    """
+
+    BULK = 1000
+    #: ext4's window (60 s, RECENTCY_MIN) and a margin
+    RECENT_S = 65.0
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._count = 0
+
+    def take(self, tree: Path) -> None:
+        """Remove ``tree`` from its place: moved into the trash if large, deleted if small."""
+        if not tree.exists():
+            return
+        entries = sum(1 + len(files) for _, _, files in os.walk(tree))
+        if entries < self.BULK:
+            shutil.rmtree(tree)
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._count += 1
+        tree.rename(self.root / str(self._count))
+
+    def empty(self, wait: bool, log: Any) -> None:
+        """Delete what the trash holds; with ``wait``, wait until ext4 reuses those inodes."""
+        if not self.root.exists():
+            return
+        log(f"deleting {self.root}" + (f", then waiting {self.RECENT_S:g} s" if wait else ""))
+        shutil.rmtree(self.root)
+        os.sync()
+        if wait:
+            time.sleep(self.RECENT_S)
+
+
 @dataclass
 class Tool:
     """A command to benchmark: ``command`` is a bash string run in ``cwd``.
@@ -89,6 +131,7 @@ class Tool:
     dest: Path | None = None
     mkdir_dest: bool = False
     display: str = ""  # command with paths replaced by placeholders, for the report
+    trash: Trash | None = None  # where ``dest`` goes after a run (deleted at once without)
 
     def prepare(self) -> None:
         """Untimed reset to a fresh state before a run."""
@@ -105,7 +148,11 @@ class Tool:
 
     def cleanup(self) -> None:
         """Free disk after a run (extracted trees); archives stay for the next operations."""
-        if self.dest is not None and self.dest.exists():
+        if self.dest is None:
+            return
+        if self.trash is not None:
+            self.trash.take(self.dest)
+        elif self.dest.exists():
             shutil.rmtree(self.dest)
 
 
@@ -193,6 +240,7 @@ def gnu_time() -> str | None:
 def measure(tool: Tool, log_dir: Path, opts: argparse.Namespace) -> Run:
     """Run ``tool`` once (after ``prepare``) and measure wall, rusage and output size."""
     tool.prepare()
+    os.sync()  # untimed: no run pays for writing back what the previous one left dirty
     log_dir.mkdir(parents=True, exist_ok=True)
     stem = log_dir / _slug(tool.name)
     stdout_path, stderr_path = stem.with_suffix(".stdout"), stem.with_suffix(".stderr")
@@ -310,6 +358,7 @@ class Context:
     work: Path
     has: dict[str, bool]
     skip: set[str]
+    trash: Trash | None = None
 
 
 def _q(p: Path | str) -> str:
@@ -379,7 +428,7 @@ def extract_tools(ctx: Context, archives: dict[str, Path]) -> list[Tool]:
             tools.append(Tool(
                 name=arc_name, op="extract", arcman=True, cwd=ctx.work,
                 command=f"{py} -m arcman extract {_q(archive)} -C {{dest}} --json",
-                dest=ctx.work / "extract" / _slug(arc_name),
+                dest=ctx.work / "extract" / _slug(arc_name), trash=ctx.trash,
                 display=f"PY -m arcman extract {label.upper().replace(' ', '')}.tar.gz"
                         " -C DEST --json",
             ))
@@ -387,7 +436,7 @@ def extract_tools(ctx: Context, archives: dict[str, Path]) -> list[Tool]:
             tools.append(Tool(
                 name=tar_name, op="extract", arcman=False, counterpart=arc_name, cwd=ctx.work,
                 command=f"tar xzf {_q(archive)} -C {{dest}}", mkdir_dest=True,
-                dest=ctx.work / "extract" / _slug(tar_name),
+                dest=ctx.work / "extract" / _slug(tar_name), trash=ctx.trash,
                 display=f"tar xzf {label.upper().replace(' ', '')}.tar.gz -C DEST",
             ))
     for t in tools:
@@ -435,6 +484,7 @@ class Bench:
         self.has = has
         self.results: list[Result] = []
         self.notes: list[str] = []
+        self.trash = Trash(Path(args.corpora) / "_trash")
 
     def log(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -498,7 +548,7 @@ class Bench:
         shutil.rmtree(work, ignore_errors=True)  # no stale archive from an earlier run
         work.mkdir(parents=True)
         ctx = Context(python=a.python, cores=a.cores, corpus=name, src=src, work=work,
-                      has=self.has, skip=set(a.skip))
+                      has=self.has, skip=set(a.skip), trash=self.trash)
         # archive builders always exist (even with --skip) so extract/verify have inputs
         all_creates, notes = create_tools(replace(ctx, skip=set()))
         if name == a.selected[0]:
@@ -595,10 +645,12 @@ def main(argv: list[str] | None = None) -> int:
                            "wait4 and cannot be below the harness's own RSS")
     if psutil is None:
         bench.notes.append("psutil not installed: no process-tree RSS column")
+    bench.trash.empty(wait=True, log=bench.log)  # left by an interrupted run
     if has["arcman"]:
         bench.run_startup()
     for name in args.selected:
         bench.run_corpus(name)
+    bench.trash.empty(wait=False, log=bench.log)
     info["load_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     data: dict[str, Any] = {
         "meta": {
@@ -609,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             "ops": args.ops, "machine": info, "argv": sys.argv[1:],
             "rss_sample_ms": args.rss_sample_ms if psutil else 0,
             "peak_rss_source": "GNU time %M" if args.gnu_time else "wait4 ru_maxrss",
+            "deferred_deletion": True,  # see Trash
         },
         "corpora": {
             n: {**corpora.manifest_of(Path(args.corpora), n, args.scale),

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shutil
 import stat
+import sys
 import tarfile
 from pathlib import Path
+from types import ModuleType
 
 from arcman import CompressionFormat
 
 FORMATS = [fmt.extensions[0] for fmt in CompressionFormat]
 TAR_FORMATS = [ext for ext in FORMATS if ext != ".zip"]
 MANIFEST = ".arcman-manifest.jsonl"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 Snapshot = dict[str, tuple[object, ...]]
 
@@ -83,3 +87,13 @@ def write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -
         for info, data in members:
             archive.addfile(info, io.BytesIO(data) if data is not None else None)
     return path
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py: bench/ is not a package, so its modules are loaded from their files."""
+    spec = importlib.util.spec_from_file_location(f"arcman_bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -1,33 +1,18 @@
 """The benchmark report's targets: ratio and absolute wall-time limits, and n/a on old results.
 
-bench/ is not a package, so its modules are loaded from their files; run.Result builds the
-result rows, so the synthetic data has the shape run.py writes.
+run.Result builds the result rows, so the synthetic data has the shape run.py writes.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import asdict
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from helpers import load_bench
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"arcman_bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _load("run")
+run = load_bench("run")
 report = run.report
 
 POOL = "small10: create with the pool no slower than --no-parallel"
