@@ -362,9 +362,11 @@ def _cleanup_method(meta: dict[str, Any]) -> str:
         "Outputs are removed before each run and dirty pages written back (`sync`), untimed. "
         "Each extraction writes a fresh directory; trees of 1,000 entries or more are deleted "
         "only when the benchmark ends: ext4 without a journal, as here, avoids reusing an "
-        "inode for 60 s after it is freed and looks at every freed inode it passes when it "
+        "inode for 60-360 s after it is freed and looks at every freed inode it passes when it "
         "allocates one, so deleting the previous run's tree made the next run's file creation "
-        "pay for it (`tar xzf` of stdlib: 2.8-3.4 s instead of 1.5-1.9 s)."
+        "pay for it (`tar xzf` of stdlib: 2.8-3.4 s instead of 1.5-1.9 s). For the same "
+        "reason the benchmark should not start within 6 minutes of deleting a large tree on "
+        "its file system."
     )
 
 

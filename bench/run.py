@@ -73,16 +73,17 @@ class Trash:
     """Where extracted trees go after their run; large ones are deleted when the benchmark ends.
 
     ext4 without a journal (this machine's root file system) avoids reusing an inode for 60 s
-    after it is freed (fs/ext4/ialloc.c: recently_deleted) and looks up every free inode it
-    passes on each allocation. Deleting a 7,700-file tree just before the next run therefore
-    made that run's file creation scan thousands of freed inodes per file: ``tar xzf`` of the
-    stdlib took 2.8-3.4 s instead of 1.5-1.9 s, and each tool paid for the tree the previous
-    tool left. Trees of fewer than BULK entries cost nothing to free and go at once.
+    after it is freed, 360 s while its inode table block is dirty (fs/ext4/ialloc.c:
+    recently_deleted, RECENTCY_MIN + RECENTCY_DIRTY), and looks up every free inode it passes
+    on each allocation. Deleting a 7,700-file tree just before the next run therefore made that
+    run's file creation scan thousands of freed inodes per file: ``tar xzf`` of the stdlib took
+    2.8-3.4 s instead of 1.5-1.9 s, and each tool paid for the tree the previous tool left.
+    Trees of fewer than BULK entries cost nothing to free and go at once.
     """
 
     BULK = 1000
-    #: ext4's window (60 s, RECENTCY_MIN) and a margin
-    RECENT_S = 65.0
+    #: ext4's longest window (60 + 300 s) and a margin
+    RECENT_S = 370.0
 
     def __init__(self, root: Path) -> None:
         self.root = root
