@@ -1,12 +1,14 @@
-"""FileBatches: many small members per pool job, each with its own result or error."""
+"""FileBatches: many small members per pool job, each with its own result or error; tiny ones
+handled by the caller."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from arcman._extract.batch import BATCH_FILES, FileBatches
 from arcman._extract.members import Data
-from arcman._workers import ByteBudget
+from arcman._workers import TINY_FILE_AVERAGE, ByteBudget
 
 
 def _work(path: str, data: Data, mode: int, mtime: int) -> str:
@@ -42,3 +44,22 @@ def test_discarded_members_hold_no_budget() -> None:
     batches.discard()
     budget.drain()  # returns at once: nothing was charged
     batches.flush()
+
+
+def test_tiny_files_are_handled_by_the_caller_larger_ones_by_a_worker() -> None:
+    threads: dict[str, int] = {}
+
+    def record(path: str, data: Data, mode: int, mtime: int) -> str:
+        threads[path] = threading.get_ident()
+        return path
+
+    with ThreadPoolExecutor(1) as pool:
+        batches = FileBatches(pool.submit, ByteBudget(1 << 24), record)
+        tiny = batches.add("tiny", b"t" * 100, 0o644, 0)
+        batches.flush()
+        assert tiny.done(), "a tiny batch is not handed to the pool"
+        big = batches.add("big", b"b" * (TINY_FILE_AVERAGE + 1), 0o644, 0)
+        batches.flush()
+        assert big.result() == "big"
+    assert threads["tiny"] == threading.get_ident()
+    assert threads["big"] != threading.get_ident()

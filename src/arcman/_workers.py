@@ -51,6 +51,18 @@ def output_share(budget: int) -> int:
 # the budget so that a million tiny files cannot queue a million futures.
 ITEM_OVERHEAD = 4096
 
+# A batch of files this small on average is handled by the thread that made it, not a worker.
+# Per file it is mostly Python whichever thread runs it; only the syscalls and the hashing could
+# overlap, and for tiny files they are shorter than a worker waiting to win the GIL back after
+# every syscall. 20,000 files of 10-200 bytes: reading them for create took 0.70 s with worker
+# batches and 0.60 s without; extracting them, 1.11 s and 0.93 s.
+TINY_FILE_AVERAGE = 4096
+
+
+def is_tiny_batch(files: int, cost: int) -> bool:
+    """Whether a batch of ``files`` charged ``cost`` (data + ITEM_OVERHEAD each) is tiny."""
+    return cost < files * (ITEM_OVERHEAD + TINY_FILE_AVERAGE)
+
 
 class ByteBudget:
     """Bounds the bytes handed to workers: acquire() blocks the producer, workers release().

@@ -4,7 +4,7 @@ Files up to SMALL_FILE_LIMIT are read whole and hashed by a worker (and, for zip
 the ``prepare`` hook) while the writer is still busy with earlier members. Consecutive small
 files go to a worker in batches (up to BATCH_FILES files or BATCH_BYTES bytes): a pool job
 costs ~30 us of the consumer's time, more than reading a tiny file does. A batch of tiny files
-(TINY_FILE_AVERAGE) is read by the consumer itself when it reaches it. Read-ahead is bounded
+(``is_tiny_batch``) is read by the consumer itself when it reaches it. Read-ahead is bounded
 by a byte budget that the consuming thread reserves in archive order, so the writer's next
 member is always already reserved and nothing can deadlock, and by WINDOW items (a batch, a
 large file or a non-file each): a few batches per worker keep the workers busy, and a budget's
@@ -29,15 +29,10 @@ from typing import Any
 from .._errors import SourceError
 from .._manifest import FILE
 from .._stats import PhaseClock
-from .._workers import ITEM_OVERHEAD, Submit, start
+from .._workers import ITEM_OVERHEAD, Submit, is_tiny_batch, start
 from .collect import SourceEntry
 
 SMALL_FILE_LIMIT = 1024 * 1024
-# A batch of files this small on average is read by the consumer itself. Per file it is ~5 us
-# of Python whichever thread runs it; only the reads and the hashing could overlap, and for
-# tiny files they are shorter than a worker waiting to win the GIL back after every syscall:
-# 20,000 files of 10-200 bytes took 0.70 s with worker batches and 0.60 s without.
-TINY_FILE_AVERAGE = 4096
 BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
@@ -153,7 +148,7 @@ class ContentReader:
                     pending = next(upcoming, None)
                 if not batch:
                     break
-                tiny = cost < len(batch) * (ITEM_OVERHEAD + TINY_FILE_AVERAGE)
+                tiny = is_tiny_batch(len(batch), cost)
                 job = None if tiny else start(self._submit, self._load_batch, batch)
                 window.append((batch, job, cost))
                 reserved += cost

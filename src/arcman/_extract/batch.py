@@ -6,7 +6,9 @@ grouped up to BATCH_FILES files or BATCH_BYTES bytes and a worker handles a whol
 member still gets its own future. The byte budget is charged when a batch is handed over, so
 members waiting for their batch hold no budget and drain() can never wait on them. At most
 MAX_BATCHES are in flight: a member's future and bookkeeping cost ~1 KiB, more than the budget
-charges for an empty file, and a few batches per worker keep every worker busy.
+charges for an empty file, and a few batches per worker keep every worker busy. A batch of tiny
+files (``is_tiny_batch``) is handled on the caller's thread: handing it over costs more than
+it saves.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, start
+from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, is_tiny_batch, start
 from .members import Data
 
 BATCH_FILES = 64
@@ -52,7 +54,7 @@ class FileBatches:
         self._items, self._cost = [], 0
         self._slots.acquire()
         self._budget.acquire(cost)
-        start(self._submit, self._run, items, cost)
+        start(None if is_tiny_batch(len(items), cost) else self._submit, self._run, items, cost)
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
