@@ -237,8 +237,8 @@ def render_markdown(data: dict[str, Any]) -> str:
             "largest single process of the tree.",
             f"- tree RSS: summed RSS of the process tree sampled every {meta['rss_sample_ms']:g}"
             " ms with psutil (shows pipelines and worker processes; may miss very short peaks).",
-            "- Commands alternate round-robin (arcman, peer 1, peer 2, arcman, ...). Page cache "
-            "cannot be dropped: all runs read warm data. " + _cleanup_method(meta),
+            "- Commands alternate round-robin (arcman, peer 1, peer 2, arcman, ...). The page "
+            "cache is not dropped: all runs read warm data. " + _cleanup_method(meta),
             "- Ratios are arcman / peer: below 1 means arcman is faster or smaller.",
             "- extract: each tool extracts the same archive; `arcman extract` on arcman's own "
             ".tar.gz verifies every member's SHA-256 from its manifest, on the foreign "
