@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ class Trash:
         self._count += 1
         tree.rename(self.root / str(self._count))
 
-    def empty(self, wait: bool, log: Any) -> None:
+    def empty(self, wait: bool, log: Callable[[str], object]) -> None:
         """Delete what the trash holds; with ``wait``, wait until ext4 reuses those inodes."""
         if not self.root.exists():
             return

@@ -1,6 +1,6 @@
 """The benchmark harness's clean-up: no run pays for deleting the tree another run left.
 
-ext4 without a journal avoids reusing freed inodes for a minute and scans past them, so a large
+ext4 without a journal avoids reusing freed inodes for 60-360 s and scans past them, so a large
 extracted tree must not be deleted just before the next timed run (see run.Trash).
 """
 
