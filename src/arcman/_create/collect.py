@@ -131,8 +131,7 @@ class Collector:
         if not stat.S_ISDIR(st.st_mode):
             raise SourceError(f"source {self._root!r} is not a directory", self._root)
         add = self.entries.add
-        skipped = self.skipped
-        stack = [self._take(None, "", frozenset({(st.st_dev, st.st_ino)}), skipped)]
+        stack = [self._take(None, "", frozenset({(st.st_dev, st.st_ino)}))]
         self._start_ahead(stack)
         while stack:
             listing = stack[-1]
@@ -146,17 +145,14 @@ class Collector:
                 add(*row)
                 yield row
             if ancestors is not None:
-                stack.append(self._take(listing.jobs.pop(i, None), path, ancestors, skipped))
+                stack.append(self._take(listing.jobs.pop(i, None), path, ancestors))
                 self._start_ahead(stack)
 
     def _start(self, rel: str, ancestors: _Ancestors) -> Future[_Scan]:
         self._outstanding += 1
         return start(self._submit, self._scan, rel, ancestors)
 
-    def _take(
-        self, job: Future[_Scan] | None, rel: str, ancestors: _Ancestors,
-        skipped: list[tuple[str, str]],
-    ) -> _Listing:
+    def _take(self, job: Future[_Scan] | None, rel: str, ancestors: _Ancestors) -> _Listing:
         """The scan of ``rel``, done here if it was not started ahead or is still queued
         (behind scans needed later, or other work on a shared pool): waiting for it would hold
         up the walk, and with it every stage after it."""
@@ -166,7 +162,7 @@ class Collector:
             rows, skips = self._scan(rel, ancestors)
         else:
             rows, skips = job.result()
-        skipped.extend(skips)
+        self.skipped.extend(skips)
         return _Listing(rows)
 
     def _start_ahead(self, stack: list[_Listing]) -> None:

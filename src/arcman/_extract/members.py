@@ -236,9 +236,14 @@ def _zip_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[in
         try:
             return stream.read(n)
         except zipfile.BadZipFile as exc:
-            raise CorruptArchiveError(f"damaged zip member {info.filename!r}: {exc}") from exc
+            raise _damaged(info, exc) from exc
 
     return read
+
+
+def _damaged(info: zipfile.ZipInfo, exc: Exception) -> CorruptArchiveError:
+    """The error for a zip member that zipfile could not read."""
+    return CorruptArchiveError(f"damaged zip member {info.filename!r}: {exc}")
 
 
 def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
@@ -270,7 +275,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             elif kind == FILE:
                 member.read = _zip_reader(archive, info)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-            raise CorruptArchiveError(f"damaged zip member {info.filename!r}: {exc}") from exc
+            raise _damaged(info, exc) from exc
         yield member
 
 
