@@ -403,7 +403,7 @@ def test_refusal_waits_for_pending_writes_before_removing_staging(
     writing = []
     removed_while_writing = []
 
-    def slow_write(self: StagingTree, *args: Any) -> str:
+    def slow_write(self: StagingTree, *args: Any) -> bytes:
         writing.append(1)
         try:
             time.sleep(0.05)

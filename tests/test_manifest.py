@@ -320,7 +320,10 @@ def test_fast_check_judges_as_the_plain_one(members: list[Member], data: st.Data
     log, manifest = ObservedLog(), SpooledManifest()
     try:
         for path, kind, size, mode, mtime, digest, target in members:
-            log.add(pack_record(path, kind, size, mode, mtime, target), digest)
+            log.add(
+                pack_record(path, kind, size, mode, mtime, target),
+                bytes.fromhex(digest) if digest else None,
+            )
         log.finish()
         manifest.write(text.encode("utf-8", "surrogateescape"))
         plain = _verdict(lambda: check_entries(log, manifest))
@@ -349,7 +352,7 @@ def test_fast_check_leaves_other_mtimes_to_the_plain_one() -> None:
     writer.add("a", "file", 1, 0o644, 1_700_000_001, "0" * 64)
     spool, _ = writer.finish()
     log, manifest = ObservedLog(), SpooledManifest()
-    log.add(pack_record("a", "file", 1, 0o100644, 1_700_000_000, None), "0" * 64)
+    log.add(pack_record("a", "file", 1, 0o100644, 1_700_000_000, None), bytes(32))
     log.finish()
     manifest.write(spool.read())
     writer.close()

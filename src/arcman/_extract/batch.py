@@ -2,13 +2,15 @@
 
 A pool job per member costs more than hashing or writing a typical small file (a future, a
 queue hand-off, a worker wake-up and lock traffic on every side, ~20 µs each), so members are
-grouped up to BATCH_FILES files or BATCH_BYTES bytes and a worker handles a whole group. Each
-member still gets its own future. The byte budget is charged when a batch is handed over, so
-members waiting for their batch hold no budget and drain() can never wait on them. At most
-MAX_BATCHES are in flight: a member's future and bookkeeping cost ~1 KiB, more than the budget
-charges for an empty file, and a few batches per worker keep every worker busy. A batch of tiny
-files (``is_tiny_batch``) is handled on the caller's thread: handing it over costs more than
-it saves.
+grouped up to BATCH_FILES files or BATCH_BYTES bytes and a worker handles a whole group. The
+group has one future, not one per member: a member's ``Digest`` is ready once the job has
+appended it to the batch's list, which the consumer checks without a lock. A failure ends the
+batch: it is the failure of that member and of those after it in the batch (the operation is
+failing anyway). The byte budget is charged when a batch is handed over, so members waiting for
+their batch hold no budget and drain() can never wait on them. At most MAX_BATCHES are in
+flight: a member's bookkeeping costs more than the budget charges for an empty file, and a few
+batches per worker keep every worker busy. A batch of tiny files (``is_tiny_batch``) is handled
+on the caller's thread: handing it over costs more than it saves.
 """
 
 from __future__ import annotations
@@ -24,8 +26,40 @@ BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 MAX_BATCHES = 16
 
-Work = Callable[[str, Data, int, int], str]
-_Item = tuple[Future[str], str, Data, int, int]
+Work = Callable[[str, Data, int, int], bytes]
+"""``work(path, data, mode, mtime)``: handle one member and return its raw SHA-256."""
+
+
+class _Batch:
+    __slots__ = ("digests", "items", "job")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Data, int, int]] = []
+        self.digests: list[bytes] = []  # appended by the job, in the items' order
+        self.job: Future[None] | None = None  # set when the batch is handed over
+
+
+class Digest:
+    """One member's SHA-256, due once its batch has been handled that far."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self._batch = batch
+        self._index = index
+
+    def ready(self) -> bool:
+        """Whether value() would return at once (False for a member that failed)."""
+        return len(self._batch.digests) > self._index
+
+    def value(self) -> bytes:
+        """The raw digest, waiting for the batch if needed; raises the member's failure."""
+        batch = self._batch
+        if len(batch.digests) <= self._index:
+            if batch.job is None:
+                raise RuntimeError("a member's digest was awaited before its batch was flushed")
+            batch.job.result()  # raises what ended the batch at or before this member
+        return batch.digests[self._index]
 
 
 class FileBatches:
@@ -33,40 +67,41 @@ class FileBatches:
         self._submit = submit
         self._budget = budget
         self._work = work
-        self._items: list[_Item] = []
+        self._batch = _Batch()
         self._cost = 0
         self._slots = threading.BoundedSemaphore(MAX_BATCHES)
 
-    def add(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
-        """Queue ``work(path, data, mode, mtime)``; its future resolves once the batch ran."""
-        future: Future[str] = Future()
-        self._items.append((future, path, data, mode, mtime))
+    def add(self, path: str, data: Data, mode: int, mtime: int) -> Digest:
+        """Queue ``work(path, data, mode, mtime)``; its digest is due once the batch ran."""
+        batch = self._batch
+        digest = Digest(batch, len(batch.items))
+        batch.items.append((path, data, mode, mtime))
         self._cost += len(data) + ITEM_OVERHEAD
-        if len(self._items) >= BATCH_FILES or self._cost >= BATCH_BYTES:
+        if len(batch.items) >= BATCH_FILES or self._cost >= BATCH_BYTES:
             self.flush()
-        return future
+        return digest
 
     def flush(self) -> None:
         """Hand the pending batch to the pool (inline in sequential mode)."""
-        if not self._items:
+        batch, cost = self._batch, self._cost
+        if not batch.items:
             return
-        items, cost = self._items, self._cost
-        self._items, self._cost = [], 0
+        self._batch, self._cost = _Batch(), 0
         self._slots.acquire()
         self._budget.acquire(cost)
-        start(None if is_tiny_batch(len(items), cost) else self._submit, self._run, items, cost)
+        tiny = is_tiny_batch(len(batch.items), cost)
+        batch.job = start(None if tiny else self._submit, self._run, batch, cost)
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
-        self._items, self._cost = [], 0
+        self._batch, self._cost = _Batch(), 0
 
-    def _run(self, items: list[_Item], cost: int) -> None:
+    def _run(self, batch: _Batch, cost: int) -> None:
         try:
-            for future, path, data, mode, mtime in items:
-                try:
-                    future.set_result(self._work(path, data, mode, mtime))
-                except BaseException as exc:  # kept for the member's sha256() to raise
-                    future.set_exception(exc)
+            work, done = self._work, batch.digests.append
+            for path, data, mode, mtime in batch.items:
+                done(work(path, data, mode, mtime))
         finally:
+            batch.items = []  # the data is not held until every digest has been read
             self._budget.release(cost)
             self._slots.release()

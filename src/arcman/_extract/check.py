@@ -16,7 +16,6 @@ import struct
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, NoReturn
 
@@ -31,6 +30,7 @@ from .._manifest import (
     closing_line,
     entry_line,
 )
+from .batch import Digest
 from .members import HARDLINK, SPECIAL
 
 _KINDS = (FILE, DIR, SYMLINK, HARDLINK, SPECIAL)
@@ -85,16 +85,16 @@ class ObservedLog:
             max_size=_SPOOL_IN_MEMORY
         )
         self._out = bytearray()
-        self._pending: deque[tuple[bytes, Future[str] | None]] = deque()
+        self._pending: deque[tuple[bytes, Digest | None]] = deque()
 
-    def add(self, record: bytes, digest: Future[str] | str | None) -> None:
-        """Log a record from pack_record; a file's digest may still be on its way."""
-        if isinstance(digest, Future):
+    def add(self, record: bytes, digest: Digest | bytes | None) -> None:
+        """Log a record from pack_record with a file's raw digest, which may still be due."""
+        if isinstance(digest, Digest):
             self._pending.append((record, digest))
         elif self._pending:
-            self._pending.append((record + bytes.fromhex(digest) if digest else record, None))
+            self._pending.append((record + digest if digest else record, None))
         else:
-            self._write(record + bytes.fromhex(digest) if digest else record)
+            self._write(record + digest if digest else record)
         self._settle()
 
     def _settle(self) -> None:
@@ -102,11 +102,11 @@ class ObservedLog:
         one stays there for finish() to raise."""
         pending = self._pending
         while pending:
-            record, future = pending[0]
-            if future is not None:
-                if not future.done() or future.exception() is not None:
+            record, digest = pending[0]
+            if digest is not None:
+                if not digest.ready():
                     return
-                record += bytes.fromhex(future.result())
+                record += digest.value()
             pending.popleft()
             self._write(record)
 
@@ -120,8 +120,8 @@ class ObservedLog:
         """Wait for the digests still due; a worker's failure is raised here, in archive
         order."""
         while self._pending:
-            record, future = self._pending.popleft()
-            self._write(record + bytes.fromhex(future.result()) if future is not None else record)
+            record, digest = self._pending.popleft()
+            self._write(record + digest.value() if digest is not None else record)
         self._spool.write(self._out)
         self._out.clear()
 

@@ -39,6 +39,7 @@ from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit, codec_share, members_share, start
+from .batch import Digest
 from .check import ObservedLog, check_against_manifest, pack_record
 from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
 from .decompress import DecompressedStream
@@ -249,7 +250,7 @@ def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard |
         path, kind, member.size if kind == FILE else 0, member.mode, member.mtime,
         member.target if kind in (SYMLINK, HARDLINK) else None,
     )
-    digest: Future[str] | str | None = None
+    digest: Digest | bytes | None = None
     if kind == DIR:
         sink.add_dir(path, member.mode, member.mtime)
     elif kind == FILE:

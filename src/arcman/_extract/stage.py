@@ -14,14 +14,13 @@ import hashlib
 import os
 import posixpath
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from typing import Protocol
 
 from .._atomic import describe_os_error
 from .._errors import DestinationError, UnsafeMemberError
 from .._stats import PhaseClock
 from .._workers import ByteBudget, Submit
-from .batch import FileBatches
+from .batch import Digest, FileBatches
 from .members import Data
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
@@ -31,9 +30,9 @@ _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 class MemberSink(Protocol):
     def add_dir(self, path: str, mode: int, mtime: int) -> None: ...
 
-    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]: ...
+    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Digest: ...
 
-    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str: ...
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> bytes: ...
 
     def add_symlink(self, path: str, target: str, mtime: int) -> None: ...
 
@@ -79,25 +78,25 @@ class HashSink:
         self._batches = FileBatches(submit, ByteBudget(budget), self._hash)
         self._clock = clock
 
-    def _hash(self, path: str, data: Data, mode: int, mtime: int) -> str:
+    def _hash(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
         with self._clock.measure("verification"):
-            return hashlib.sha256(data).hexdigest()
+            return hashlib.sha256(data).digest()
 
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         pass
 
-    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
+    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Digest:
         return self._batches.add(path, data, mode, mtime)
 
     def flush(self) -> None:
         self._batches.flush()
 
-    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str:
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> bytes:
         digest = hashlib.sha256()
         for chunk in chunks:
             with self._clock.measure("verification"):
                 digest.update(chunk)
-        return digest.hexdigest()
+        return digest.digest()
 
     def add_symlink(self, path: str, target: str, mtime: int) -> None:
         pass
@@ -180,10 +179,10 @@ class StagingTree:
         if self._times:
             os.utime(fd, (mtime, mtime))
 
-    def _write(self, path: str, data: Data, mode: int, mtime: int) -> str:
+    def _write(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
         try:
             with self._clock.measure("extraction"):
-                digest = hashlib.sha256(data).hexdigest()
+                digest = hashlib.sha256(data).digest()
                 fd, pending = self._create(path, mode)
                 try:
                     _write_all(fd, data)
@@ -194,14 +193,14 @@ class StagingTree:
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
 
-    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Future[str]:
+    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Digest:
         self._ensure_parent(path)
         return self._batches.add(path, data, mode, mtime)
 
     def flush(self) -> None:
         self._batches.flush()
 
-    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> str:
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> bytes:
         self._ensure_parent(path)
         digest = hashlib.sha256()
         try:
@@ -216,7 +215,7 @@ class StagingTree:
                 os.close(fd)
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
-        return digest.hexdigest()
+        return digest.digest()
 
     def add_symlink(self, path: str, target: str, mtime: int) -> None:
         self._ensure_parent(path)
