@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, is_tiny_batch, start
 from .members import Data
 
@@ -63,10 +64,15 @@ class Digest:
 
 
 class FileBatches:
-    def __init__(self, submit: Submit | None, budget: ByteBudget, work: Work) -> None:
+    def __init__(
+        self, submit: Submit | None, budget: ByteBudget, work: Work, clock: PhaseClock, phase: str
+    ) -> None:
+        """``work`` runs in batches, their time added to ``phase`` (one clock call a batch)."""
         self._submit = submit
         self._budget = budget
         self._work = work
+        self._clock = clock
+        self._phase = phase
         self._batch = _Batch()
         self._cost = 0
         self._slots = threading.BoundedSemaphore(MAX_BATCHES)
@@ -99,8 +105,9 @@ class FileBatches:
     def _run(self, batch: _Batch, cost: int) -> None:
         try:
             work, done = self._work, batch.digests.append
-            for path, data, mode, mtime in batch.items:
-                done(work(path, data, mode, mtime))
+            with self._clock.measure(self._phase):
+                for path, data, mode, mtime in batch.items:
+                    done(work(path, data, mode, mtime))
         finally:
             batch.items = []  # the data is not held until every digest has been read
             self._budget.release(cost)

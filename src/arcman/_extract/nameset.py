@@ -8,15 +8,18 @@ an archive cannot be crafted to collide; two different names share a hash with p
 ~n/2**64 per lookup (~5e-8 over a million lookups among a million names). A collision can
 only make ``in`` answer True for a name never added, never False for one added: callers use
 a hit to refuse, never to admit. No library offers such a set, hence this small class.
+The first SMALL_LIMIT hashes are kept in a plain ``set[int]`` (~50 bytes each, 3 MB at most):
+probing the table in Python cost ~2 µs a name, a third of what the guard spends on a file.
 """
 
 from __future__ import annotations
 
+import sys
 from array import array
 
 _MASK = (1 << 64) - 1
 _EMPTY = 0
-_FIRST_SIZE = 1024  # slots; a power of two
+SMALL_LIMIT = 1 << 16
 
 
 def _key(name: str) -> int:
@@ -24,10 +27,11 @@ def _key(name: str) -> int:
 
 
 class NameSet:
-    __slots__ = ("_count", "_slots")
+    __slots__ = ("_count", "_slots", "_small")
 
     def __init__(self) -> None:
-        self._slots = array("Q", [_EMPTY]) * _FIRST_SIZE
+        self._small: set[int] | None = set()  # None once the names have moved to the table
+        self._slots = array("Q")
         self._count = 0
 
     def __len__(self) -> int:
@@ -45,25 +49,36 @@ class NameSet:
 
     def __contains__(self, name: str) -> bool:
         key = _key(name)
+        if self._small is not None:
+            return key in self._small
         return self._slots[self._find(key)] == key
 
     def add(self, name: str) -> None:
         key = _key(name)
+        if self._small is not None:
+            self._small.add(key)
+            self._count = len(self._small)
+            if self._count > SMALL_LIMIT:
+                self._move(self._small)
+                self._small = None
+            return
         i = self._find(key)
         if self._slots[i] == key:
             return
         self._slots[i] = key
         self._count += 1
         if 2 * self._count > len(self._slots):
-            self._grow()
+            self._move(self._slots)
 
-    def _grow(self) -> None:
-        old = self._slots
-        self._slots = array("Q", [_EMPTY]) * (2 * len(old))
-        for key in old:
+    def _move(self, keys: set[int] | array[int]) -> None:
+        """Put ``keys`` into a new table at most half full."""
+        self._slots = array("Q", [_EMPTY]) * (1 << (2 * self._count).bit_length())
+        for key in keys:
             if key != _EMPTY:
                 self._slots[self._find(key)] = key
 
     def nbytes(self) -> int:
-        """Memory held by the table."""
+        """Memory held by the table (or, before it, by the set and its int objects)."""
+        if self._small is not None:
+            return sys.getsizeof(self._small) + sum(map(sys.getsizeof, self._small))
         return self._slots.itemsize * len(self._slots)

@@ -75,12 +75,11 @@ class HashSink:
     """Hashes file contents on the pool and writes nothing: the verify and list path."""
 
     def __init__(self, submit: Submit | None, budget: int, clock: PhaseClock) -> None:
-        self._batches = FileBatches(submit, ByteBudget(budget), self._hash)
+        self._batches = FileBatches(submit, ByteBudget(budget), self._hash, clock, "verification")
         self._clock = clock
 
     def _hash(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
-        with self._clock.measure("verification"):
-            return hashlib.sha256(data).digest()
+        return hashlib.sha256(data).digest()  # timed by FileBatches, per batch
 
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         pass
@@ -120,8 +119,9 @@ class StagingTree:
         preserve_timestamps: bool,
     ) -> None:
         self.root = root
+        self._prefix = os.path.join(root, "")
         self._budget = ByteBudget(budget)
-        self._batches = FileBatches(submit, self._budget, self._write)
+        self._batches = FileBatches(submit, self._budget, self._write, clock, "extraction")
         self._clock = clock
         self._perms = preserve_permissions
         self._times = preserve_timestamps
@@ -132,10 +132,12 @@ class StagingTree:
         self._hardlinks: list[tuple[str, str]] = []
 
     def _abs(self, path: str) -> str:
-        return os.path.join(self.root, path)
+        # Paths are relative and normalized by the guard: a concatenation, not os.path.join
+        # (~1 µs a member on a hot path).
+        return self._prefix + path
 
     def _ensure_parent(self, path: str) -> None:
-        parent = posixpath.dirname(path)
+        parent = path.rpartition("/")[0]  # posixpath.dirname, for a normalized relative path
         if parent in self._made:
             return
         self._guarded(os.makedirs, self._abs(parent), 0o700, exist_ok=True)
@@ -180,16 +182,16 @@ class StagingTree:
             os.utime(fd, (mtime, mtime))
 
     def _write(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
+        """Write and hash one file (timed by FileBatches, per batch)."""
         try:
-            with self._clock.measure("extraction"):
-                digest = hashlib.sha256(data).digest()
-                fd, pending = self._create(path, mode)
-                try:
-                    _write_all(fd, data)
-                    self._finish_file(fd, pending, mtime)
-                finally:
-                    os.close(fd)
-                return digest
+            digest = hashlib.sha256(data).digest()
+            fd, pending = self._create(path, mode)
+            try:
+                _write_all(fd, data)
+                self._finish_file(fd, pending, mtime)
+            finally:
+                os.close(fd)
+            return digest
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
 

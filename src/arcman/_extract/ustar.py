@@ -77,10 +77,11 @@ def parse_plain(block: bytes) -> PlainHeader | None:
         kind = DIR
     if kind == DIR:
         path = path.rstrip("/")
-    if head := _text(prefix):
+    if prefix[0] and (head := _text(prefix)):
         path = head + "/" + path
         if kind == DIR:
             path = path.rstrip("/")
     mode_, size_, mtime_ = numbers[:3]
     data = -(-size_ // BLOCK) * BLOCK if kind == FILE else 0
-    return PlainHeader(path, kind, size_, mode_, mtime_, _text(linkname), data)
+    link = _text(linkname) if linkname[0] else ""
+    return PlainHeader(path, kind, size_, mode_, mtime_, link, data)
