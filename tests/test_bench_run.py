@@ -1,12 +1,16 @@
 """The benchmark harness's clean-up: no run pays for deleting the tree another run left.
 
 ext4 without a journal avoids reusing freed inodes for 60-360 s and scans past them, so a large
-extracted tree must not be deleted just before the next timed run (see run.Trash).
+extracted tree must not be deleted just before the next timed run, and the trees kept must not
+fill the page cache (see run.Trash).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from helpers import load_bench
 
@@ -61,3 +65,20 @@ def test_without_a_trash_trees_are_deleted_after_their_run(tmp_path: Path) -> No
     _tree(dest, run.Trash.BULK)
     tool.cleanup()
     assert not dest.exists()
+
+
+def test_kept_trees_leave_the_page_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every regular file of a tree moved to the trash is written back and its pages dropped;
+    a symlink is not followed."""
+    dropped: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(run.os, "posix_fadvise", lambda *call: dropped.append(call[1:]),
+                        raising=False)
+    synced: list[bool] = []
+    monkeypatch.setattr(run.os, "sync", lambda: synced.append(True))
+    trash = run.Trash(tmp_path / "trash")
+    dest = _tree(tmp_path / "dest", run.Trash.BULK)
+    (dest / "link").symlink_to("/etc/passwd")
+    trash.take(dest)
+    assert synced
+    assert dropped == [(0, 0, os.POSIX_FADV_DONTNEED)] * run.Trash.BULK
+    assert (tmp_path / "trash" / "1" / "sub" / "f0").read_bytes() == b"x"
