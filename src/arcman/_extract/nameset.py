@@ -8,7 +8,7 @@ an archive cannot be crafted to collide; two different names share a hash with p
 ~n/2**64 per lookup (~5e-8 over a million lookups among a million names). A collision can
 only make ``in`` answer True for a name never added, never False for one added: callers use
 a hit to refuse, never to admit. No library offers such a set, hence this small class.
-The first SMALL_LIMIT hashes are kept in a plain ``set[int]`` (~50 bytes each, 3 MB at most):
+The first SMALL_LIMIT hashes are kept in a plain ``set[int]`` (~70 bytes each, 4.5 MB at most):
 probing the table in Python cost ~2 µs a name, a third of what the guard spends on a file.
 """
 
