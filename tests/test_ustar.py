@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from arcman._extract.members import _tar_kind
-from arcman._extract.ustar import BLOCK, parse_plain
+from arcman._extract.ustar import BLOCK, byte_sum, parse_plain
 
 
 class _Source:
@@ -184,3 +184,9 @@ def test_names_and_prefixes(name: str, prefix: str, type_: bytes) -> None:
     block = with_checksum(put(block, 0, field(name.encode(), 100)))
     assert parse_plain(block) is not None
     assert_agrees(block)
+
+
+@given(st.binary(max_size=2 * BLOCK) | st.integers(0, 2 * BLOCK).map(lambda n: b"\xff" * n))
+def test_byte_sum_is_sum(data: bytes) -> None:
+    """Exact for every length, all-0xff data included (where adler32's modulus would wrap)."""
+    assert byte_sum(data) == sum(data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import struct
 from typing import NamedTuple
+from zlib import adler32
 
 from .._manifest import DIR, FILE, SYMLINK
 
@@ -47,6 +48,16 @@ class PlainHeader(NamedTuple):
     data: int  # bytes of member data and padding that follow the header
 
 
+def byte_sum(data: bytes) -> int:
+    """sum(data), ~5x faster for up to a block: adler32's low half is 1 + the byte sum modulo
+    65521, exact for up to 256 bytes (1 + 256 * 255 < 65521)."""
+    if len(data) <= 256:
+        return (adler32(data) & 0xFFFF) - 1
+    if len(data) <= 2 * 256:
+        return (adler32(data[:256]) & 0xFFFF) + (adler32(data[256:]) & 0xFFFF) - 2
+    return sum(data)
+
+
 def _text(field: bytes) -> str:
     """tarfile's nts(): up to the first NUL."""
     return field.split(b"\0", 1)[0].decode(_ENCODING, _ERRORS)
@@ -61,7 +72,9 @@ def parse_plain(block: bytes) -> PlainHeader | None:
         return None
     canonical = _CANONICAL.match(block, 100)
     if canonical is not None and block[329:345] in _NO_DEVICE:
-        numbers = [int(digits, 8) for digits in canonical.groups()]
+        octal_mode, octal_size, octal_mtime, octal_sum = canonical.groups()
+        mode_, size_, mtime_ = int(octal_mode, 8), int(octal_size, 8), int(octal_mtime, 8)
+        checksum = int(octal_sum, 8)
     else:
         numbers = []
         for field in (mode, size, mtime, chksum, uid, gid, devmajor, devminor):
@@ -69,8 +82,8 @@ def parse_plain(block: bytes) -> PlainHeader | None:
             if match is None:
                 return None
             numbers.append(int(match[1] or b"0", 8))
-    # Summing only the non-zero bytes gives the same total at a third of the cost.
-    if numbers[3] != sum(block.translate(None, b"\0")) - sum(chksum) + _CHECKSUM_SPACES:
+        mode_, size_, mtime_, checksum = numbers[:4]
+    if checksum != byte_sum(block) - byte_sum(chksum) + _CHECKSUM_SPACES:
         return None
     path = _text(name)
     if type_ == b"\0" and path.endswith("/"):  # old V7 tar: a directory as a file with a slash
@@ -81,7 +94,6 @@ def parse_plain(block: bytes) -> PlainHeader | None:
         path = head + "/" + path
         if kind == DIR:
             path = path.rstrip("/")
-    mode_, size_, mtime_ = numbers[:3]
     data = -(-size_ // BLOCK) * BLOCK if kind == FILE else 0
     link = _text(linkname) if linkname[0] else ""
     return PlainHeader(path, kind, size_, mode_, mtime_, link, data)
