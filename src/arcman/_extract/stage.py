@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -49,6 +48,12 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _parent(path: str) -> str:
+    """posixpath.dirname for the guard's normalized relative paths, at a fraction of its cost
+    (it is called for every member)."""
+    return path.rpartition("/")[0]
 
 
 def safe_mode(mode: int, is_dir: bool) -> int:
@@ -137,13 +142,13 @@ class StagingTree:
         return self._prefix + path
 
     def _ensure_parent(self, path: str) -> None:
-        parent = path.rpartition("/")[0]  # posixpath.dirname, for a normalized relative path
+        parent = _parent(path)
         if parent in self._made:
             return
         self._guarded(os.makedirs, self._abs(parent), 0o700, exist_ok=True)
         while parent and parent not in self._made:
             self._made.add(parent)
-            parent = posixpath.dirname(parent)
+            parent = _parent(parent)
 
     def _guarded(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
         try:
