@@ -108,7 +108,7 @@ def test_plain_names_match_as_pathspec_does(tmp_path: Path, patterns: list[str])
     def names(extra: list[str]) -> list[str]:
         collector = Collector(
             str(tmp_path / "src"), exclude_patterns=patterns + extra, exclude_paths=set(),
-            follow_symlinks=False, max_file_size=None, skip_errors=False, submit=None,
+            follow_symlinks=False, max_file_size=None, skip_errors=False,
         )
         assert (collector._spec is None) == (not extra)
         return list(collector.collect().entries.names)

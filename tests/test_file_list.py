@@ -1,10 +1,8 @@
-"""The create side's file list: compact columns, bounded scan look-ahead, deterministic order."""
+"""The create side's file list: compact columns, deterministic order."""
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,6 @@ from arcman._create import entries as entries_module
 from arcman._create.entries import EntryTable, SourceEntry
 from arcman._manifest import DIR, FILE, SYMLINK
 from arcman._names import NameList
-from arcman._workers import Submit
 
 _entries = st.builds(
     SourceEntry,
@@ -56,10 +53,10 @@ def _tree(root: Path, dirs: int, files: int) -> Path:
     return root
 
 
-def _collect(root: Path, submit: Submit | None) -> collect.Collection:
+def _collect(root: Path) -> collect.Collection:
     return collect.Collector(
         str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
-        max_file_size=None, skip_errors=False, submit=submit,
+        max_file_size=None, skip_errors=False,
     ).collect()
 
 
@@ -70,7 +67,7 @@ def test_collection_costs_few_bytes_per_entry(tmp_path: Path) -> None:
     root = _tree(tmp_path / "src", 100, 100)
     tracemalloc.start()
     try:
-        collection = _collect(root, None)
+        collection = _collect(root)
         kept, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -78,52 +75,6 @@ def test_collection_costs_few_bytes_per_entry(tmp_path: Path) -> None:
     assert count == 100 * 101
     assert peak / count < 80
     assert kept / count < 16
-
-
-def test_scans_run_a_bounded_way_ahead_in_the_sequential_order(tmp_path: Path) -> None:
-    root = tmp_path / "src"
-    for top in range(6):
-        _tree(root / f"t{top}", 5, 3)
-        (root / f"t{top}" / "z.txt").write_text("z")
-    outstanding: list[int] = []
-    scanned: list[str] = []
-
-    class Counting(collect.Collector):
-        def _start(self, rel: str, ancestors: frozenset[tuple[int, int]]) -> Future[collect._Scan]:
-            job = super()._start(rel, ancestors)
-            outstanding.append(self._outstanding)
-            return job
-
-        def _scan(self, rel: str, ancestors: frozenset[tuple[int, int]]) -> collect._Scan:
-            scanned.append(rel)
-            return super()._scan(rel, ancestors)
-
-    with ThreadPoolExecutor(2) as pool:
-        parallel = Counting(
-            str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
-            max_file_size=None, skip_errors=False, submit=pool.submit, lookahead=3,
-        ).collect()
-    assert list(parallel.entries) == list(_collect(root, None).entries)
-    assert sorted(scanned) == sorted(set(scanned))  # every directory scanned once,
-    assert len(scanned) == 1 + 6 + 6 * 5  # ahead or, when needed before its turn, in place
-    assert outstanding and max(outstanding) <= 3  # never more than the look-ahead
-
-
-def test_the_walk_scans_in_place_what_the_busy_pool_has_not_started(tmp_path: Path) -> None:
-    """Scans queued behind other work (blocks being compressed) are taken back and done by
-    the walk itself: the walk never waits for the pool's queue."""
-    root = _tree(tmp_path / "src", 8, 2)
-    release = threading.Event()
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(release.wait)  # the only worker is busy until the walk is over
-        try:
-            walked = [e.path for e in collect.Collector(
-                str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
-                max_file_size=None, skip_errors=False, submit=pool.submit,
-            ).walk()]
-        finally:
-            release.set()
-    assert walked == [e.path for e in _collect(root, None).entries]
 
 
 def test_create_returns_the_table_names_without_a_copy(tmp_path: Path) -> None:

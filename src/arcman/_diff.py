@@ -64,7 +64,6 @@ def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig
         follow_symlinks=False,
         max_file_size=None,
         skip_errors=False,
-        submit=None,
     ).collect().entries
     root = os.path.realpath(directory)
     archived = {e.name: e for e in entries}

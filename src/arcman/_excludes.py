@@ -78,7 +78,6 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
         follow_symlinks=config.follow_symlinks,
         max_file_size=config.max_file_size,
         skip_errors=True,
-        submit=None,
     ).collect()
     result = Plan([(e.path, e.kind, e.size) for e in collection.entries])
     kept = {e.path for e in collection.entries} | {""}

@@ -11,7 +11,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +61,7 @@ def create_archive(
     total = files = 0
     with (
         AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
-        ExitStack() as threads,  # the sink's and the walk's, ended with the block
+        ExitStack() as threads,  # the sink's, ended with the block
     ):
         collector = Collector(
             source_dir,
@@ -72,8 +71,6 @@ def create_archive(
             follow_symlinks=config.follow_symlinks,
             max_file_size=config.max_file_size,
             skip_errors=skip,
-            submit=None if submit is None else _walker(threads).submit,
-            lookahead=WALK_AHEAD,
             # Names that extraction (arcman's own guard) would refuse, such as "C:x" or a
             # backslash in a zip, are refused here rather than stored as a trap.
             name_check=functools.partial(
@@ -157,24 +154,9 @@ def create_archive(
     return metadata
 
 
-# Scans the walker thread may finish ahead of the walk: one thread needs only a few, and each
-# finished scan holds a directory's entries while reading and compression hold their shares of
-# the budget too (1,000,000 empty files: 57 MiB over the baseline at 4, 62 at 32).
-WALK_AHEAD = 4
-
-
-def _walker(threads: ExitStack) -> ThreadPoolExecutor:
-    """A thread of its own for the directory scans, which the walk needs in order and soon:
-    queued on the shared pool behind blocks being compressed, they kept the writer waiting
-    (~0.15 s on the stdlib tree), and scanning in the writer's thread instead slowed it."""
-    walker = ThreadPoolExecutor(1, thread_name_prefix="arcman-walk")
-    threads.callback(walker.shutdown, cancel_futures=True)
-    return walker
-
-
 def _measured(walk: Iterator[SourceEntry], clock: PhaseClock) -> Iterator[SourceEntry]:
-    """The walk, with the time spent in it (the assembly, and waiting for scans) added to the
-    collection phase once it is over."""
+    """The walk, with the time spent in it (scanning directories, handing out entries) added
+    to the collection phase once it is over."""
     spent = 0.0
     while True:
         started = time.perf_counter()
