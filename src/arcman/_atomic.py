@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from types import TracebackType
 from typing import Any
 
@@ -88,6 +89,11 @@ def describe_os_error(exc: OSError, what: str) -> str:
     return f"cannot write {what}: {exc.strerror or exc}"
 
 
+# How much of a new file is written before its writeback is started (see _start_writeback).
+WRITEBACK_BYTES = 8 * 1024 * 1024
+_START_WRITEBACK: int | None = os.POSIX_FADV_DONTNEED if sys.platform == "linux" else None
+
+
 class AtomicFile:
     """A binary file that becomes ``path`` only when the with-block completes without error.
 
@@ -106,6 +112,7 @@ class AtomicFile:
         self.temp_path = sibling(self.path, TEMP_MARKER)
         self._hash = hashlib.sha256()
         self.size = 0
+        self._written_back = 0  # bytes handed to the kernel's writeback so far
         try:
             fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -124,7 +131,21 @@ class AtomicFile:
         self._hash.update(data)
         n = len(data) if not isinstance(data, memoryview) else data.nbytes
         self.size += n
+        if self.size - self._written_back >= WRITEBACK_BYTES and _START_WRITEBACK is not None:
+            self._start_writeback(_START_WRITEBACK)
         return n
+
+    def _start_writeback(self, advice: int) -> None:
+        """Start writing what is done to disk now, so that commit's fsync waits for the last
+        few MiB only instead of the whole archive: it took ~38 ms for the 68 MB stdlib
+        archive, while every core was idle. On Linux, POSIX_FADV_DONTNEED starts writeback of
+        the dirty range (and drops pages that are already clean, which a new range has few
+        of); Python has no sync_file_range."""
+        self.flush()
+        fd = self._file.fileno()
+        with contextlib.suppress(OSError):  # only a hint: fsync still makes it durable
+            os.posix_fadvise(fd, self._written_back, self.size - self._written_back, advice)
+        self._written_back = self.size
 
     def flush(self) -> None:
         try:

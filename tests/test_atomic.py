@@ -1,0 +1,67 @@
+"""AtomicFile: the content and hash of what was written, and writeback started along the way."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from arcman import _atomic
+from arcman._atomic import AtomicFile
+
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="writeback hint is Linux-only")
+
+
+@linux_only
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(0, 3000), max_size=12))
+def test_writeback_is_started_on_flushed_bytes_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]
+) -> None:
+    pieces = [bytes(range(i, i + 7)) * (n // 7) + bytes(n % 7) for i, n in enumerate(sizes)]
+    monkeypatch.setattr(_atomic, "WRITEBACK_BYTES", 1000)
+    hinted: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        assert os.fstat(fd).st_size >= offset + length  # flushed before the hint, not buffered
+        hinted.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    target = tmp_path / "out.bin"
+    target.unlink(missing_ok=True)
+    with AtomicFile(str(target)) as out:
+        for piece in pieces:
+            out.write(piece)
+    data = b"".join(pieces)
+    assert target.read_bytes() == data
+    assert out.sha256 == hashlib.sha256(data).hexdigest()
+    # Contiguous from the start, each at least WRITEBACK_BYTES, covering all but the tail.
+    position = 0
+    for offset, length in hinted:
+        assert offset == position and length >= 1000
+        position += length
+    assert len(data) - position < 1000
+
+
+@linux_only
+def test_a_refused_writeback_hint_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(fd: int, offset: int, length: int, advice: int) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(_atomic, "WRITEBACK_BYTES", 100)
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    target = tmp_path / "out.bin"
+    with AtomicFile(str(target)) as out:
+        for i in range(50):
+            out.write(bytes([i]) * 37)
+    assert target.read_bytes() == b"".join(bytes([i]) * 37 for i in range(50))
