@@ -293,7 +293,7 @@ class BlockCompressor:
         self._held = 0
         self._history = b""
         self._pending: deque[tuple[Future[tuple[bytes, int]], int]] = deque()
-        # Buffers that blocks are joined into, kept for the next blocks (at most one for each
+        # Buffers that blocks are copied into, kept for the next blocks (at most one for each
         # block in flight): a fresh 8 MiB zstd block cost ~3 ms of page faults, with the GIL
         # held, where a reused one costs a copy.
         self._spare: list[io.BytesIO] = []
