@@ -368,6 +368,11 @@ class BlockCompressor:
                 buffer = self._spare.pop()
             except IndexError:
                 buffer = io.BytesIO()
+                # Sized once: grown piece by piece, it went through every size up to the
+                # block's, and the freed steps stayed in the allocator (+11 MiB of peak RSS
+                # for 8 MiB zstd blocks of 300,000 empty files).
+                buffer.seek(self._codec.block_size - 1)
+                buffer.write(b"\0")
             buffer.seek(0)
             buffer.writelines(parts)
             # Dropped now, not when the job is done: as small objects (tar headers) the pieces
