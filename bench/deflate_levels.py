@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import sysconfig
 import tempfile
 import time
@@ -77,7 +76,6 @@ def main() -> None:
         backend = f"{module.__name__.split('.')[0]} {native}"
         ratio = f"{size / reference:.3f}x" if reference else f"{size / 1e6:.1f} MB"
         print(f"{level:5}  {backend:13} {cpu:6.2f} {len(data) / cpu / 1e6:6.0f}   {ratio}")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
