@@ -5,21 +5,28 @@ from __future__ import annotations
 import gzip
 import io
 import itertools
+import random
 import threading
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pyzstd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from isal import isal_zlib
 
 from arcman._create.compress import (
+    PROBE_SAMPLE,
+    PROBE_SPAN,
     BlockCodec,
     BlockCompressor,
+    DeflateBlocks,
     GzipBlocks,
     ThreadedWriter,
     ZstdBlocks,
+    deflate_backend,
+    flat_spans,
 )
 from arcman._stats import PhaseClock
 
@@ -57,6 +64,84 @@ def test_gzip_bytes_do_not_depend_on_how_the_stream_is_written(
     whole = _compress(codec, data, [], 1)
     assert _compress(codec, data, cuts, 2) == whole
     assert _compress(codec, data, cuts, 4, in_flight=1) == whole  # one block at a time
+    assert gzip.decompress(whole) == data
+
+
+def _text(size: int, seed: int = 0) -> bytes:
+    """Compressible, as source code is: repeated words, varying numbers."""
+    rng = random.Random(seed)
+    words = [b"alpha", b"beta", b"gamma", b"return", b"self", b"value", b"(", b")", b"\n"]
+    out = bytearray()
+    while len(out) < size:
+        out += b" ".join(rng.choice(words) for _ in range(12)) + b" %d\n" % rng.randrange(999)
+    return bytes(out[:size])
+
+
+def _noise(size: int, seed: int = 0) -> bytes:
+    """Incompressible, as already compressed files are."""
+    return random.Random(seed).randbytes(size)
+
+
+def _raw_deflate(lib: object, level: int, data: bytes, before: bytes, last: bool) -> bytes:
+    c = lib.compressobj(level, lib.DEFLATED, -15, 8, lib.Z_DEFAULT_STRATEGY, before)  # type: ignore[attr-defined]
+    flush = lib.Z_FINISH if last else lib.Z_SYNC_FLUSH  # type: ignore[attr-defined]
+    return c.compress(data) + c.flush(flush)  # type: ignore[no-any-return]
+
+
+def test_incompressible_spans_are_told_apart_from_text() -> None:
+    tail = b"x" * (2 * PROBE_SAMPLE - 1)  # too short to be judged: counted as compressible
+    block = _text(PROBE_SPAN) + _noise(2 * PROBE_SPAN) + _text(PROBE_SPAN, 1) + tail
+    assert flat_spans(memoryview(block), isal_zlib) == [
+        (0, PROBE_SPAN, False),
+        (PROBE_SPAN, 3 * PROBE_SPAN, True),
+        (3 * PROBE_SPAN, len(block), False),
+    ]
+    assert flat_spans(memoryview(b""), isal_zlib) == [(0, 0, False)]
+
+
+def test_incompressible_runs_are_deflated_by_isal_level_1_and_text_at_the_level() -> None:
+    history = _text(32 * 1024, 2)
+    text, noise, more = _text(PROBE_SPAN), _noise(PROBE_SPAN), _text(PROBE_SPAN, 3)
+    block = text + noise + more
+    packed, crc = DeflateBlocks(6).compress(block, history, last=False)
+    lib, native = deflate_backend(6)
+    window = 32 * 1024  # each run is primed with what precedes it in the stream
+    assert packed == (
+        _raw_deflate(lib, native, text, history, False)
+        + _raw_deflate(isal_zlib, 1, noise, text[-window:], False)
+        + _raw_deflate(lib, native, more, noise[-window:], False)
+    )
+    assert crc == zlib.crc32(block)
+    assert zlib.decompressobj(-15, zdict=history).decompress(packed) == block
+
+
+def test_a_run_that_compresses_after_all_is_deflated_at_the_level() -> None:
+    # Text with noise where the probe looks: judged flat, but ISA-L 1 shrinks it far below
+    # FLAT_KEPT, so it is deflated again at the level's own backend.
+    middle = (PROBE_SPAN - PROBE_SAMPLE) // 2
+    span = _text(middle) + _noise(PROBE_SAMPLE) + _text(PROBE_SPAN - middle - PROBE_SAMPLE, 1)
+    assert flat_spans(memoryview(span), isal_zlib) == [(0, PROBE_SPAN, True)]
+    lib, native = deflate_backend(6)
+    assert DeflateBlocks(6).compress(span, b"", last=True)[0] == _raw_deflate(
+        lib, native, span, b"", True
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    parts=st.lists(st.tuples(st.booleans(), st.integers(1, 3 * PROBE_SPAN)), max_size=6),
+    cuts=st.lists(st.integers(0, 10**6), max_size=8),
+)
+def test_gzip_of_text_and_incompressible_stretches_round_trips(
+    parts: list[tuple[bool, int]], cuts: list[int]
+) -> None:
+    data = b"".join(
+        (_noise if noisy else _text)(size, seed) for seed, (noisy, size) in enumerate(parts)
+    )
+    codec = GzipBlocks(6)
+    codec.block_size = 4 * PROBE_SPAN
+    whole = _compress(codec, data, [], 1)
+    assert _compress(codec, data, cuts, 3) == whole
     assert gzip.decompress(whole) == data
 
 

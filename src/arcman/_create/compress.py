@@ -7,7 +7,9 @@ writer called write(), so 1, 2 or 16 threads produce the same archive bytes.
 
 - gzip: raw deflate per block, primed with the previous 32 KiB as a dictionary so the ratio
   stays close to single-stream deflate, ended by a sync flush (the last block finishes the
-  stream); CRC-32s are combined. The result is one standard gzip member.
+  stream); CRC-32s are combined. The result is one standard gzip member. Stretches that do
+  not compress (already compressed files) are deflated by ISA-L 1 at every level
+  (``DeflateBlocks``): 17x less CPU than zlib-ng 5 for the same size.
   Levels map to the backend that was measured best for them (CPU seconds of one core on the
   257 MB stdlib tar, 1 MiB blocks, size relative to ``gzip -6``'s 67.3 MB):
 
@@ -171,27 +173,90 @@ def deflate_backend(level: int) -> tuple[Any, int]:
     return zlib_ng, native
 
 class DeflateBlocks:
-    """Raw deflate of fixed blocks that concatenate into one valid deflate stream."""
+    """Raw deflate of fixed blocks that concatenate into one valid deflate stream.
+
+    Stretches of a block that do not compress (already compressed files: images, archives,
+    wheels) go to ISA-L level 1 whatever the level: zlib-ng 5 spent 18.7 ms of CPU a MiB on
+    random bytes for a ratio of 1.0003, ISA-L 1 spends 1.1 ms for 1.0004. A block is judged
+    span by span (``flat_spans``); runs of like spans are deflated one after the other, each
+    primed with the 32 KiB before it and ended by a sync flush, so the block stays one piece
+    of the stream, and its bytes still depend on its content alone.
+    """
 
     block_size = GZIP_BLOCK
 
     def __init__(self, level: int) -> None:
         self._lib, self._native = deflate_backend(level)
+        # Levels 1-3 are ISA-L throughout: nothing to tell apart.
+        self._fast = None if _DEFLATE_LEVELS[level][0] else deflate_backend(1)[0]
 
     def header(self) -> bytes:
         return b""
 
     def compress(self, block: bytes | memoryview, history: bytes, last: bool) -> tuple[bytes, int]:
-        lib, level = self._lib, self._native
-        if history:
-            c = lib.compressobj(level, lib.DEFLATED, -15, 8, lib.Z_DEFAULT_STRATEGY, history)
-        else:
-            c = lib.compressobj(level, lib.DEFLATED, -15, 8, lib.Z_DEFAULT_STRATEGY)
-        out = c.compress(block) + c.flush(lib.Z_FINISH if last else lib.Z_SYNC_FLUSH)
-        return out, lib.crc32(block)
+        lib = self._lib
+        view = memoryview(block)
+        runs = [(0, len(view), False)] if self._fast is None else flat_spans(view, self._fast)
+        pieces = []
+        for offset, end, flat in runs:
+            run = view[offset:end]
+            # Runs start at multiples of PROBE_SPAN, which is longer than the window.
+            before = history if offset == 0 else view[offset - DEFLATE_WINDOW : offset]
+            final = last and end == len(block)
+            if flat:
+                packed = _deflate(self._fast, 1, run, before, final)
+                # A run that shrank after all held text or code: deflated as such instead.
+                # Kept, the loss is at most ~0.3 % of the run (see FLAT_KEPT).
+                if len(packed) >= FLAT_KEPT * len(run):
+                    pieces.append(packed)
+                    continue
+            pieces.append(_deflate(lib, self._native, run, before, final))
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces), lib.crc32(view)
 
     def trailer(self, crc: int, size: int) -> bytes:
         return b""
+
+
+# Incompressible data is told by a PROBE_SAMPLE from the middle of each PROBE_SPAN of a block:
+# ISA-L level 0 (static Huffman codes, ~5 us a sample) cannot shrink it at all, while text,
+# code and binaries come out at ~0.6 or less. 1,024-byte samples of 64 KiB spans cost ~0.8 %
+# of zlib-ng 5's time on the stdlib tar; coarser spans missed much of a corpus that mixes
+# random and text data every 256 KiB. A flat run is kept as ISA-L 1 made it if that is at
+# least FLAT_KEPT of its size: then at most ~8 % of it was text, which zlib-ng 5 packs ~4 %
+# better than ISA-L 1 does.
+PROBE_SPAN = 64 * 1024
+PROBE_SAMPLE = 1024
+FLAT_KEPT = 0.95
+
+
+def flat_spans(block: memoryview, isal_zlib: Any) -> list[tuple[int, int, bool]]:
+    """The block as runs of spans ``(start, end, flat)``; flat runs hardly compress."""
+    runs: list[tuple[int, int, bool]] = []
+    size = len(block)
+    for offset in range(0, size, PROBE_SPAN):
+        end = min(size, offset + PROBE_SPAN)
+        flat = False
+        if end - offset >= 2 * PROBE_SAMPLE:
+            middle = (offset + end - PROBE_SAMPLE) // 2
+            sample = block[middle : middle + PROBE_SAMPLE]
+            flat = len(isal_zlib.compress(sample, 0, -15)) >= PROBE_SAMPLE
+        if runs and runs[-1][2] == flat:
+            runs[-1] = (runs[-1][0], end, flat)
+        else:
+            runs.append((offset, end, flat))
+    return runs or [(0, 0, False)]
+
+
+def _deflate(
+    lib: Any, level: int, data: bytes | memoryview, before: bytes | memoryview, last: bool
+) -> bytes:
+    """Raw deflate of ``data`` primed with ``before``, ended by a sync flush (or finished)."""
+    if before:
+        c = lib.compressobj(level, lib.DEFLATED, -15, 8, lib.Z_DEFAULT_STRATEGY, before)
+    else:
+        c = lib.compressobj(level, lib.DEFLATED, -15, 8, lib.Z_DEFAULT_STRATEGY)
+    out: bytes = c.compress(data) + c.flush(lib.Z_FINISH if last else lib.Z_SYNC_FLUSH)
+    return out
 
 class GzipBlocks(DeflateBlocks):
     # A fixed header (no name, no time, OS unknown) keeps archives reproducible.

@@ -84,7 +84,7 @@ class ZipWriter:
     ) -> None:
         self._out = _CountingOut(out)
         self._in_flight = codec_share(budget)
-        self._level = level
+        self._codec = DeflateBlocks(level) if level else None  # also used by the workers
         self._submit = submit
         self._threads = threads
         self._clock = clock
@@ -94,13 +94,11 @@ class ZipWriter:
 
     def prepare(self, data: bytes) -> tuple[int, int, bytes]:
         """Worker-side: CRC-32 and the member's stored bytes (deflated when that is smaller)."""
-        lib, native = deflate_backend(self._level or 6)
-        crc = lib.crc32(data)
-        if self._level:
-            c = lib.compressobj(native, lib.DEFLATED, -15)
-            packed = c.compress(data) + c.flush()
-            if len(packed) < len(data):
-                return crc, _DEFLATED, packed
+        if self._codec is None:
+            return deflate_backend(6)[0].crc32(data), _STORED, data
+        packed, crc = self._codec.compress(data, b"", True)
+        if len(packed) < len(data):
+            return crc, _DEFLATED, packed
         return crc, _STORED, data
 
     def add(self, entry: SourceEntry, content: Content) -> int:
@@ -146,16 +144,16 @@ class ZipWriter:
     def _large_member(
         self, name: str, entry: SourceEntry, external: int, content: LargeFile
     ) -> None:
-        method = _DEFLATED if self._level else _STORED
+        method = _STORED if self._codec is None else _DEFLATED
         rec = self._new_record(name, entry.mtime, external, method, _FLAG_DESCRIPTOR)
         big = entry.size > ZIP64_LIMIT
         self._write_local(rec, zip64=big)
         start = self._out.offset
-        if method == _DEFLATED:
+        if self._codec is not None:
             from isal import isal_zlib
 
             deflater = BlockCompressor(
-                self._out.out, DeflateBlocks(self._level), self._submit, self._threads,
+                self._out.out, self._codec, self._submit, self._threads,
                 self._clock, self._in_flight, isal_zlib.crc32_combine,
             )
             for chunk in content.chunks():
