@@ -8,8 +8,8 @@ writer called write(), so 1, 2 or 16 threads produce the same archive bytes.
 - gzip: raw deflate per block, primed with the previous 32 KiB as a dictionary so the ratio
   stays close to single-stream deflate, ended by a sync flush (the last block finishes the
   stream); CRC-32s are combined. The result is one standard gzip member. Stretches that do
-  not compress (already compressed files) are deflated by ISA-L 1 at every level
-  (``DeflateBlocks``): 17x less CPU than zlib-ng 5 for the same size.
+  not compress (already compressed files) are stored at every level (``DeflateBlocks``),
+  where zlib-ng 5 spent 17x the CPU of ISA-L 1's test to find that out.
   Levels map to the backend that was measured best for them (CPU seconds of one core on the
   257 MB stdlib tar, 1 MiB blocks, size relative to ``gzip -6``'s 67.3 MB):
 
@@ -176,11 +176,12 @@ class DeflateBlocks:
     """Raw deflate of fixed blocks that concatenate into one valid deflate stream.
 
     Stretches of a block that do not compress (already compressed files: images, archives,
-    wheels) go to ISA-L level 1 whatever the level: zlib-ng 5 spent 18.7 ms of CPU a MiB on
-    random bytes for a ratio of 1.0003, ISA-L 1 spends 1.1 ms for 1.0004. A block is judged
-    span by span (``flat_spans``); runs of like spans are deflated one after the other, each
-    primed with the 32 KiB before it and ended by a sync flush, so the block stays one piece
-    of the stream, and its bytes still depend on its content alone.
+    wheels) are stored, whatever the level: zlib-ng 5 spent 18.7 ms of CPU a MiB of random
+    bytes to store them in the end (1.0003x). A block is judged span by span (``flat_spans``);
+    a run of flat spans is tried with ISA-L 1 (1.1 ms a MiB) and stored if that does not
+    shrink it by STORED_ABOVE; every other run is deflated at the level. Each run is primed
+    with the 32 KiB before it and ended by a sync flush, so the block stays one piece of the
+    stream, and its bytes still depend on its content alone.
     """
 
     block_size = GZIP_BLOCK
@@ -203,13 +204,11 @@ class DeflateBlocks:
             # Runs start at multiples of PROBE_SPAN, which is longer than the window.
             before = history if offset == 0 else view[offset - DEFLATE_WINDOW : offset]
             final = last and end == len(block)
-            if flat:
-                packed = _deflate(self._fast, 1, run, before, final)
-                # A run that shrank after all held text or code: deflated as such instead.
-                # Kept, the loss is at most ~0.3 % of the run (see FLAT_KEPT).
-                if len(packed) >= FLAT_KEPT * len(run):
-                    pieces.append(packed)
-                    continue
+            if flat and len(_deflate(self._fast, 1, run, b"", False)) >= STORED_ABOVE * len(run):
+                # Stored, not kept as ISA-L 1 made it: its Huffman-coded random bytes took
+                # twice as long to inflate (0.26 s instead of 0.14 s for the medium50 tar).
+                pieces.append(_deflate(lib, 0, run, b"", final))
+                continue
             pieces.append(_deflate(lib, self._native, run, before, final))
         return pieces[0] if len(pieces) == 1 else b"".join(pieces), lib.crc32(view)
 
@@ -218,15 +217,14 @@ class DeflateBlocks:
 
 
 # Incompressible data is told by a PROBE_SAMPLE from the middle of each PROBE_SPAN of a block:
-# ISA-L level 0 (static Huffman codes, ~5 us a sample) cannot shrink it at all, while text,
-# code and binaries come out at ~0.6 or less. 1,024-byte samples of 64 KiB spans cost ~0.8 %
-# of zlib-ng 5's time on the stdlib tar; coarser spans missed much of a corpus that mixes
-# random and text data every 256 KiB. A flat run is kept as ISA-L 1 made it if that is at
-# least FLAT_KEPT of its size: then at most ~8 % of it was text, which zlib-ng 5 packs ~4 %
-# better than ISA-L 1 does.
+# ISA-L level 0 (one pass, stock Huffman codes, ~5 us a sample) makes it larger (~1.26x),
+# while text and code come out at ~0.6. 1,024-byte samples of 64 KiB spans cost ~0.8 % of
+# zlib-ng 5's time on the stdlib tar; coarser spans missed much of a corpus that mixes random
+# and text data every 256 KiB. A flat run is stored only if ISA-L 1 cannot shrink it by 1 %
+# (STORED_ABOVE): then at most ~1.5 % of it was text, and storing costs at most ~1 % of it.
 PROBE_SPAN = 64 * 1024
 PROBE_SAMPLE = 1024
-FLAT_KEPT = 0.95
+STORED_ABOVE = 0.99
 
 
 def flat_spans(block: memoryview, isal_zlib: Any) -> list[tuple[int, int, bool]]:
