@@ -85,6 +85,7 @@ class ZipWriter:
         self._out = _CountingOut(out)
         self._in_flight = codec_share(budget)
         self._codec = DeflateBlocks(level) if level else None  # also used by the workers
+        self._crc32 = deflate_backend(6)[0].crc32  # for stored members: zlib-ng's, SIMD
         self._submit = submit
         self._threads = threads
         self._clock = clock
@@ -95,7 +96,7 @@ class ZipWriter:
     def prepare(self, data: bytes) -> tuple[int, int, bytes]:
         """Worker-side: CRC-32 and the member's stored bytes (deflated when that is smaller)."""
         if self._codec is None:
-            return deflate_backend(6)[0].crc32(data), _STORED, data
+            return self._crc32(data), _STORED, data
         packed, crc = self._codec.compress(data, b"", True)
         if len(packed) < len(data):
             return crc, _DEFLATED, packed
@@ -115,8 +116,7 @@ class ZipWriter:
             digest = content.sha256
         else:
             data = (entry.target or "").encode("utf-8", "surrogateescape")
-            lib, _ = deflate_backend(6)
-            self._member(name, entry.mtime, external, _STORED, lib.crc32(data), data, len(data))
+            self._member(name, entry.mtime, external, _STORED, self._crc32(data), data, len(data))
         self.manifest.add(
             entry.path, entry.kind, entry.size, entry.mode, entry.mtime, digest, entry.target
         )
@@ -162,10 +162,9 @@ class ZipWriter:
             self._out.offset += deflater.compressed_size
             rec.crc = deflater.crc
         else:
-            lib, _ = deflate_backend(6)
             crc = 0
             for chunk in content.chunks():
-                crc = lib.crc32(chunk, crc)
+                crc = self._crc32(chunk, crc)
                 self._out.write(chunk)
             rec.crc = crc
         rec.csize, rec.usize = self._out.offset - start, entry.size
@@ -200,10 +199,9 @@ class ZipWriter:
             body = data.read()
         finally:
             self.manifest.close()
-        lib, _ = deflate_backend(6)
         mtime = max((r.mtime for r in self._records), default=0)
         self._member(MANIFEST_NAME, mtime, (stat.S_IFREG | 0o644) << 16, _STORED,
-                     lib.crc32(body), body, length)
+                     self._crc32(body), body, length)
         cd_start = self._out.offset
         for rec in self._records:
             self._write_central(rec)
