@@ -271,8 +271,7 @@ def render(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    default_root = os.environ.get("ARCMAN_BENCH_DIR", "/var/tmp/arcman-bench")
-    ap.add_argument("--corpora", default=default_root,
+    ap.add_argument("--corpora", default=run.DEFAULT_ROOT,
                     help="where the corpora are (made by bench/corpora.py; default: %(default)s)")
     ap.add_argument("--only", default=",".join(DEFAULT_CORPORA),
                     help="corpora, comma-separated (default: %(default)s)")
@@ -292,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     args.python = os.path.abspath(args.python) if os.sep in args.python else args.python
-    has = {prog: shutil.which(prog) is not None for prog in ("tar", "gzip", "pigz", "zstd")}
+    has = run.available_peers()
     has["arcman"] = True
     if not has["tar"]:
         raise SystemExit("GNU tar is needed: the floor compresses the stream tar writes")

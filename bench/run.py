@@ -611,11 +611,18 @@ class Bench:
             shutil.rmtree(work, ignore_errors=True)
 
 
+DEFAULT_ROOT = os.environ.get("ARCMAN_BENCH_DIR", "/var/tmp/arcman-bench")
+
+
+def available_peers() -> dict[str, bool]:
+    """Which of the peers' programs are on PATH."""
+    return {prog: shutil.which(prog) is not None for prog in ("tar", "gzip", "pigz", "zstd")}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    default_root = os.environ.get("ARCMAN_BENCH_DIR", "/var/tmp/arcman-bench")
-    ap.add_argument("--corpora", default=default_root,
+    ap.add_argument("--corpora", default=DEFAULT_ROOT,
                     help="directory for corpora and scratch archives (default: %(default)s)")
     ap.add_argument("--only", help=f"corpora subset, comma-separated: {','.join(corpora.SPECS)}")
     ap.add_argument("--ops", default=",".join(OPS), help="operations (default: %(default)s)")
@@ -661,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     capture([args.python, "-c", "import compileall, os, arcman; "
              "compileall.compile_dir(os.path.dirname(arcman.__file__), quiet=1)"])
     info = machine_info(args.python)
-    has = {prog: shutil.which(prog) is not None for prog in ("tar", "gzip", "pigz", "zstd")}
+    has = available_peers()
     has["arcman"] = info["arcman"] != "unavailable"
     bench = Bench(args, has)
     if not has["arcman"]:
