@@ -1,4 +1,5 @@
-"""Compression stages: blocks cut by offset alone, and the threaded output stage's bound."""
+"""Compression stages: blocks cut by offset alone, and the threaded output stage (its bound, its
+late start)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from isal import isal_zlib
 from arcman._create.compress import (
     PROBE_SAMPLE,
     PROBE_SPAN,
+    START_AFTER,
     BlockCodec,
     BlockCompressor,
     DeflateBlocks,
@@ -180,3 +182,56 @@ def test_threaded_writer_holds_at_most_its_byte_budget() -> None:
     producer.join()
     stage.flush()
     assert written == [5 * MiB] * 4
+
+
+def test_threaded_writer_keeps_the_order_across_its_start() -> None:
+    """Bytes written before the thread starts go out first, in order, and once each."""
+    written: list[bytes] = []
+    finished: list[bool] = []
+    stage = ThreadedWriter(written.append, lambda: finished.append(True), 8 * MiB)
+    small = [bytes([i]) * 1000 for i in range(5)]
+    for piece in small:
+        stage.write(piece)
+    assert written == []  # held by the caller: no thread yet
+    big = b"x" * START_AFTER
+    stage.write(big)
+    stage.write(b"tail")
+    stage.flush()
+    assert written == [*small, big, b"tail"]
+    assert finished == [True]
+
+
+def test_threaded_writer_below_its_start_is_written_by_flush_alone() -> None:
+    written: list[bytes] = []
+    stage = ThreadedWriter(written.append, lambda: None, 8 * MiB)
+    stage.write(b"a")
+    stage.write(b"b")
+    stage.flush()
+    assert written == [b"a", b"b"]
+    dropped = ThreadedWriter(written.append, lambda: None, 8 * MiB)
+    dropped.write(b"never")
+    dropped.stop()  # an abandoned stream (the archive is being removed): nothing more written
+    assert written == [b"a", b"b"]
+
+
+def test_a_stream_of_one_block_is_compressed_by_the_caller() -> None:
+    """Nothing would overlap with a pool job for the only block; a longer stream uses the pool."""
+    calls: list[int] = []
+    with ThreadPoolExecutor(2) as pool:
+
+        def submit(fn: Callable[..., Any], *args: Any) -> Any:
+            calls.append(1)
+            return pool.submit(fn, *args)
+
+        for size, jobs in ((0, 0), (999, 0), (2500, 3)):
+            calls.clear()
+            codec = GzipBlocks(6)
+            codec.block_size = 1000
+            out = io.BytesIO()
+            sink = BlockCompressor(out, codec, submit, 2, PhaseClock(), 64 * MiB, _combine(codec))
+            data = _text(size)
+            sink.writelines([data])
+            sink.close()
+            assert gzip.decompress(out.getvalue()) == data
+            assert out.getvalue() == _compress(codec, data, [], 1)
+            assert len(calls) == jobs, size

@@ -112,3 +112,52 @@ def test_a_closed_manager_refuses_work(
     with pytest.raises(ArchiveError, match="closed"):
         manager.create_archive(trees[0], tmp_path / "a.tar")
     assert not (tmp_path / "a.tar").exists()
+
+
+def _started_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads started from now on (they may have ended since)."""
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        original(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    return started
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_a_small_archive_is_made_without_starting_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    """Nine files of 5 KB: a worker or the output thread would only be waited for."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(9):
+        (source / f"f{i}.txt").write_bytes(b"%d small file\n" % i * 400)
+    with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
+        started = _started_threads(monkeypatch)
+        manager.create_archive(source, tmp_path / f"a{ext}")
+        made_with = [name for name in started if name.startswith("arcman-")]
+        manager.extract_archive(tmp_path / f"a{ext}", tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(source)
+    assert made_with == []
+
+
+@pytest.mark.parametrize("ext", [".tar.gz", ".tar.zst"])
+def test_a_larger_archive_is_made_on_the_pool_and_the_output_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(200):  # several read batches, and more output than START_AFTER
+        (source / f"f{i}").write_bytes(os.urandom(5000))
+    with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
+        started = _started_threads(monkeypatch)
+        manager.create_archive(source, tmp_path / f"a{ext}")
+        made_with = list(started)
+        manager.extract_archive(tmp_path / f"a{ext}", tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(source)
+    assert "arcman-output" in made_with
+    assert any(name.startswith("arcman-worker") for name in made_with)

@@ -4,13 +4,13 @@ Files up to SMALL_FILE_LIMIT are read whole and hashed by a worker (and, for zip
 the ``prepare`` hook) while the writer is still busy with earlier members. Consecutive small
 files go to a worker in batches (up to BATCH_FILES files or BATCH_BYTES bytes): a pool job
 costs ~30 us of the consumer's time, more than reading a tiny file does. A batch of tiny files
-(``is_tiny_batch``) is read by the consumer itself when it reaches it. Read-ahead is bounded
-by a byte budget that the consuming thread reserves in archive order, so the writer's next
-member is always already reserved and nothing can deadlock, and by WINDOW items (a batch, a
-large file or a non-file each): a few batches per worker keep the workers busy, and a budget's
-worth of empty files in flight would cost ~10 MB of objects for no speed. Larger files are
-streamed in chunks by the consumer itself (``LargeFile``), so memory stays flat however big a
-file is.
+(``is_tiny_batch``) is read by the consumer itself when it reaches it, and so is a tree that
+makes a single batch: a small archive starts no worker. Read-ahead is bounded by a byte budget
+that the consuming thread reserves in archive order, so the writer's next member is always
+already reserved and nothing can deadlock, and by WINDOW items (a batch, a large file or a
+non-file each): a few batches per worker keep the workers busy, and a budget's worth of empty
+files in flight would cost ~10 MB of objects for no speed. Larger files are streamed in chunks
+by the consumer itself (``LargeFile``), so memory stays flat however big a file is.
 The iteration completes when every entry has been handed over, in collection order.
 """
 
@@ -148,8 +148,10 @@ class ContentReader:
                     pending = next(upcoming, None)
                 if not batch:
                     break
-                tiny = is_tiny_batch(len(batch), cost)
-                job = None if tiny else start(self._submit, self._load_batch, batch)
+                # A tiny batch, or the last one with nothing before it in flight (a small
+                # archive), is read here: a worker would only make the consumer wait for it.
+                inline = is_tiny_batch(len(batch), cost) or (pending is None and not window)
+                job = None if inline else start(self._submit, self._load_batch, batch)
                 window.append((batch, job, cost))
                 reserved += cost
             entries, job, cost = window.popleft()
