@@ -120,8 +120,7 @@ class ThreadedWriter:
         self._unstarted: list[bytes] | None = []  # what came before the thread started
         self._unstarted_bytes = 0
 
-    def _start(self) -> None:
-        held, self._unstarted = self._unstarted or [], None
+    def _start(self, held: list[bytes]) -> None:
         self._thread = threading.Thread(target=self._run, name="arcman-output", daemon=True)
         self._thread.start()
         for data in held:
@@ -148,7 +147,8 @@ class ThreadedWriter:
                 self._unstarted.append(data)
                 self._unstarted_bytes += len(data)
                 return
-            self._start()
+            held, self._unstarted = self._unstarted, None
+            self._start(held)
         self._budget.acquire(len(data))
         self._queue.put(data)
 
