@@ -99,6 +99,29 @@ def test_disk_full_during_create(
     assert snapshot(out) == before  # old archive and sidecars intact, no temporaries
 
 
+@pytest.mark.parametrize("ext", [".tar.gz", ".tar.zst", ".tar"])
+def test_disk_full_while_a_small_archive_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    """A small archive is written by the caller when the stream ends, with no output thread:
+    a failure there is reported as well, and leaves nothing behind."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(3):
+        (source / f"f{i}.txt").write_bytes(os.urandom(3000))
+    out = tmp_path / "out"
+    out.mkdir()
+    real_fdopen = os.fdopen
+
+    def full_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        return _FullDisk(real_fdopen(fd, *args, **kwargs), 5000)
+
+    monkeypatch.setattr("arcman._atomic.os.fdopen", full_fdopen)
+    with ArchiveManager() as manager, pytest.raises(DestinationError, match="no space"):
+        manager.create_archive(source, out / f"a{ext}")
+    assert list(out.iterdir()) == []
+
+
 @pytest.fixture
 def full_disk_for(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, int], None]:
     """Make os.write fail with ENOSPC for files under a directory once ``room`` bytes are used."""
