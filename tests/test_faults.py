@@ -378,6 +378,12 @@ def _wait_for_temporary(directory: Path, name: str, proc: subprocess.Popen[bytes
     return False
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default meaning. A shell starts a background job (`make test &`)
+    with SIGINT ignored, and arcman, like any Unix program, keeps it ignored then."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("command", ["extract", "create"])
 def test_interrupt_and_terminate(
@@ -394,7 +400,7 @@ def test_interrupt_and_terminate(
     for _ in range(5):
         for p in box.iterdir():
             subprocess.run(["rm", "-rf", str(p)], check=True)
-        proc = subprocess.Popen(_arcman(*args), stderr=subprocess.PIPE)
+        proc = subprocess.Popen(_arcman(*args), stderr=subprocess.PIPE, preexec_fn=_default_sigint)
         if _wait_for_temporary(box, dest.name, proc):
             proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
