@@ -77,6 +77,16 @@ class _FullDisk:
         return getattr(self._inner, name)
 
 
+def _fill_disk_after(monkeypatch: pytest.MonkeyPatch, room: int) -> None:
+    """Every file arcman writes atomically takes ``room`` bytes, then fails with ENOSPC."""
+    real_fdopen = os.fdopen
+
+    def full_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        return _FullDisk(real_fdopen(fd, *args, **kwargs), room)
+
+    monkeypatch.setattr("arcman._atomic.os.fdopen", full_fdopen)
+
+
 @pytest.mark.parametrize("ext", [".tar.gz", ".zip", ".tar.zst"])
 def test_disk_full_during_create(
     tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch, ext: str
@@ -87,12 +97,7 @@ def test_disk_full_during_create(
     with ArchiveManager() as manager:
         manager.create_archive(sample_tree, archive)
     before = snapshot(out)
-    real_fdopen = os.fdopen
-
-    def full_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
-        return _FullDisk(real_fdopen(fd, *args, **kwargs), 100_000)
-
-    monkeypatch.setattr("arcman._atomic.os.fdopen", full_fdopen)
+    _fill_disk_after(monkeypatch, 100_000)
     (sample_tree / "new.txt").write_text("changed")
     with ArchiveManager() as manager, pytest.raises(DestinationError, match="no space"):
         manager.create_archive(sample_tree, archive)
@@ -111,12 +116,7 @@ def test_disk_full_while_a_small_archive_is_written(
         (source / f"f{i}.txt").write_bytes(os.urandom(3000))
     out = tmp_path / "out"
     out.mkdir()
-    real_fdopen = os.fdopen
-
-    def full_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
-        return _FullDisk(real_fdopen(fd, *args, **kwargs), 5000)
-
-    monkeypatch.setattr("arcman._atomic.os.fdopen", full_fdopen)
+    _fill_disk_after(monkeypatch, 5000)
     with ArchiveManager() as manager, pytest.raises(DestinationError, match="no space"):
         manager.create_archive(source, out / f"a{ext}")
     assert list(out.iterdir()) == []
