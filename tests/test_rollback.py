@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from arcman import ArchiveManager, DestinationError
+from arcman._atomic import OLD_MARKER
 from arcman._cli import main
+from arcman._extract import commit as commit_module
 
 
 def _release(tmp_path: Path, version: str) -> Path:
@@ -83,3 +88,91 @@ def test_rollback_without_prev_is_a_destination_error(
 def test_keep_previous_needs_replace(tmp_path: Path) -> None:
     v1 = _release(tmp_path, "v1")
     assert main(["extract", str(v1), "-C", str(tmp_path / "x"), "--keep-previous"]) == 2
+
+
+def _deployed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """app = v2 and app.prev = v1; returns (v3 archive, app, app.prev)."""
+    v1, v2, v3 = (_release(tmp_path, v) for v in ("v1", "v2", "v3"))
+    dest = tmp_path / "opt" / "app"
+    dest.parent.mkdir()
+    with ArchiveManager() as manager:
+        manager.extract_archive(v1, dest)
+        manager.extract_archive(v2, dest, replace=True, keep_previous=True)
+    return v3, dest, tmp_path / "opt" / "app.prev"
+
+
+def _refuse_rename(
+    monkeypatch: pytest.MonkeyPatch, to: Path | None = None, source: Path | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Make commit's first os.rename to ``to`` or from ``source`` fail (OSError EPERM, or
+    ``error``); later ones, as the undo's, succeed."""
+    real = os.rename
+    refused: list[str] = []
+
+    def rename(src: str, dst: str) -> None:
+        hit = (to is not None and dst == str(to)) or (source is not None and src == str(source))
+        if hit and not refused:
+            refused.append(dst)
+            raise error or PermissionError(errno.EPERM, "Operation not permitted", dst)
+        real(src, dst)
+
+    monkeypatch.setattr(commit_module.os, "rename", rename)
+
+
+def _assert_untouched(dest: Path, prev: Path) -> None:
+    assert (dest / "VERSION").read_text() == "v2"
+    assert (dest / "bin" / "only-in-v2").exists()
+    assert (prev / "VERSION").read_text() == "v1"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["app", "app.prev"]
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "rename-fallback"])
+@pytest.mark.parametrize("step", ["prev-aside", "old-to-prev", "ctrl-c-old-to-prev"])
+def test_failed_commit_keeps_dest_and_prev(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool, step: str
+) -> None:
+    """A commit refused at any step (an immutable .prev, Ctrl-C) changes neither tree."""
+    v3, dest, prev = _deployed(tmp_path)
+    if not exchange:
+        monkeypatch.setattr(commit_module, "_exchange", lambda a, b: False)
+    ctrl_c = step.startswith("ctrl-c")
+    if step == "prev-aside":
+        _refuse_rename(monkeypatch, source=prev)
+    else:
+        _refuse_rename(monkeypatch, to=prev, error=KeyboardInterrupt() if ctrl_c else None)
+    expected = KeyboardInterrupt if ctrl_c else DestinationError
+    with pytest.raises(expected), ArchiveManager() as manager:
+        manager.extract_archive(v3, dest, replace=True, keep_previous=True)
+    _assert_untouched(dest, prev)
+
+
+def test_commit_that_cannot_be_undone_keeps_the_old_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the swap back fails too, the old tree is not deleted: the error says where it is."""
+    v3, dest, prev = _deployed(tmp_path)
+    real = commit_module._exchange
+    calls = iter([real, lambda a, b: False])
+    monkeypatch.setattr(commit_module, "_exchange", lambda a, b: next(calls)(a, b))
+    _refuse_rename(monkeypatch, to=prev)
+    with pytest.raises(DestinationError, match="it is at") as caught, ArchiveManager() as m:
+        m.extract_archive(v3, dest, replace=True, keep_previous=True)
+    where = Path(str(caught.value).rsplit("it is at ", 1)[1].strip("'"))
+    assert (where / "VERSION").read_text() == "v2"
+    assert (dest / "VERSION").read_text() == "v3"
+    assert (prev / "VERSION").read_text() == "v1"
+
+
+def test_older_prev_moved_aside_by_a_killed_commit_is_restored(tmp_path: Path) -> None:
+    """A commit killed (SIGKILL) after moving app.prev aside: the next run puts it back."""
+    v3, dest, prev = _deployed(tmp_path)
+    pid = subprocess.Popen(["true"])
+    pid.wait()  # a process that no longer exists
+    aside = prev.parent / f".app.prev{OLD_MARKER}{pid.pid}-0badcafe"
+    prev.rename(aside)
+    with ArchiveManager() as manager:
+        manager.extract_archive(v3, dest, replace=True, keep_previous=True)
+    assert (dest / "VERSION").read_text() == "v3"
+    assert (prev / "VERSION").read_text() == "v2"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["app", "app.prev"]

@@ -437,7 +437,9 @@ def _clean_after_signal(args: argparse.Namespace) -> None:
     if args.command == "create":
         targets = [args.output, args.output + ".sha256", args.output + ".meta"]
     elif args.command in ("extract", "rollback"):
-        targets = [args.dest]
+        from ._extract.commit import previous_path
+
+        targets = [args.dest, previous_path(args.dest)]
     for target in targets:
         clean_stale(target, including_own=True)
 

@@ -7,6 +7,8 @@ one; the old tree is removed only after the swap. Where no exchange call exists 
 systems, or file systems that refuse it), the fallback renames the old tree aside and the new
 one in: a crash between those two renames leaves DEST missing and the old tree at a clearly
 named ``.DEST.arcman-old-*`` path beside it, which the next run moves back (clean_stale).
+Keeping the replaced tree as DEST.prev moves an older DEST.prev aside before the swap and
+renames the replaced tree after it; a failure at any step puts every tree back.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def check_destination(dest: str, replace: bool) -> None:
 
 def make_staging(dest: str) -> str:
     clean_stale(dest)
+    clean_stale(previous_path(dest))  # an older .prev that a killed commit had moved aside
     staging = sibling(dest, STAGING_MARKER)
     try:
         os.mkdir(staging, 0o700)
@@ -100,22 +103,76 @@ def previous_path(dest: str) -> str:
     return dest.rstrip(os.sep) + ".prev"
 
 
-def _keep(old: str, dest: str) -> None:
-    """Make ``old`` (the replaced tree) ``DEST.prev``, discarding an older ``.prev``."""
-    prev = previous_path(dest)
-    if os.path.lexists(prev):
+def _swap(staging: str, dest: str) -> tuple[str, bool]:
+    """Put the new tree at ``dest``; return where the old tree is now, and whether they were
+    exchanged atomically. A failure leaves both where they were."""
+    if _exchange(staging, dest):
+        return staging, True
+    old = sibling(dest, OLD_MARKER)
+    os.rename(dest, old)
+    try:
+        os.rename(staging, dest)
+    except BaseException:
+        os.rename(old, dest)
+        raise
+    return old, False
+
+
+def _unswap(staging: str, dest: str, old: str, exchanged: bool) -> None:
+    """Undo _swap: the old tree back at ``dest``, the new one back at ``staging``."""
+    if exchanged:
+        if not _exchange(staging, dest):
+            raise OSError(errno.ENOTSUP, "cannot exchange the trees back", dest)
+        return
+    os.rename(dest, staging)
+    os.rename(old, dest)
+
+
+class _Stranded(Exception):
+    """Undoing a failed commit failed too: ``staging`` may now hold the old tree."""
+
+
+def _replace(staging: str, dest: str, prev: str | None) -> str | None:
+    """Swap the new tree in at ``dest``; with ``prev``, the old tree becomes ``prev``.
+
+    Return what is left to delete (the old tree, or the older ``prev`` moved aside). The steps
+    that can be refused (moving an older ``prev`` aside, the swap) come before the one that
+    cannot easily be undone; any failure, Ctrl-C included, puts every tree back where it was,
+    the new one at ``staging``."""
+    aside = None
+    if prev is not None and os.path.lexists(prev):
         aside = sibling(prev, OLD_MARKER)
         os.rename(prev, aside)
-        os.rename(old, prev)
-        remove_tree(aside)
-    else:
-        os.rename(old, prev)
-
-
-def commit(staging: str, dest: str, replace: bool, mode: int, keep_previous: bool = False) -> None:
-    """Put ``staging`` at ``dest``; with ``keep_previous`` a replaced tree becomes DEST.prev."""
     try:
-        os.chmod(staging, mode)
+        old, exchanged = _swap(staging, dest)
+        if prev is None:
+            return old
+        try:
+            os.rename(old, prev)
+        except BaseException as exc:
+            try:
+                _unswap(staging, dest, old, exchanged)
+            except OSError as undo:
+                raise _Stranded(
+                    f"cannot keep {dest!r}'s previous tree as {prev!r} ({exc}) nor put it back "
+                    f"({undo.strerror}): it is at {old!r}"
+                ) from exc
+            raise
+    except BaseException:
+        if aside is not None and prev is not None:
+            os.rename(aside, prev)
+        raise
+    return aside
+
+
+def commit(staging: str, dest: str, replace: bool, keep_previous: bool = False) -> None:
+    """Put ``staging`` at ``dest`` with ``dest``'s mode (0o755 for a new one); with
+    ``keep_previous`` a replaced tree becomes DEST.prev.
+
+    It owns ``staging`` from the call on: if it fails, Ctrl-C included, DEST and DEST.prev are
+    as they were and the new tree is removed."""
+    try:
+        os.chmod(staging, os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755)
         if not os.path.lexists(dest):
             os.rename(staging, dest)
             return
@@ -127,18 +184,16 @@ def commit(staging: str, dest: str, replace: bool, mode: int, keep_previous: boo
             except OSError as exc:
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-        if _exchange(staging, dest):
-            old = staging  # now holds the old tree
-        else:
-            old = sibling(dest, OLD_MARKER)
-            os.rename(dest, old)
-            os.rename(staging, dest)
-        if keep_previous:
-            _keep(old, dest)
-        else:
-            remove_tree(old)
-    except OSError as exc:
-        raise DestinationError(describe_os_error(exc, dest)) from exc
+        left = _replace(staging, dest, previous_path(dest) if keep_previous else None)
+    except _Stranded as exc:
+        raise DestinationError(str(exc)) from exc.__cause__
+    except BaseException as exc:
+        remove_tree(staging)
+        if isinstance(exc, OSError):
+            raise DestinationError(describe_os_error(exc, dest)) from exc
+        raise
+    if left is not None:
+        remove_tree(left)
 
 
 def rollback(dest: str) -> None:

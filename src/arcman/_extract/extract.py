@@ -334,14 +334,13 @@ def extract_archive(
             archive_path, sink, guard, config, submit, clock, verify=verify_integrity
         ) as scan:
             sink.finish()
-        with clock.measure("commit"):
-            mode = os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755
-            commit(staging, dest, replace, mode, keep_previous)
     except BaseException:
         if sink is not None:
             sink.drain()
         remove_tree(staging)
         raise
+    with clock.measure("commit"):
+        commit(staging, dest, replace, keep_previous)  # owns staging: removes it if it fails
     return _metadata(archive_path, scan, clock, verify_integrity)
 
 
