@@ -1,10 +1,14 @@
-"""The gzip decoder reads what gzip reads and refuses what gzip refuses, threaded or not: each
-member's CRC-32 and length (ISIZE) trailer is checked, concatenated members and zero padding
-are one stream, anything else after the last member is an error."""
+"""The decoders read what gzip, bzip2 and xz read, threaded or not, and refuse the rest: each
+gzip member's CRC-32 and length (ISIZE) trailer is checked, concatenated members or streams
+(and the zero padding gzip and xz allow) are one stream, anything else after the last one is an
+error, where BZ2File and LZMAFile would ignore it."""
 
 from __future__ import annotations
 
+import bz2
+import functools
 import gzip
+import lzma
 import struct
 from pathlib import Path
 
@@ -18,10 +22,10 @@ from arcman._stats import PhaseClock
 DATA = bytes(range(256)) * (PIECE // 200) + b"tail"  # two pieces, the last one short
 
 
-def decode(path: Path, threaded: bool) -> bytes:
-    stream = DecompressedStream(
-        str(path), CompressionFormat.TAR_GZ, PhaseClock(), threaded, read_ahead=16 * 1024 * 1024
-    )
+def decode(
+    path: Path, threaded: bool, fmt: CompressionFormat = CompressionFormat.TAR_GZ
+) -> bytes:
+    stream = DecompressedStream(str(path), fmt, PhaseClock(), threaded, read_ahead=16 * 2**20)
     try:
         return stream.read()
     finally:
@@ -73,3 +77,56 @@ def test_damaged_gzip_refused(tmp_path: Path, archive: bytes, threaded: bool) ->
     path.write_bytes(archive)
     with pytest.raises(CorruptArchiveError):
         decode(path, threaded)
+
+
+SMALL = DATA[:300_000]  # bzip2 and xz are slow to compress: a piece is not needed here
+
+
+@functools.cache
+def _pack(fmt: CompressionFormat, data: bytes) -> bytes:
+    if fmt is CompressionFormat.TAR_BZ2:
+        return bz2.compress(data)
+    return lzma.compress(data, format=lzma.FORMAT_XZ)
+
+
+_BZ2, _XZ = CompressionFormat.TAR_BZ2, CompressionFormat.TAR_XZ
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"), [(_BZ2, "one"), (_BZ2, "two"), (_XZ, "one"), (_XZ, "two"),
+                        (_XZ, "padding")],
+)
+def test_bzip2_and_xz_streams_read_as_their_tools_read_them(
+    tmp_path: Path, threaded: bool, fmt: CompressionFormat, layout: str
+) -> None:
+    archive = {
+        "one": _pack(fmt, SMALL),
+        "two": _pack(fmt, SMALL[:1000]) + _pack(fmt, SMALL[1000:]),
+        # xz's stream padding: zeros, a multiple of 4 bytes, between and after streams.
+        "padding": _pack(fmt, SMALL[:9]) + bytes(8) + _pack(fmt, SMALL[9:]) + bytes(4),
+    }[layout]
+    path = tmp_path / "a.tar"
+    path.write_bytes(archive)
+    assert decode(path, threaded, fmt) == SMALL
+
+
+@pytest.mark.parametrize("fmt", [_BZ2, _XZ], ids=lambda f: f.value)
+@pytest.mark.parametrize("tail", [b"GARBAGE!GARBAGE!", bytes(3), b"\0\0\0\0junk", b"BZh9"])
+def test_data_after_the_last_bzip2_or_xz_stream_refused(
+    tmp_path: Path, threaded: bool, fmt: CompressionFormat, tail: bytes
+) -> None:
+    """BZ2File and LZMAFile take all of these for the end of the file: a test of arcman's."""
+    path = tmp_path / "a.tar"
+    path.write_bytes(_pack(fmt, SMALL) + tail)
+    with pytest.raises(CorruptArchiveError):
+        decode(path, threaded, fmt)
+
+
+@pytest.mark.parametrize("fmt", [_BZ2, _XZ], ids=lambda f: f.value)
+def test_cut_bzip2_or_xz_stream_refused(
+    tmp_path: Path, threaded: bool, fmt: CompressionFormat
+) -> None:
+    path = tmp_path / "a.tar"
+    path.write_bytes(_pack(fmt, SMALL)[:-5])
+    with pytest.raises(CorruptArchiveError):
+        decode(path, threaded, fmt)

@@ -5,7 +5,8 @@ The decompressor (ISA-L for gzip, libzstd, bzip2, xz) runs on a dedicated thread
 decompression overlaps with parsing, hashing and writing while memory stays bounded (member
 data handed out as views pins at most the pieces that the sinks' byte budget spans, plus
 two). Every decoder reads concatenated streams and reports a truncated one; any decoder
-failure surfaces on the consumer side as CorruptArchiveError.
+failure surfaces on the consumer side as CorruptArchiveError, and so does anything after the
+last stream but the padding its format allows.
 In sequential mode the same decoder runs on the caller's thread.
 """
 
@@ -16,7 +17,7 @@ import lzma
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .._errors import CorruptArchiveError
@@ -47,10 +48,73 @@ def open_decoder(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
 
         return pyzstd.ZstdFile(raw, mode="rb")  # type: ignore[arg-type,return-value]
     if fmt is CompressionFormat.TAR_BZ2:
-        return bz2.BZ2File(raw, mode="rb")
+        return _Streams(raw, bz2.BZ2Decompressor, padding=False)  # type: ignore[return-value]
     if fmt is CompressionFormat.TAR_XZ:
-        return lzma.LZMAFile(raw, mode="rb")
+        return _Streams(  # type: ignore[return-value]
+            raw, lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ), padding=True
+        )
     return raw
+
+
+_RAW_CHUNK = 1024 * 1024
+
+
+class _Streams:
+    """Concatenated bzip2 or xz streams, read as ``bzip2 -d`` and ``xz -d`` read them.
+
+    Hand-written because BZ2File and LZMAFile take data after a stream that does not decode
+    for the end of the file: appended garbage, or a damaged later stream, would pass unseen.
+    Here only the end of the file may follow a stream, or another stream; for xz, also the
+    zero padding (a multiple of 4 bytes) that its format allows between and after streams.
+    """
+
+    def __init__(
+        self, raw: IO[bytes], new_decoder: Callable[[], Any], *, padding: bool
+    ) -> None:
+        self._raw = raw
+        self._new_decoder = new_decoder
+        self._padding = padding
+        self._decoder = new_decoder()
+        self._pending = b""  # input read for the next stream, not yet fed
+        self._finished = False
+
+    def read(self, n: int) -> bytes:
+        while not self._finished:
+            if self._decoder.eof:
+                self._next_stream(self._decoder.unused_data)
+                continue
+            data = b""
+            if self._decoder.needs_input:
+                data, self._pending = self._pending or self._raw.read(_RAW_CHUNK), b""
+                if not data:
+                    raise EOFError("compressed stream is truncated")
+            out: bytes = self._decoder.decompress(data, n)
+            if out:
+                return out
+        return b""
+
+    def _next_stream(self, rest: bytes) -> None:
+        """Skip what may separate streams; start the next one, or finish at the end."""
+        zeros = 0
+        while True:
+            if not rest:
+                rest = self._raw.read(_RAW_CHUNK)
+                if not rest:
+                    self._finished = True
+                    break
+            start = len(rest) - len(rest.lstrip(b"\0")) if self._padding else 0
+            zeros += start
+            rest = rest[start:]
+            if rest:
+                break
+        if zeros % 4:
+            raise ValueError(f"{zeros} bytes of padding between streams (not a multiple of 4)")
+        if not self._finished:
+            self._decoder = self._new_decoder()
+            self._pending = rest
+
+    def close(self) -> None:
+        pass  # the raw file is DecompressedStream's
 
 
 class DecompressedStream:
