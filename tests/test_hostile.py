@@ -807,3 +807,159 @@ def test_header_number_out_of_range_refused(box: Path) -> None:
     assert "late.txt" in str(refused(box / "a.tar", CorruptArchiveError))
     with ArchiveManager() as manager, pytest.raises(CorruptArchiveError):
         manager.verify_archive(box / "a.tar")
+
+
+# ---------------------------------------------------------------- bombs inside one member
+
+
+def _written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes the staging tree writes, counted as it writes them."""
+    from arcman._extract import stage
+
+    counted = [0]
+    real = stage._write_all
+
+    def write_all(fd: int, data: bytes | memoryview) -> None:
+        counted[0] += len(data)
+        real(fd, data)
+
+    monkeypatch.setattr(stage, "_write_all", write_all)
+    return counted
+
+
+@pytest.mark.parametrize("ext", ["tar.gz", "tar.zst"])
+def test_ratio_is_checked_inside_one_large_member(
+    box: Path, tmp_path: Path, ext: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bomb is usually one member: it is refused within its first MiBs, not once it is all
+    on the target's disk."""
+    monkeypatch.setattr(safety, "RATIO_GRACE", 1024 * 1024)
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "z").write_bytes(bytes(24 * 1024 * 1024))
+    archive = box / f"bomb.{ext}"
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as m:
+        m.create_archive(tmp_path / "tree", archive)
+    written = _written(monkeypatch)
+    assert "compression ratio" in str(refused(archive, LimitExceededError))
+    assert written[0] <= 8 * 1024 * 1024
+
+
+def test_zip_bomb_member_followed_by_stored_data_refused_before_reading(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ratio of a zip counts the archive's bytes up to the member, not the whole file: a
+    stored member after a bomb does not water it down."""
+    monkeypatch.setattr(safety, "RATIO_GRACE", 1024 * 1024)
+    archive = box / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("z", bytes(16 * 1024 * 1024))
+        z.writestr("r", os.urandom(200 * 1024), compress_type=zipfile.ZIP_STORED)
+    written = _written(monkeypatch)
+    assert "compression ratio" in str(refused(archive, LimitExceededError))
+    assert written[0] == 0
+
+
+def test_manifest_counts_against_the_size_limits(box: Path) -> None:
+    manifest = b"x" * (3 * 1024 * 1024)
+    members = [("f", tarfile.REGTYPE, b"x"), (MANIFEST_NAME, tarfile.REGTYPE, manifest)]
+    archive = make_tar(box / "m.tar.gz", members, "w:gz")
+    config = ArchiveConfig(limits=ExtractionLimits(max_member_size=1024 * 1024))
+    assert "limit" in str(refused(archive, LimitExceededError, config))
+
+
+def test_manifest_line_is_never_read_whole() -> None:
+    """A manifest of one endless line is refused a line's length in, not held in memory."""
+    import tracemalloc
+
+    from arcman._manifest import HEADER_LINE, read_manifest
+
+    data = io.BytesIO(HEADER_LINE.encode() + b"x" * (32 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(IntegrityError, match="line is over"):
+            list(read_manifest(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+
+
+def _pax_bomb(box: Path, size: int) -> Path:
+    """A tar.gz whose first header is a pax header declaring ``size`` bytes of zeros."""
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type, header.size = tarfile.XHDTYPE, size
+    archive = box / "pax.tar.gz"
+    with gzip.open(archive, "wb", compresslevel=1) as out:
+        out.write(header.tobuf(tarfile.USTAR_FORMAT))
+        zeros = bytes(1024 * 1024)
+        for _ in range(size // len(zeros)):
+            out.write(zeros)
+        out.write(tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT) + bytes(1024))
+    return archive
+
+
+@pytest.mark.parametrize("gnu_long_name", [False, True])
+def test_huge_extended_header_refused_without_reading_it(box: Path, gnu_long_name: bool) -> None:
+    """tarfile reads a pax or GNU long-name header whole, whatever size it declares."""
+    import tracemalloc
+
+    archive = _pax_bomb(box, 48 * 1024 * 1024)
+    if gnu_long_name:  # the same bomb as a GNU 'L' header
+        raw = bytearray(gzip.decompress(archive.read_bytes()))
+        raw[156:157] = tarfile.GNUTYPE_LONGNAME
+        raw[148:156] = b"        "
+        raw[148:155] = f"{sum(raw[:512]):06o}\0".encode()
+        archive.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
+    tracemalloc.start()
+    try:
+        err = refused(archive, CorruptArchiveError, ArchiveConfig(enable_parallelization=False))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "extended headers are over" in str(err)
+    assert peak < 24 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- typed errors for odd input
+
+
+def test_pax_mtime_out_of_range_is_a_damaged_header(box: Path) -> None:
+    for value in ("inf", "nan", "1e30"):
+        archive = box / "a.tar"
+        with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("f")
+            info.pax_headers = {"mtime": value}
+            tar.addfile(info, io.BytesIO(b""))
+        assert "mtime" in str(refused(archive, CorruptArchiveError))
+        archive.unlink()
+
+
+def test_damaged_lzma_zip_member_is_corrupt(box: Path) -> None:
+    archive = box / "a.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_LZMA) as z:
+        z.writestr("f", os.urandom(64 * 1024) * 4)
+    data = bytearray(archive.read_bytes())
+    for i in range(200, 400):
+        data[i] ^= 0x55
+    archive.write_bytes(bytes(data))
+    refused(archive, CorruptArchiveError)
+
+
+def test_symlink_chain_longer_than_any_kernel_resolves_refused(box: Path) -> None:
+    links = [(f"l{i}", tarfile.SYMTYPE, f"l{i + 1}") for i in range(1200)]
+    archive = make_tar(box / "a.tar", [*links, ("l1200", tarfile.REGTYPE, b"x")])
+    assert "chain of symlinks" in str(refused(archive, UnsafeMemberError))
+
+
+def test_unreadable_sidecars(box: Path, tmp_path: Path) -> None:
+    """A .sha256 that is not text is an integrity error; a .meta too deep for json is no size
+    hint."""
+    archive = make_tar(box / "a.tar", [("f", tarfile.REGTYPE, b"x")])
+    (box / "a.tar.sha256").write_bytes(b"\xff\xfe" * 40)
+    with ArchiveManager() as manager, pytest.raises(IntegrityError, match="sha256sum format"):
+        manager.verify_archive_integrity(archive)
+    (box / "a.tar.sha256").unlink()
+    (box / "a.tar.meta").write_text("[" * 60000)
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "f").read_bytes() == b"x"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _string  # what json.dumps(ensure_ascii=False) uses
 from typing import IO, Any
@@ -131,13 +131,25 @@ class ManifestWriter:
 _READ_SPOOL_IN_MEMORY = 1024 * 1024
 
 
-def read_manifest(source: Iterable[bytes]) -> Iterator[ManifestEntry]:
-    """Decode a manifest's lines (a binary file iterates by line) into entries, one at a time:
-    a million-entry manifest is never held whole. Any deviation from the format is an
+# A line holds a path and a link target of at most 4 KiB each (longer ones are refused), which
+# JSON escapes to 6 bytes a byte at most: a longer line is not read whole.
+MAX_LINE = 64 * 1024
+
+
+def _lines(source: IO[bytes]) -> Iterator[bytes]:
+    for line in iter(lambda: source.readline(MAX_LINE + 1), b""):
+        if len(line) > MAX_LINE:
+            raise IntegrityError(f"manifest is malformed: a line is over {MAX_LINE} bytes")
+        yield line
+
+
+def read_manifest(source: IO[bytes]) -> Iterator[ManifestEntry]:
+    """Decode a manifest's lines into entries, one at a time: a million-entry manifest is
+    never held whole, nor is an endless line. Any deviation from the format is an
     IntegrityError, raised where it is met; the closing line and count after the last entry."""
     count = 0
     try:
-        lines = iter(source)
+        lines = _lines(source)
         header = json.loads(_text(next(lines)))
         if not isinstance(header, dict) or header.get("arcman_manifest") != MANIFEST_VERSION:
             raise IntegrityError(f"unsupported manifest version in {MANIFEST_NAME}")

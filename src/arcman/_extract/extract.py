@@ -16,7 +16,7 @@ import json
 import os
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -101,12 +101,28 @@ def _read_exactly(member: Member, n: int) -> Data:
     return data
 
 
-def _chunks(member: Member) -> Iterator[Data]:
+def _chunks(member: Member, check: Callable[[], None] | None) -> Iterator[Data]:
+    """A large member's data, ``check`` run after each chunk (a bomb is one member)."""
     remaining = member.size
     while remaining:
         chunk = _read_exactly(member, min(CHUNK, remaining))
         remaining -= len(chunk)
+        if check is not None:
+            check()
         yield chunk
+
+
+def _ratio_check(
+    guard: MemberGuard | None, stream: DecompressedStream | None
+) -> Callable[[], None] | None:
+    """The compression-ratio check of a tar stream, as far as it has been decoded."""
+    if guard is None or stream is None:
+        return None
+
+    def check() -> None:
+        guard.check_ratio(stream.produced, stream.consumed)
+
+    return check
 
 
 def _hash_file(path: str) -> str:
@@ -120,16 +136,16 @@ def _hash_file(path: str) -> str:
 def _expected_checksum(archive_path: str) -> str | None:
     """The digest in ``<archive>.sha256`` (sha256sum format), if that sidecar exists."""
     try:
-        with open(archive_path + ".sha256", encoding="utf-8") as f:
-            text = f.read(4096)
+        with open(archive_path + ".sha256", "rb") as f:
+            fields = f.read(4096).split()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise IntegrityError(f"cannot read {archive_path}.sha256: {exc.strerror}") from exc
-    fields = text.split()
-    if not fields or len(fields[0]) != 64:
+    digest = fields[0].decode("ascii", "replace").lower() if fields else ""
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
         raise IntegrityError(f"{archive_path}.sha256 is not in sha256sum format")
-    return fields[0].lower()
+    return digest
 
 
 def scan_archive(
@@ -200,24 +216,31 @@ def _scan_members(
             )
             members = tar_members(stream, clock, pax_headers)
         consumed = 0
+        zip_end = 0
+        check_ratio = _ratio_check(guard, stream)
         for member in members:
             if scan.manifest is not None:
                 raise IntegrityError(f"member {member.name!r} follows the manifest", member.name)
+            if guard is not None and stream is None:
+                # A zip declares its members' sizes, and no more than that is read: its ratio
+                # is checked before a member is, on the archive's bytes up to that member.
+                zip_end = max(zip_end, member.end)
+                size = member.size if member.kind == FILE else 0
+                guard.check_ratio(scan.uncompressed_size + size, zip_end)
             if member.kind == FILE and _is_manifest(member.name):
+                if guard is not None:
+                    guard.count(member)
                 scan.manifest = SpooledManifest()
-                for chunk in _chunks(member):
+                for chunk in _chunks(member, check_ratio):
                     scan.manifest.write(chunk)
                 continue
-            _dispatch(member, scan, sink, guard)
+            _dispatch(member, scan, sink, guard, check_ratio)
             scan.uncompressed_size += member.size if member.kind == FILE else 0
             now = stream.consumed if stream is not None else consumed + member.size
             progress.advance(now - consumed, member.name)
             consumed = now
-            if guard is not None:
-                if stream is not None:
-                    guard.check_ratio(stream.produced, stream.consumed)
-                else:
-                    guard.check_ratio(scan.uncompressed_size, scan.compressed_size)
+            if check_ratio is not None:
+                check_ratio()
         sink.flush()
     except ArchiveError:
         raise
@@ -241,7 +264,10 @@ def _is_manifest(name: str) -> bool:
         return False
 
 
-def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None) -> None:
+def _dispatch(
+    member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None,
+    check_ratio: Callable[[], None] | None,
+) -> None:
     path = guard.check(member) if guard is not None else member.name
     if path is None:
         return
@@ -260,7 +286,7 @@ def _dispatch(member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard |
             data = bytes(_read_exactly(member, member.size))
             digest = sink.add_file(path, data, member.mode, member.mtime)
         else:
-            digest = sink.add_large(path, _chunks(member), member.mode, member.mtime)
+            digest = sink.add_large(path, _chunks(member, check_ratio), member.mode, member.mtime)
     elif kind == SYMLINK:
         sink.add_symlink(path, member.target or "", member.mtime)
     elif kind == HARDLINK:
@@ -295,7 +321,7 @@ def _known_size(archive_path: str, fmt: CompressionFormat) -> int | None:
         size = json.loads(head[:cut].rstrip().rstrip(",") + "}" if cut >= 0 else head).get(
             "uncompressed_size"
         )
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # a damaged sidecar: no hint
         return None
     return size if isinstance(size, int) and size >= 0 else None
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # imported by open_zip: tar runs do without zipfile (~4.5 ms 
 _UTF8_FLAG = 0x800  # general purpose bit 11: the name is UTF-8
 _UNIX = 3  # "version made by" host system
 MAX_TARGET_BYTES = 4095
+# What a member's pax and GNU extended headers may hold together: names and link targets are at
+# most 4 KiB each; GNU tar's own pax records (times, sizes, xattrs) are far below this.
+MAX_HEADER_BYTES = 1024 * 1024
 _ZIP_LOCAL_HEADER = 30
 _ZIP_END_RECORD = 22
 # tarfile's header errors (not in typeshed): the end-of-archive marker, and a stream that ends
@@ -55,6 +58,7 @@ class Member:
     target: str | None = None
     read: Callable[[int], Data] | None = None
     detail: str = ""
+    end: int = 0  # zip: the least offset in the file where the member's data may end
 
 
 def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
@@ -95,13 +99,24 @@ class _HeaderSource:
 
 
 class _Replay:
-    """The stream with a header block that was already read put back in front, for tarfile."""
+    """The stream with a header block that was already read put back in front, for tarfile.
+
+    It also bounds what one member's headers may read: tarfile reads a pax or GNU long-name
+    header's data whole, whatever size it declares (a few KB of zeros compressed could ask
+    for gigabytes of memory), and no size limit applies to headers.
+    """
 
     def __init__(self, stream: DecompressedStream, block: bytes) -> None:
         self._stream = stream
         self._block = block
+        self._left = MAX_HEADER_BYTES + len(block)
 
     def read(self, n: int) -> bytes:
+        self._left -= n
+        if self._left < 0:
+            raise CorruptArchiveError(
+                f"damaged tar header: its extended headers are over {MAX_HEADER_BYTES} bytes"
+            )
         head, self._block = self._block[:n], self._block[n:]
         return head + self._stream.read(n - len(head)) if len(head) < n else head
 
@@ -163,10 +178,22 @@ def tar_members(
 def _tar_member(info: tarfile.TarInfo, stream: DecompressedStream) -> Member:
     kind, detail = _tar_kind(info)
     return Member(
-        info.name, kind, info.size, info.mode, int(info.mtime),
+        info.name, kind, info.size, info.mode, _mtime(info),
         info.linkname if kind in (SYMLINK, HARDLINK) else None,
         stream.view if kind == FILE else None, detail,
     )
+
+
+def _mtime(info: tarfile.TarInfo) -> int:
+    """The member's mtime as whole seconds that os.utime takes (a pax header may say 'inf',
+    'nan' or 1e30; base-256 fields hold up to 2**95)."""
+    try:
+        mtime = int(info.mtime)
+    except (OverflowError, ValueError):
+        mtime = 2**63
+    if not -(2**63) <= mtime < 2**63:
+        raise CorruptArchiveError(f"damaged tar header: mtime {info.mtime!r} of {info.name!r}")
+    return mtime
 
 
 def _next_header(source: _HeaderSource) -> tarfile.TarInfo | None:
@@ -230,16 +257,29 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return info.filename.encode("cp437").decode("utf-8", "surrogateescape")
 
 
-def _zip_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[int], Data]:
-    """The member's read(n); a bad CRC, found by its last read, becomes CorruptArchiveError."""
-    import zipfile  # loaded already, by open_zip
+def _zip_errors() -> tuple[type[Exception], ...]:
+    """What zipfile raises on damaged data: its own error, and its decoders' (zlib, bzip2's
+    OSError, lzma)."""
+    import lzma  # loaded already, by zipfile
+    import zipfile
+    import zlib
 
+    return (
+        zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, ValueError,
+        NotImplementedError,
+    )
+
+
+def _zip_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[int], Data]:
+    """The member's read(n); a bad CRC, found by its last read, or data its decoder refuses
+    become CorruptArchiveError."""
     stream = archive.open(info)
+    errors = _zip_errors()
 
     def read(n: int) -> Data:
         try:
             return stream.read(n)
-        except zipfile.BadZipFile as exc:
+        except errors as exc:
             raise _damaged(info, exc) from exc
 
     return read
@@ -251,8 +291,7 @@ def _damaged(info: zipfile.ZipInfo, exc: Exception) -> CorruptArchiveError:
 
 
 def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
-    import zipfile  # loaded already, by open_zip
-
+    errors = _zip_errors()
     for info in archive.infolist():
         if not info.filename:
             raise CorruptArchiveError("zip entry with an empty name")
@@ -268,7 +307,10 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             kind = SPECIAL
         else:
             kind, mode = FILE, mode or 0o644
-        member = Member(_zip_name(info), kind, info.file_size, mode, _zip_mtime(info))
+        member = Member(
+            _zip_name(info), kind, info.file_size, mode, _zip_mtime(info),
+            end=info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size,
+        )
         try:
             if kind == SYMLINK:
                 with archive.open(info) as link:
@@ -278,7 +320,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
                 member.target = target.decode("utf-8", "surrogateescape")
             elif kind == FILE:
                 member.read = _zip_reader(archive, info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        except errors as exc:
             raise _damaged(info, exc) from exc
         yield member
 
@@ -288,7 +330,7 @@ def open_zip(path: str) -> zipfile.ZipFile:
 
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except _zip_errors() as exc:
         raise CorruptArchiveError(f"not a valid zip archive: {exc}") from exc
     try:
         _check_end(path, archive.comment)

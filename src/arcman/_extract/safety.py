@@ -93,7 +93,7 @@ class MemberGuard:
         path = normalize_name(member.name, zip_rules=self._zip)
         if member.kind == SPECIAL:
             raise UnsafeMemberError(member.name, f"special file refused ({member.detail})")
-        self._count(member)
+        self.count(member)
         if path is None:
             if member.kind != DIR:
                 raise UnsafeMemberError(member.name, "a non-directory in place of the root")
@@ -120,7 +120,9 @@ class MemberGuard:
             return FILE
         return kind
 
-    def _count(self, member: Member) -> None:
+    def count(self, member: Member) -> None:
+        """Count ``member`` against the limits: check() does for every member it judges; the
+        manifest, which is read but not extracted, is counted by itself."""
         limits = self._limits
         self.members += 1
         if limits.max_members is not None and self.members > limits.max_members:

@@ -241,7 +241,10 @@ class StagingTree:
                 self._guarded(os.symlink, target, self._abs(path))
             real_root = os.path.realpath(self.root)
             for path, target, mtime in self._symlinks:
-                resolved = os.path.realpath(self._abs(path))
+                try:
+                    resolved = os.path.realpath(self._abs(path))
+                except RecursionError:  # 3.11's realpath recurses once per link of a chain
+                    raise UnsafeMemberError(path, "chain of symlinks too long to resolve") from None
                 if os.path.commonpath([real_root, resolved]) != real_root:
                     raise UnsafeMemberError(path, f"symlink resolves outside ({target!r})")
                 if self._times:
