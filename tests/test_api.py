@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from arcman import (
     CompressionFormat,
     DestinationError,
     ExtractionLimits,
+    IntegrityError,
     SourceError,
     UnsupportedFormatError,
 )
@@ -169,6 +172,25 @@ def test_list_archive_reports_every_member(tmp_path: Path, sample_tree: Path) ->
     assert entries["a.txt"].size == 6 and entries["a.txt"].sha256 is not None
     assert entries["empty"].type == "dir" and entries["empty"].sha256 is None
     assert ".arcman-manifest.jsonl" not in entries
+
+
+def test_list_archive_never_shows_an_unchecked_manifest(tmp_path: Path, sample_tree: Path) -> None:
+    """A tampered archive (a member changed, one added, the manifest left as it was) is an
+    IntegrityError, not a listing of what the manifest claims."""
+    with ArchiveManager(ArchiveConfig(include_metadata=False, create_checksums=False)) as m:
+        m.create_archive(sample_tree, tmp_path / "a.tar")
+    with tarfile.open(tmp_path / "a.tar") as old, tarfile.open(tmp_path / "b.tar", "w") as new:
+        for info in old.getmembers():
+            data = old.extractfile(info).read() if info.isfile() else b""  # type: ignore[union-attr]
+            if info.name == "a.txt":
+                data = b"evil!\n"
+            if info.name == ".arcman-manifest.jsonl":
+                evil = tarfile.TarInfo("evil.sh")
+                evil.size = 3
+                new.addfile(evil, io.BytesIO(b"rm\n"))
+            new.addfile(info, io.BytesIO(data))
+    with ArchiveManager() as manager, pytest.raises(IntegrityError):
+        manager.list_archive(tmp_path / "b.tar")
 
 
 def test_excludes_and_max_file_size(tmp_path: Path, sample_tree: Path) -> None:

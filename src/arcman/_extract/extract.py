@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._config import ArchiveConfig
-from .._errors import ArchiveError, CorruptArchiveError, IntegrityError
+from .._errors import ArchiveError, CorruptArchiveError, IntegrityError, UnsafeMemberError
 from .._formats import CompressionFormat
 from .._manifest import (
     DIR,
@@ -268,7 +268,7 @@ def _dispatch(
     member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None,
     check_ratio: Callable[[], None] | None,
 ) -> None:
-    path = guard.check(member) if guard is not None else member.name
+    path = guard.check(member) if guard is not None else _listed_path(member.name, scan.fmt)
     if path is None:
         return
     kind = member.kind
@@ -293,6 +293,15 @@ def _dispatch(
         sink.add_hardlink(path, member.target or "")
     scan.observed.add(record, digest)
     scan.names.append(path)
+
+
+def _listed_path(name: str, fmt: CompressionFormat) -> str | None:
+    """A member's path where no guard judges members (list): the path extraction would give
+    it, so that it matches the manifest's, or its raw name where extraction would refuse it."""
+    try:
+        return normalize_name(name, zip_rules=fmt is CompressionFormat.ZIP)
+    except UnsafeMemberError:
+        return name
 
 
 def _case_insensitive(directory: str) -> bool:
@@ -384,9 +393,10 @@ def verify_archive(
 def list_archive(
     archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
 ) -> list[ArchiveEntry]:
-    """Every member with its SHA-256: from the manifest when there is one, else computed."""
+    """Every member with its SHA-256: from the manifest when there is one (once every member
+    has been checked against it, as verify does), else computed."""
     sink = HashSink(submit, members_share(config.memory_budget), clock)
-    with scan_archive(archive_path, sink, None, config, submit, clock, verify=False) as scan:
+    with scan_archive(archive_path, sink, None, config, submit, clock, verify=True) as scan:
         if scan.manifest is not None:
             return [
                 ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
