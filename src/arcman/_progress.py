@@ -34,6 +34,11 @@ class Progress:
                 self.done = min(self.total, self.done + nbytes)
                 callback(self.done, self.total)
 
+    def reach(self, position: int, item: str | None = None) -> None:
+        """advance() to an absolute amount done, such as a position in the archive being read
+        (from one thread: the one that reads it)."""
+        self.advance(position - self.done, item)
+
     def finish(self) -> None:
         if self._callback is None:
             return

@@ -27,7 +27,7 @@ from .._stats import PhaseClock
 from .._workers import Submit, members_share
 from .collect import Collector, SourceEntry
 from .compress import open_sink
-from .read import ContentReader, Skipped
+from .read import ContentReader, LargeFile, Skipped
 from .tar_writer import TarWriter
 
 if TYPE_CHECKING:
@@ -116,10 +116,15 @@ def create_archive(
                 unread.add(row)
                 progress.advance(entry.size, entry.path)
                 continue
-            nbytes = writer.add(entry, content)
+            if isinstance(content, LargeFile):  # its bytes are told chunk by chunk
+                progress.advance(0, entry.path)
+                content.on_chunk = progress.advance
+                nbytes = writer.add(entry, content)
+            else:
+                nbytes = writer.add(entry, content)
+                progress.advance(nbytes, entry.path)
             total += nbytes
             files += entry.kind == FILE
-            progress.advance(nbytes, entry.path)
         writer.close()
     progress.finish()
     skipped = [f"{path}: {reason}" for path, reason in collector.skipped] + read_skips

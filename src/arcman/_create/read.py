@@ -66,6 +66,7 @@ class LargeFile:
         self._hash = hashlib.sha256()
         self._clock = clock
         self.sha256 = ""
+        self.on_chunk: Callable[[int], None] | None = None  # told each chunk's size once used
 
     def chunks(self) -> Iterator[bytes]:
         remaining = self.entry.size
@@ -79,6 +80,8 @@ class LargeFile:
                 self._clock.add("hashing", time.perf_counter() - started)
                 remaining -= len(chunk)
                 yield chunk
+                if self.on_chunk is not None:
+                    self.on_chunk(len(chunk))
             if os.read(self._fd, 1):
                 raise SourceError(f"{self._path!r} grew while it was being read", self._path)
         except OSError as exc:

@@ -101,28 +101,31 @@ def _read_exactly(member: Member, n: int) -> Data:
     return data
 
 
-def _chunks(member: Member, check: Callable[[], None] | None) -> Iterator[Data]:
-    """A large member's data, ``check`` run after each chunk (a bomb is one member)."""
+def _chunks(member: Member, after_chunk: Callable[[], None] | None) -> Iterator[Data]:
+    """A large member's data, ``after_chunk`` run after each chunk (a bomb is one member)."""
     remaining = member.size
     while remaining:
         chunk = _read_exactly(member, min(CHUNK, remaining))
         remaining -= len(chunk)
-        if check is not None:
-            check()
+        if after_chunk is not None:
+            after_chunk()
         yield chunk
 
 
-def _ratio_check(
-    guard: MemberGuard | None, stream: DecompressedStream | None
+def _after_chunk(
+    guard: MemberGuard | None, stream: DecompressedStream | None, progress: Progress
 ) -> Callable[[], None] | None:
-    """The compression-ratio check of a tar stream, as far as it has been decoded."""
-    if guard is None or stream is None:
+    """What a tar stream does after each member and each MiB of a large one: progress, and the
+    compression-ratio check, as far as the stream has been decoded."""
+    if stream is None:
         return None
 
-    def check() -> None:
-        guard.check_ratio(stream.produced, stream.consumed)
+    def after_chunk() -> None:
+        progress.reach(stream.consumed)
+        if guard is not None:
+            guard.check_ratio(stream.produced, stream.consumed)
 
-    return check
+    return after_chunk
 
 
 def _hash_file(path: str) -> str:
@@ -215,9 +218,8 @@ def _scan_members(
                 archive_path, scan.fmt, clock, threaded=submit is not None, read_ahead=read_ahead
             )
             members = tar_members(stream, clock, pax_headers)
-        consumed = 0
         zip_end = 0
-        check_ratio = _ratio_check(guard, stream)
+        after_chunk = _after_chunk(guard, stream, progress)
         for member in members:
             if scan.manifest is not None:
                 raise IntegrityError(f"member {member.name!r} follows the manifest", member.name)
@@ -231,16 +233,14 @@ def _scan_members(
                 if guard is not None:
                     guard.count(member)
                 scan.manifest = SpooledManifest()
-                for chunk in _chunks(member, check_ratio):
+                for chunk in _chunks(member, after_chunk):
                     scan.manifest.write(chunk)
                 continue
-            _dispatch(member, scan, sink, guard, check_ratio)
+            _dispatch(member, scan, sink, guard, after_chunk)
             scan.uncompressed_size += member.size if member.kind == FILE else 0
-            now = stream.consumed if stream is not None else consumed + member.size
-            progress.advance(now - consumed, member.name)
-            consumed = now
-            if check_ratio is not None:
-                check_ratio()
+            progress.reach(stream.consumed if stream is not None else member.end, member.name)
+            if after_chunk is not None:
+                after_chunk()
         sink.flush()
     except ArchiveError:
         raise
@@ -266,7 +266,7 @@ def _is_manifest(name: str) -> bool:
 
 def _dispatch(
     member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None,
-    check_ratio: Callable[[], None] | None,
+    after_chunk: Callable[[], None] | None,
 ) -> None:
     path = guard.check(member) if guard is not None else _listed_path(member.name, scan.fmt)
     if path is None:
@@ -286,7 +286,7 @@ def _dispatch(
             data = bytes(_read_exactly(member, member.size))
             digest = sink.add_file(path, data, member.mode, member.mtime)
         else:
-            digest = sink.add_large(path, _chunks(member, check_ratio), member.mode, member.mtime)
+            digest = sink.add_large(path, _chunks(member, after_chunk), member.mode, member.mtime)
     elif kind == SYMLINK:
         sink.add_symlink(path, member.target or "", member.mtime)
     elif kind == HARDLINK:
