@@ -419,6 +419,21 @@ def test_interrupt_and_terminate(
         subprocess.run(_arcman("verify", dest, "-q"), check=True)
 
 
+def test_terminate_during_dry_run(
+    sample_tree: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dry run has no output (-o) to clean up after: SIGTERM still exits 143, no traceback."""
+    from arcman import _cli
+
+    def terminated(*args: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # main()'s handler raises at the next bytecode
+        time.sleep(10)
+
+    monkeypatch.setattr(_cli, "_dry_run", terminated)
+    assert _cli.main(["create", str(sample_tree), "--dry-run"]) == 143
+    assert capsys.readouterr().err == "arcman: terminated\n"
+
+
 # ---------------------------------------------------------------- misbehaving sources
 
 

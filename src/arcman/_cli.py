@@ -434,7 +434,7 @@ def _clean_after_signal(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     targets: list[str] = []
-    if args.command == "create":
+    if args.command == "create" and args.output is not None:  # None: a dry run (writes nothing)
         targets = [args.output, args.output + ".sha256", args.output + ".meta"]
     elif args.command in ("extract", "rollback"):
         from ._extract.commit import previous_path
