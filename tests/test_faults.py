@@ -480,6 +480,44 @@ def test_source_changing_between_collection_and_reading(
     assert list(tmp_path.iterdir()) == [sample_tree]  # no archive, no temporaries
 
 
+@pytest.mark.parametrize("name", ["a.txt", "sub/big.bin"])  # read whole, and streamed
+def test_source_file_replaced_by_a_fifo(
+    tmp_path: Path, sample_tree: Path, after_collection: Callable[[Callable[[], None]], None],
+    name: str,
+) -> None:
+    """Opening a FIFO waits for a writer unless O_NONBLOCK: the swap must be an error, not a
+    hang. The create runs on a thread so that a regression fails (the test then opens the
+    FIFO for writing, which releases the reader) instead of blocking the test run."""
+    import threading
+
+    victim = sample_tree / name
+
+    def to_fifo() -> None:
+        victim.unlink()
+        os.mkfifo(victim)
+
+    after_collection(to_fifo)
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            with ArchiveManager() as manager:
+                manager.create_archive(sample_tree, tmp_path / "a.tar")
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=create, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():
+        os.close(os.open(victim, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=30)
+        pytest.fail("create blocked opening the FIFO")
+    assert len(errors) == 1 and isinstance(errors[0], SourceError), errors
+    assert "changed while the archive was being made" in str(errors[0])
+    assert list(tmp_path.iterdir()) == [sample_tree]  # no archive, no temporaries
+
+
 def test_vanished_source_file_skipped_when_asked(
     tmp_path: Path, sample_tree: Path, after_collection: Callable[[Callable[[], None]], None]
 ) -> None:

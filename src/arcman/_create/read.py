@@ -37,7 +37,12 @@ BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
 WINDOW = 64
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# O_NONBLOCK: a FIFO put in a file's place would block the open until a writer came, before
+# _open_checked could refuse it; regular files ignore the flag.
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
 
 
 @dataclass(slots=True)
