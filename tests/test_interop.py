@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import os
 import shutil
 import subprocess
@@ -83,6 +84,46 @@ def test_zip_tools_extract_arcman_zips(tmp_path: Path, tree: Path, reader: str) 
     else:
         _run("bsdtar", "-xf", archive, "-C", dest)
     assert _extracted(dest) == _expected(tree)
+
+
+DOS_LAST = calendar.timegm((2107, 12, 31, 23, 59, 58))  # the DOS fields' last second
+
+
+@pytest.mark.parametrize(
+    ("mtime", "stored"),
+    [
+        (1_700_000_000, 1_700_000_000),
+        (3_000_000_000, 3_000_000_000),  # past 2038: the extended timestamp is unsigned
+        (4_300_000_001, 4_300_000_000),  # past its 2106: the DOS time alone (2 s steps)
+        (calendar.timegm((2108, 1, 1, 0, 0, 0)), DOS_LAST),  # past DOS's 2107: its last
+        (2**40, DOS_LAST),
+        (-86_400, 0),  # before 1970: the extended timestamp's first second
+    ],
+)
+@pytest.mark.parametrize("reader", ["arcman", "unzip"])
+def test_zip_mtimes_beyond_the_fields_are_clamped(
+    tmp_path: Path, mtime: int, stored: int, reader: str
+) -> None:
+    """Zip's fields hold 1970-2106 (extended timestamp) and 1980-2107 (DOS): a file outside
+    them is archived at the nearest time they hold, as arcman and unzip read it back."""
+    if reader == "unzip" and tool("unzip") is None:
+        pytest.skip("unzip is not installed")
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("x")
+    os.utime(source / "f", (mtime, mtime))
+    archive = _create(source, tmp_path / "a.zip")
+    dest = tmp_path / "dest"
+    if reader == "unzip":
+        # unzip reads the DOS time as local time: UTC here, as arcman writes it.
+        subprocess.run(["unzip", "-q", str(archive), "-d", str(dest)], check=True,
+                       capture_output=True, env={**os.environ, "TZ": "UTC"})
+        if stored > 0xFFFFFFFF:
+            stored += 86_400  # unzip's DOS dates count 2100 as a leap year
+    else:
+        with ArchiveManager() as manager:
+            manager.extract_archive(archive, dest)
+    assert int((dest / "f").stat().st_mtime) == stored
 
 
 def test_zipfile_reads_arcman_zips(tmp_path: Path, tree: Path) -> None:

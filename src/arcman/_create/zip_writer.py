@@ -6,7 +6,8 @@ compressing inside zipfile would serialize all deflate work on the writer thread
 are deflated by the reader's workers (``prepare``); large ones go through the same block-parallel
 deflate as gzip, with a data descriptor after them. Zip64 records are added only when sizes,
 offsets or the member count need them. Unix modes and symlinks follow Info-ZIP's conventions,
-and an extended-timestamp field keeps mtimes exact.
+and an extended-timestamp field keeps mtimes exact from 1970 to 2106 (zip holds no mtime outside
+1970-2107: see _timestamp_field).
 """
 
 from __future__ import annotations
@@ -51,15 +52,26 @@ class _Record:
     mtime: int
 
 
+_DOS_FIRST, _DOS_LAST = 315532800, 4354819198  # 1980-01-01 00:00:00, 2107-12-31 23:59:58 UTC
+_UT_LAST = 0xFFFFFFFF  # 2106-02-07 06:28:15 UTC
+
+
 def _dos_time(mtime: int) -> tuple[int, int]:
-    t = time.gmtime(max(mtime, 315532800))  # UTC keeps archives reproducible; zip starts at 1980
+    """The DOS time and date fields, in UTC (reproducible archives), clamped to what their
+    7-bit year holds, as zipfile's strict_timestamps=False does."""
+    t = time.gmtime(min(max(mtime, _DOS_FIRST), _DOS_LAST))
     return (t.tm_hour << 11 | t.tm_min << 5 | t.tm_sec // 2), (
         (t.tm_year - 1980) << 9 | t.tm_mon << 5 | t.tm_mday
     )
 
 
-def _u32(value: int) -> int:
-    return min(max(value, 0), 0xFFFFFFFF)
+def _timestamp_field(mtime: int) -> bytes:
+    """The extended-timestamp extra field, which keeps the mtime exact: unsigned 32-bit
+    seconds, as unzip reads it when the DOS date is past 2038. Before 1970 it holds 1970; after
+    2106 it is left out, so that readers take the DOS time (up to 2107) rather than 2106."""
+    if mtime > _UT_LAST:
+        return b""
+    return struct.pack("<HHBI", 0x5455, 5, 1, max(mtime, 0))
 
 
 class _CountingOut:
@@ -179,7 +191,7 @@ class ZipWriter:
         if zip64:
             extra = struct.pack("<HHQQ", 1, 16, rec.usize, rec.csize)
             csize = usize = 0xFFFFFFFF
-        extra += struct.pack("<HHBI", 0x5455, 5, 1, _u32(rec.mtime))
+        extra += _timestamp_field(rec.mtime)
         self._out.write(
             struct.pack(
                 "<4sHHHHHIIIHH", b"PK\x03\x04", 45 if zip64 else 20, rec.flags, rec.method,
@@ -233,7 +245,7 @@ class ZipWriter:
             fields.append(offset)
             offset = 0xFFFFFFFF
         extra = struct.pack(f"<HH{len(fields)}Q", 1, 8 * len(fields), *fields) if fields else b""
-        extra += struct.pack("<HHBI", 0x5455, 5, 1, _u32(rec.mtime))
+        extra += _timestamp_field(rec.mtime)
         version = 45 if fields else 20
         self._out.write(
             struct.pack(
