@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from arcman import ArchiveConfig, ArchiveManager, SourceError
+
+MANIFEST = ".arcman-manifest.jsonl"
 
 
 def _files(tmp_path: Path, source: Path, config: ArchiveConfig) -> list[str]:
@@ -92,6 +96,47 @@ def test_backslash_names_are_refused_or_skipped_for_zip(tmp_path: Path) -> None:
         assert meta.skipped and "backslash" in meta.skipped[0]
         # tar keeps the name as it is
         assert "a\\b" in manager.create_archive(src, tmp_path / "o.tar").files
+
+
+@pytest.mark.parametrize("ext", [".tar.gz", ".zip"])
+def test_a_tree_unpacked_by_another_tool_keeps_its_manifest_out(tmp_path: Path, ext: str) -> None:
+    """tar and unzip extract the manifest too: archiving that tree again must not store it
+    ahead of the manifest the writer adds (verify and extract would reject the archive)."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "f").write_text("x")
+    (src / "sub" / MANIFEST).write_text("deeper: an ordinary file")
+    unpacked = tmp_path / "unpacked"
+    with ArchiveManager() as manager:
+        manager.create_archive(src, tmp_path / f"first{ext}")
+    if ext == ".zip":
+        with zipfile.ZipFile(tmp_path / f"first{ext}") as z:
+            z.extractall(unpacked)
+    else:
+        with tarfile.open(tmp_path / f"first{ext}") as t:
+            t.extractall(unpacked, filter="data")
+    assert (unpacked / MANIFEST).is_file()
+    again = tmp_path / f"again{ext}"
+    with ArchiveManager() as manager, pytest.raises(SourceError, match="manifest") as info:
+        manager.create_archive(unpacked, again)
+    assert info.value.path == MANIFEST and not again.exists()
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(unpacked, again)
+        assert manager.verify_archive_integrity(again)
+        assert [s.split(":")[0] for s in meta.skipped] == [MANIFEST]
+        assert list(meta.files) == ["f", "sub", f"sub/{MANIFEST}"]
+
+
+def test_a_directory_named_like_the_manifest_is_refused_with_its_contents(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / MANIFEST).mkdir(parents=True)
+    (src / MANIFEST / "x").write_text("x")
+    (src / "f").write_text("y")
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(src, tmp_path / "a.tar")
+        assert manager.verify_archive_integrity(tmp_path / "a.tar")
+    assert [s.split(":")[0] for s in meta.skipped] == [MANIFEST, f"{MANIFEST}/x"]
+    assert list(meta.files) == ["f"]
 
 
 @pytest.mark.parametrize("patterns", [[".DS_Store", "Thumbs.db"], ["build"], []])

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
-from .._errors import SourceError
+from .._errors import SourceError, UnsafeMemberError
 from .._extract.safety import normalize_name
 from .._formats import CompressionFormat
-from .._manifest import DIR, FILE
+from .._manifest import DIR, FILE, MANIFEST_NAME
 from .._metadata import ArchiveMetadata, utc_timestamp
 from .._names import NameList
 from .._progress import Progress
@@ -71,11 +71,7 @@ def create_archive(
             follow_symlinks=config.follow_symlinks,
             max_file_size=config.max_file_size,
             skip_errors=skip,
-            # Names that extraction (arcman's own guard) would refuse, such as "C:x" or a
-            # backslash in a zip, are refused here rather than stored as a trap.
-            name_check=functools.partial(
-                normalize_name, zip_rules=fmt is CompressionFormat.ZIP
-            ),
+            name_check=functools.partial(check_name, zip_rules=fmt is CompressionFormat.ZIP),
         )
         walked: Iterable[SourceEntry]
         if config.progress_callback is not None:
@@ -157,6 +153,20 @@ def create_archive(
                 meta.write(chunk.encode())
             meta.write(b"\n")
     return metadata
+
+
+def check_name(path: str, *, zip_rules: bool) -> None:
+    """Raise UnsafeMemberError for a collected path that would spoil the archive, rather than
+    store it as a trap: a name extraction refuses (normalize_name: "C:x", a backslash in a
+    zip); the manifest's name at the root, or below a directory of that name (the writers add
+    the manifest last; readers take the first member so named for it and refuse what follows).
+    """
+    normalize_name(path, zip_rules=zip_rules)  # a collected path comes back unchanged or raises
+    if path.startswith(MANIFEST_NAME) and path.partition("/")[0] == MANIFEST_NAME:
+        raise UnsafeMemberError(
+            path, "the name of the manifest arcman adds to every archive (a copy left by"
+            " unpacking one with another tool? remove or exclude it)"
+        )
 
 
 def _measured(walk: Iterator[SourceEntry], clock: PhaseClock) -> Iterator[SourceEntry]:
