@@ -139,6 +139,29 @@ def test_a_directory_named_like_the_manifest_is_refused_with_its_contents(tmp_pa
     assert list(meta.files) == ["f"]
 
 
+def test_non_utf8_names_are_refused_or_skipped_for_zip(tmp_path: Path) -> None:
+    """A zip name has no raw-bytes form that readers decode; tar keeps the bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkdir(os.path.join(os.fsencode(src), b"d\xff"))
+    for name in (b"bad\xff", b"d\xff/x"):
+        with open(os.path.join(os.fsencode(src), name), "wb") as f:
+            f.write(b"x")
+    (src / "ok").write_text("y")
+    bad = os.fsdecode(b"bad\xff")
+    with ArchiveManager() as manager, pytest.raises(SourceError, match="UTF-8") as info:
+        manager.create_archive(src, tmp_path / "o.zip")
+    assert info.value.path == bad and not (tmp_path / "o.zip").exists()
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(src, tmp_path / "o.zip")
+        assert manager.verify_archive_integrity(tmp_path / "o.zip")
+        assert list(meta.files) == ["ok"]
+        assert len(meta.skipped) == 3 and all("UTF-8" in s for s in meta.skipped)
+        tar = manager.create_archive(src, tmp_path / "o.tar")
+        assert manager.verify_archive_integrity(tmp_path / "o.tar")
+        assert bad in tar.files and os.fsdecode(b"d\xff/x") in tar.files
+
+
 @pytest.mark.parametrize("patterns", [[".DS_Store", "Thumbs.db"], ["build"], []])
 def test_plain_names_match_as_pathspec_does(tmp_path: Path, patterns: list[str]) -> None:
     """Plain-name patterns skip pathspec; the result is what pathspec gives for them."""
