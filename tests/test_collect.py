@@ -82,6 +82,24 @@ def test_archive_inside_its_own_source_is_left_out(tmp_path: Path) -> None:
     assert first.files == second.files == ["f"]
 
 
+def test_output_reached_through_a_followed_symlink_is_left_out(tmp_path: Path) -> None:
+    """A link to the output's directory reaches the archive's temporary, the previous archive
+    and its sidecars under other paths: they are still left out (by identity). A hard link to
+    the previous archive is a file of the tree: it stays."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "f").write_text("x")
+    (out / "other").write_text("kept")
+    (src / "link").symlink_to("../out")
+    with ArchiveManager(ArchiveConfig(follow_symlinks=True)) as manager:
+        first = manager.create_archive(src, out / "a.tar.gz")
+        os.link(out / "a.tar.gz", src / "copy.tar.gz")
+        second = manager.create_archive(src, out / "a.tar.gz")  # over the first, its sidecars
+    assert list(first.files) == ["f", "link", "link/other"]
+    assert list(second.files) == ["copy.tar.gz", "f", "link", "link/other"]
+
+
 def test_backslash_names_are_refused_or_skipped_for_zip(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()

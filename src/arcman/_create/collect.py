@@ -70,12 +70,16 @@ class Collector:
             import pathspec
 
             self._spec = pathspec.GitIgnoreSpec.from_lines(exclude_patterns)
-        # Compared with each entry's path under the resolved root: cheap, and enough to keep
-        # the archive being written (and its sidecars) out of itself.
+        # The archive being written, its temporary and its sidecars are kept out of the archive
+        # by path under the resolved root, and when reached under another path (through a
+        # followed symlink) by identity, which the stat each entry gets anyway gives: a set
+        # lookup. An identity match is confirmed by resolving the path, so that a hard link
+        # to the old archive elsewhere in the tree is still archived.
         self._exclude_paths = {
             os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))
             for p in exclude_paths
         }
+        self._exclude_ids = _identities(exclude_paths)
         self._follow = follow_symlinks
         self._max_size = max_file_size
         self._skip_errors = skip_errors
@@ -157,7 +161,10 @@ class Collector:
                 self._spec is not None and self._spec.match_file(path + "/" if is_dir else path)
             ):
                 continue
-            if d.path in self._exclude_paths:
+            if d.path in self._exclude_paths or (
+                (st.st_dev, st.st_ino) in self._exclude_ids
+                and os.path.realpath(d.path) in self._exclude_paths
+            ):
                 continue
             size = 0
             target = below = None
@@ -191,6 +198,18 @@ class Collector:
                 continue
             found.append((path, row, below))
         return found
+
+
+def _identities(paths: set[str]) -> frozenset[tuple[int, int]]:
+    """(st_dev, st_ino) of each of ``paths`` that exists."""
+    found = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
 
 
 def _is_plain_name(pattern: str) -> bool:
