@@ -59,3 +59,42 @@ def test_missing_directory_is_a_source_error(
 ) -> None:
     archive, _ = archived
     assert main(["diff", str(archive), str(tmp_path / "nope")]) == 4
+
+
+def test_tree_just_extracted_has_no_mode_differences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Extraction drops group/other write and setuid; diff compares what it would give."""
+    src = tmp_path / "md"
+    src.mkdir()
+    (src / "gw").write_text("x")
+    (src / "gw").chmod(0o664)
+    (src / "s").write_text("y")
+    (src / "s").chmod(0o4755)
+    (src / "shared").mkdir()
+    (src / "shared").chmod(0o1777)
+    archive, out = tmp_path / "md.tar", tmp_path / "mdx"
+    assert main(["create", str(src), "-o", str(archive), "-q"]) == 0
+    assert main(["extract", str(archive), "-C", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(archive), str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "no differences"
+    # The source still holds modes that extracting the archive would change.
+    assert main(["diff", str(archive), str(src)]) == 1
+    assert capsys.readouterr().out.splitlines() == ["m gw", "m s", "m shared"]
+
+
+def test_reproducible_compares_only_the_executable_bit(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (sample_tree / "a.txt").chmod(0o664)
+    (sample_tree / "sub").chmod(0o750)
+    archive = tmp_path / "r.tar.zst"
+    assert main(["create", str(sample_tree), "-o", str(archive), "--reproducible", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(archive), str(sample_tree)]) == 1
+    assert capsys.readouterr().out.splitlines() == ["m a.txt", "m sub"]
+    assert main(["diff", str(archive), str(sample_tree), "--reproducible"]) == 0
+    (sample_tree / "run.sh").chmod(0o644)  # no longer executable: a real difference
+    assert main(["diff", str(archive), str(sample_tree), "--reproducible"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "m run.sh"

@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("archive")
     diff.add_argument("directory")
+    diff.add_argument("--reproducible", action="store_true", default=None,
+                      help="compare modes as create --reproducible stores them (only a file's "
+                      "executable bit): for a reproducible archive and its source tree")
 
     rollback = sub.add_parser(
         "rollback", parents=[common], help="swap DEST with DEST.prev (undo a deploy)",
@@ -183,11 +186,12 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "threads", None) is not None:
         flags["threads"] = args.threads
     if args.command == "create":
-        for key, value in (("level", args.level), ("format", args.format),
-                           ("reproducible", args.reproducible)):
+        for key, value in (("level", args.level), ("format", args.format)):
             if value is not None:
                 flags[key] = value
     if args.command in ("create", "diff"):
+        if args.reproducible is not None:
+            flags["reproducible"] = args.reproducible
         excludes = [(p, "--exclude") for p in args.exclude]
         for path in args.exclude_from:
             excludes.extend(read_pattern_file(path))

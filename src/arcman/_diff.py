@@ -1,7 +1,9 @@
 """``arcman diff``: compare an archive's manifest with a directory tree.
 
 Content is compared by SHA-256 (only for files whose size matches, so a changed size costs no
-hashing); mtimes are ignored because extraction and copies do not keep them reliably.
+hashing); mtimes are ignored because extraction and copies do not keep them reliably. Modes are
+taken as ``extract`` would apply them, so that a tree just extracted from the archive
+compares equal to it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from ._config import ArchiveConfig
 from ._create.collect import Collector, SourceEntry
-from ._manifest import FILE, SYMLINK
+from ._extract.stage import safe_mode
+from ._manifest import DIR, FILE, SYMLINK, reproducible_mode
 from ._metadata import ArchiveEntry
 
 
@@ -55,6 +58,17 @@ def _differs(old: ArchiveEntry, entry: SourceEntry, root: str) -> bool:
     return entry.kind == FILE and old.sha256 != _sha256(os.path.join(root, entry.path))
 
 
+def _mode_differs(old: ArchiveEntry, entry: SourceEntry, reproducible: bool) -> bool:
+    """Whether extracting ``old`` would change the tree's mode: extraction drops setuid,
+    setgid, sticky and group/other write (safe_mode). With ``reproducible`` both sides are
+    reduced as ``create --reproducible`` stores modes (only a file's executable bit is left),
+    so a source tree compares equal to a reproducible archive made from it."""
+    extracted = safe_mode(old.mode, old.type == DIR)
+    if reproducible:
+        return reproducible_mode(old.type, extracted) != reproducible_mode(entry.kind, entry.mode)
+    return extracted != entry.mode
+
+
 def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig) -> TreeDiff:
     """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``."""
     tree = Collector(
@@ -74,7 +88,7 @@ def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig
             result.added.append(entry.path)
         elif _differs(old, entry, root):
             result.changed.append(entry.path)
-        elif entry.kind != SYMLINK and old.mode & 0o7777 != entry.mode:
+        elif entry.kind != SYMLINK and _mode_differs(old, entry, config.reproducible):
             result.mode_only.append(entry.path)
     result.removed.extend(archived)
     return result

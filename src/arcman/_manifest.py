@@ -37,6 +37,14 @@ FILE, DIR, SYMLINK = "file", "dir", "symlink"
 KINDS = (FILE, DIR, SYMLINK)
 
 
+def reproducible_mode(kind: str, mode: int) -> int:
+    """The mode a reproducible archive stores: only "directory or executable" is kept, so a
+    checkout's umask and group/other bits do not change the archive's bytes."""
+    if kind == DIR or (kind == FILE and mode & 0o111):
+        return 0o755
+    return 0o644 if kind == FILE else 0o777
+
+
 @dataclass(frozen=True, slots=True)
 class ManifestEntry:
     path: str

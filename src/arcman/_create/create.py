@@ -19,7 +19,7 @@ from .._config import ArchiveConfig
 from .._errors import SourceError, UnsafeMemberError
 from .._extract.safety import normalize_name
 from .._formats import CompressionFormat
-from .._manifest import DIR, FILE, MANIFEST_NAME
+from .._manifest import FILE, MANIFEST_NAME, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
 from .._names import NameList
 from .._progress import Progress
@@ -210,10 +210,5 @@ def _normalized(entries: Iterable[SourceEntry], epoch: int) -> Iterator[SourceEn
     for entry in entries:
         entry.mtime = epoch
         entry.uid = entry.gid = 0
-        if entry.kind == DIR or (entry.kind == FILE and entry.mode & 0o111):
-            entry.mode = 0o755
-        elif entry.kind == FILE:
-            entry.mode = 0o644
-        else:
-            entry.mode = 0o777
+        entry.mode = reproducible_mode(entry.kind, entry.mode)
         yield entry
