@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,17 @@ def test_reproducible_compares_only_the_executable_bit(
     (sample_tree / "run.sh").chmod(0o644)  # no longer executable: a real difference
     assert main(["diff", str(archive), str(sample_tree), "--reproducible"]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == "m run.sh"
+
+
+def test_foreign_tar_with_dot_slash_names_compares_by_extracted_paths(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tar cf x.tar -C dir .` stores '.', './a', ...: extraction makes them 'a', so diff does."""
+    archive = tmp_path / "plain.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(sample_tree, arcname=".")
+    assert main(["diff", str(archive), str(sample_tree)]) == 0
+    assert capsys.readouterr().out.strip() == "no differences"
+    (sample_tree / "a.txt").unlink()
+    assert main(["diff", str(archive), str(sample_tree)]) == 1
+    assert capsys.readouterr().out.splitlines() == ["- a.txt"]

@@ -1,8 +1,8 @@
 """``arcman diff``: compare an archive's manifest with a directory tree.
 
 Content is compared by SHA-256 (only for files whose size matches, so a changed size costs no
-hashing); mtimes are ignored because extraction and copies do not keep them reliably. Modes are
-taken as ``extract`` would apply them, so that a tree just extracted from the archive
+hashing); mtimes are ignored because extraction and copies do not keep them reliably. Names and
+modes are taken as ``extract`` would apply them, so that a tree just extracted from the archive
 compares equal to it.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from ._config import ArchiveConfig
 from ._create.collect import Collector, SourceEntry
+from ._extract.safety import normalize_name
 from ._extract.stage import safe_mode
 from ._manifest import DIR, FILE, SYMLINK, reproducible_mode
 from ._metadata import ArchiveEntry
@@ -70,7 +71,10 @@ def _mode_differs(old: ArchiveEntry, entry: SourceEntry, reproducible: bool) -> 
 
 
 def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig) -> TreeDiff:
-    """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``."""
+    """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``.
+
+    Member names are normalized as extraction does (``./a`` is ``a``; the root ``.`` is not
+    a member), so foreign archives compare by the paths they would extract to."""
     tree = Collector(
         directory,
         exclude_patterns=config.exclude_patterns,
@@ -80,7 +84,11 @@ def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig
         skip_errors=False,
     ).collect().entries
     root = os.path.realpath(directory)
-    archived = {e.name: e for e in entries}
+    archived: dict[str, ArchiveEntry] = {}
+    for e in entries:
+        name = normalize_name(e.name, zip_rules=False)
+        if name is not None:
+            archived[name] = e
     result = TreeDiff()
     for entry in tree:
         old = archived.pop(entry.path, None)
