@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,19 @@ def test_usage_errors_are_2(tmp_path: Path, sample_tree: Path, argv: list[str]) 
 def test_version() -> None:
     proc = arcman("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("arcman ")
+
+
+@pytest.mark.parametrize("excludes", [1, 20_000], ids=["flushed-at-exit", "written-at-once"])
+def test_reader_closing_the_pipe_exits_141_quietly(tmp_path: Path, excludes: int) -> None:
+    """`arcman config | head -1`: whether the write or the final flush meets the closed pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "ARCMAN_EXCLUDES": ":".join(f"p{n}" for n in range(excludes))}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "arcman", "config", str(tmp_path)],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, env=env, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")

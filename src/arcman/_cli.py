@@ -3,12 +3,13 @@
 Exit codes: 0 ok; 1 verification failed, or ``diff`` found differences; 2 usage or
 configuration error; 3 unsafe or corrupt input; 4 source problem; 5 destination problem;
 6 done, but files were skipped as asked; 70 internal error; 130 interrupted (Ctrl-C);
-143 terminated (SIGTERM).
+141 stdout closed early (``arcman list x | head``); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_UNSAFE = 0, 1, 2, 3
 EXIT_SOURCE, EXIT_DEST, EXIT_SKIPPED, EXIT_INTERNAL = 4, 5, 6, 70
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
 
 FORMATS = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip")
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fast, parallel, verified and atomic archives.",
         epilog="exit codes: 0 ok, 1 verification failed (diff: trees differ), 2 usage or "
         "configuration, 3 unsafe or corrupt input, 4 source problem, 5 destination problem, "
-        "6 files skipped, 130/143 interrupted",
+        "6 files skipped, 130/143 interrupted, 141 stdout closed early",
     )
     parser.add_argument("--version", action="version", version=f"arcman {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -460,7 +461,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     previous_int = signal.getsignal(signal.SIGINT)
     try:
-        return _run(args)
+        code = _run(args)
+        sys.stdout.flush()  # so that a reader gone away shows here, not as Python exits
+        return code
+    except BrokenPipeError:
+        # The reader stopped early (`arcman list x | head`): end quietly with the status a shell
+        # reports for a tool killed by SIGPIPE (128 + 13), as tar or ls would under pipefail;
+        # 0 would claim the whole output was delivered. stdout goes to /dev/null so that
+        # flushing the rest of it at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         _clean_after_signal(args)
         print("arcman: interrupted", file=sys.stderr)
