@@ -17,6 +17,7 @@ from arcman import (
     ArchiveManager,
     ArchiveMetadata,
     CompressionFormat,
+    ConfigError,
     DestinationError,
     ExtractionLimits,
     IntegrityError,
@@ -45,11 +46,18 @@ from helpers import FORMATS, snapshot
         {"format": "zip"},
         {"source_date_epoch": -1},
         {"limits": {"max_members": 1}},
+        # Wrong types raised TypeError from a comparison, not an ArchiveError.
+        {"memory_budget": "64M"},
+        {"max_file_size": "1"},
+        {"source_date_epoch": "0"},
+        {"exclude_patterns": 42},
+        {"compression_level": 6, "format": "zip"},
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError) as caught:
         ArchiveConfig(**kwargs)
+    assert isinstance(caught.value, ArchiveError) and isinstance(caught.value, ValueError)
 
 
 def test_config_defaults() -> None:
@@ -64,18 +72,42 @@ def test_config_defaults() -> None:
 
 @pytest.mark.parametrize("field", ["max_total_size", "max_members", "max_compression_ratio"])
 def test_limits_must_be_positive(field: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         ExtractionLimits(**{field: 0})
 
 
-def test_level_out_of_range_for_the_output_format_is_a_value_error(
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        # Every comparison with NaN is false: a NaN ratio switched the bomb check off.
+        {"max_compression_ratio": float("nan")},
+        {"max_compression_ratio": float("inf")},
+        {"max_compression_ratio": -float("inf")},
+        {"max_compression_ratio": "250"},
+        {"max_compression_ratio": True},
+        {"max_members": 2.5},
+        {"max_total_size": float("inf")},
+        {"max_member_size": "1"},
+    ],
+)
+def test_limits_must_be_finite_numbers_of_the_right_kind(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        ExtractionLimits(**kwargs)
+
+
+def test_ratio_limit_may_be_fractional() -> None:
+    assert ExtractionLimits(max_compression_ratio=12.5).max_compression_ratio == 12.5
+
+
+def test_level_out_of_range_for_the_output_format_is_a_config_error(
     tmp_path: Path, sample_tree: Path
 ) -> None:
-    with ArchiveManager() as manager, pytest.raises(ValueError, match="out of range"):
+    with ArchiveManager() as manager, pytest.raises(ConfigError, match="out of range"):
         manager.create_archive(
-            sample_tree, tmp_path / "a.tar.gz", ArchiveConfig(compression_level=12)
+            sample_tree, tmp_path / "a.tar.gz", ArchiveConfig(compression_level=99)
         )
     assert os.listdir(tmp_path) == ["src"]
+
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._config import ArchiveConfig, ExtractionLimits
     from ._errors import (
         ArchiveError,
+        ConfigError,
         CorruptArchiveError,
         DestinationError,
         IntegrityError,
@@ -35,6 +36,7 @@ _HOMES = {
     "ArchiveConfig": "_config",
     "ExtractionLimits": "_config",
     "ArchiveError": "_errors",
+    "ConfigError": "_errors",
     "CorruptArchiveError": "_errors",
     "DestinationError": "_errors",
     "IntegrityError": "_errors",
@@ -69,6 +71,7 @@ __all__ = [
     "ArchiveManager",
     "ArchiveMetadata",
     "CompressionFormat",
+    "ConfigError",
     "CorruptArchiveError",
     "DestinationError",
     "ExtractionLimits",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._errors import ConfigError
 from ._formats import CompressionFormat
 
 ProgressCallback = Callable[[int, int], None]
@@ -20,6 +22,15 @@ GiB = 1024 * MiB
 
 def default_thread_count() -> int:
     return min(4, os.cpu_count() or 1)
+
+
+def _check_int(owner: str, name: str, value: object, minimum: int | None) -> None:
+    """Refuse a non-int (bool and float included) or one below ``minimum`` with ConfigError,
+    not the TypeError a later comparison would raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{owner}.{name} must be an int, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{owner}.{name} must be at least {minimum}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -39,15 +50,26 @@ class ExtractionLimits:
     max_compression_ratio: float | None = 250.0
 
     def __post_init__(self) -> None:
+        """Refuse anything but a positive finite number or None: every comparison with NaN is
+        false, so a NaN limit would switch its check off without a word."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None and value <= 0:
-                raise ValueError(f"ExtractionLimits.{f.name} must be positive or None, not {value}")
+            if value is None:
+                continue
+            if f.name != "max_compression_ratio":
+                _check_int("ExtractionLimits", f.name, value, 1)
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"ExtractionLimits.{f.name} must be a number, not {value!r}")
+            elif not (math.isfinite(value) and value > 0):
+                raise ConfigError(
+                    f"ExtractionLimits.{f.name} must be positive and finite or None, not {value}"
+                )
 
 
 @dataclass
 class ArchiveConfig:
-    """Settings for create, extract and verify. Invalid values raise ValueError on construction.
+    """Settings for create, extract and verify. Invalid values raise ConfigError (a ValueError)
+    on construction.
 
     ``thread_pool_size`` is capped at the machine's core count; ``enable_parallelization=False``
     runs every stage on the calling thread (for debugging) and produces the same archive bytes.
@@ -78,37 +100,31 @@ class ArchiveConfig:
     limits: ExtractionLimits = field(default_factory=ExtractionLimits)
 
     def __post_init__(self) -> None:
-        if self.compression_level is not None and (
-            isinstance(self.compression_level, bool) or not isinstance(self.compression_level, int)
-        ):
-            raise ValueError(f"compression_level must be an int, not {self.compression_level!r}")
+        if self.compression_level is not None:
+            _check_int("ArchiveConfig", "compression_level", self.compression_level, None)
+        if self.format is not None and not isinstance(self.format, CompressionFormat):
+            raise ConfigError(f"format must be a CompressionFormat, not {self.format!r}")
         if self.compression_level is not None and self.format is not None:
             self.level_for(self.format)
-        if isinstance(self.thread_pool_size, bool) or not isinstance(self.thread_pool_size, int):
-            raise ValueError(f"thread_pool_size must be an int, not {self.thread_pool_size!r}")
-        if self.thread_pool_size < 1:
-            raise ValueError(f"thread_pool_size must be at least 1, not {self.thread_pool_size}")
+        _check_int("ArchiveConfig", "thread_pool_size", self.thread_pool_size, 1)
         self.thread_pool_size = min(self.thread_pool_size, os.cpu_count() or 1)
-        if self.max_file_size is not None and self.max_file_size < 0:
-            raise ValueError(f"max_file_size must be >= 0 or None, not {self.max_file_size}")
-        if self.memory_budget < 1 * MiB:
-            raise ValueError(f"memory_budget must be at least 1 MiB, not {self.memory_budget}")
+        if self.max_file_size is not None:
+            _check_int("ArchiveConfig", "max_file_size", self.max_file_size, 0)
+        _check_int("ArchiveConfig", "memory_budget", self.memory_budget, 1 * MiB)
         if self.on_error not in ("fail", "skip"):
-            raise ValueError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
+            raise ConfigError(f"on_error must be 'fail' or 'skip', not {self.on_error!r}")
         if self.progress_callback is not None and not callable(self.progress_callback):
-            raise ValueError("progress_callback must be callable(done_bytes, total_bytes)")
+            raise ConfigError("progress_callback must be callable(done_bytes, total_bytes)")
         if self.progress_item_callback is not None and not callable(self.progress_item_callback):
-            raise ValueError("progress_item_callback must be callable(member_name)")
-        if isinstance(self.exclude_patterns, str) or not all(
+            raise ConfigError("progress_item_callback must be callable(member_name)")
+        if not isinstance(self.exclude_patterns, list | tuple) or not all(
             isinstance(p, str) for p in self.exclude_patterns
         ):
-            raise ValueError("exclude_patterns must be a list of strings")
-        if self.format is not None and not isinstance(self.format, CompressionFormat):
-            raise ValueError(f"format must be a CompressionFormat, not {self.format!r}")
-        if self.source_date_epoch is not None and self.source_date_epoch < 0:
-            raise ValueError("source_date_epoch must be >= 0")
+            raise ConfigError("exclude_patterns must be a list of strings")
+        if self.source_date_epoch is not None:
+            _check_int("ArchiveConfig", "source_date_epoch", self.source_date_epoch, 0)
         if not isinstance(self.limits, ExtractionLimits):
-            raise ValueError("limits must be an ExtractionLimits")
+            raise ConfigError("limits must be an ExtractionLimits")
 
     @property
     def threads(self) -> int:
@@ -121,7 +137,7 @@ class ArchiveConfig:
             return fmt.default_level
         low, high = fmt.level_range
         if not low <= self.compression_level <= high:
-            raise ValueError(
+            raise ConfigError(
                 f"compression_level {self.compression_level} is out of range for {fmt.value} "
                 f"({low}-{high})"
             )

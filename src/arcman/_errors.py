@@ -7,6 +7,13 @@ class ArchiveError(Exception):
     """Root of every error arcman raises on purpose."""
 
 
+class ConfigError(ArchiveError, ValueError):
+    """An ArchiveConfig or ExtractionLimits value is invalid (of a wrong type, out of range).
+
+    A ValueError too, so callers written against the plain ValueError it used to be still work.
+    """
+
+
 class UnsupportedFormatError(ArchiveError, ValueError):
     """The archive format (by extension or by content) is not one arcman handles."""
 

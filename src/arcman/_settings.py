@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._config import ArchiveConfig, ExtractionLimits
-from ._errors import ArchiveError
+from ._errors import ConfigError
 from ._formats import CompressionFormat
 
 LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(ExtractionLimits))
 
 
-class SettingsError(ArchiveError, ValueError):
+class SettingsError(ConfigError):
     """A configuration file or environment variable holds an unknown key or a bad value."""
 
 
