@@ -66,7 +66,7 @@ def test_config_defaults() -> None:
     assert config.follow_symlinks is False
     assert config.create_checksums and config.include_metadata and config.enable_parallelization
     assert config.max_file_size is None
-    assert 1 <= config.thread_pool_size <= min(4, os.cpu_count() or 1)
+    assert 1 <= config.thread_pool_size <= min(4, len(os.sched_getaffinity(0)))
     assert ArchiveConfig(enable_parallelization=False).threads == 1
 
 
@@ -108,6 +108,16 @@ def test_level_out_of_range_for_the_output_format_is_a_config_error(
         )
     assert os.listdir(tmp_path) == ["src"]
 
+
+def test_thread_cap_is_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container or taskset may allow 1 CPU of a 64-core host: more threads only contend."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert ArchiveConfig().thread_pool_size == 1
+    assert ArchiveConfig(thread_pool_size=8).thread_pool_size == 1
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows
+    assert ArchiveConfig().thread_pool_size == 4
+    assert ArchiveConfig(thread_pool_size=8).thread_pool_size == 8
 
 
 @pytest.mark.parametrize(
@@ -312,7 +322,7 @@ def test_get_stats(tmp_path: Path, sample_tree: Path) -> None:
     assert stats["operations_total"] == 5
     assert stats["failures"] == {"create": 1}
     assert stats["parallel_operations"] == 4 and stats["sequential_operations"] == 1
-    assert stats["pool_size"] == min(2, os.cpu_count() or 1)
+    assert stats["pool_size"] == min(2, len(os.sched_getaffinity(0)))
     assert stats["pool_alive"] is True
     assert stats["bytes_in"] > 0 and stats["bytes_out"] > 0 and stats["files"] > 0
     assert stats["throughput_bytes_per_s"] > 0

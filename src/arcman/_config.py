@@ -20,8 +20,16 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: a container's or ``taskset``'s affinity mask can
+    allow fewer than the machine has, and threads beyond them only contend."""
+    if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_thread_count() -> int:
-    return min(4, os.cpu_count() or 1)
+    return min(4, available_cpus())
 
 
 def _check_int(owner: str, name: str, value: object, minimum: int | None) -> None:
@@ -71,8 +79,9 @@ class ArchiveConfig:
     """Settings for create, extract and verify. Invalid values raise ConfigError (a ValueError)
     on construction.
 
-    ``thread_pool_size`` is capped at the machine's core count; ``enable_parallelization=False``
-    runs every stage on the calling thread (for debugging) and produces the same archive bytes.
+    ``thread_pool_size`` is capped at the CPUs this process may run on;
+    ``enable_parallelization=False`` runs every stage on the calling thread (for debugging) and
+    produces the same archive bytes.
     ``memory_budget`` bounds what an operation holds beyond the interpreter: half goes to
     member data read ahead or being written, a quarter to codec blocks in flight (or
     decompressed data read ahead), an eighth to archive bytes queued for the output thread, the
@@ -107,7 +116,7 @@ class ArchiveConfig:
         if self.compression_level is not None and self.format is not None:
             self.level_for(self.format)
         _check_int("ArchiveConfig", "thread_pool_size", self.thread_pool_size, 1)
-        self.thread_pool_size = min(self.thread_pool_size, os.cpu_count() or 1)
+        self.thread_pool_size = min(self.thread_pool_size, available_cpus())
         if self.max_file_size is not None:
             _check_int("ArchiveConfig", "max_file_size", self.max_file_size, 0)
         _check_int("ArchiveConfig", "memory_budget", self.memory_budget, 1 * MiB)
