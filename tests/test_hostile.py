@@ -456,7 +456,8 @@ def test_cli_raises_and_lifts_limits(box: Path, capsys: pytest.CaptureFixture[st
     archive = make_tar(box / "a.tar", [(f"f{i}", tarfile.REGTYPE, b"x") for i in range(4)])
     assert main(["extract", str(archive), "-C", str(box / "d1"), "--max-members", "3"]) == 3
     assert "more than 3 members" in capsys.readouterr().err
-    assert main(["verify", str(archive), "--max-members", "0"]) == 2  # a usage error
+    assert main(["verify", str(archive), "--max-members", "0"]) == 0  # no limit, as in the config
+    assert main(["verify", str(archive), "--max-members", "-1"]) == 2  # a usage error
     assert main(["extract", str(archive), "-C", str(box / "d2"), "--no-limits"]) == 0
     assert main(["verify", str(archive), "--no-limits", "--max-members", "3"]) == 3
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +117,85 @@ def test_create_uses_the_file_format_and_excludes(
         names = {e.name for e in manager.list_archive(out)}
     assert "run.sh" not in names and "a.txt" in names
     assert out.read_bytes()[:2] == b"PK"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "key", "where"),
+    [
+        ("threads = -3\n", {}, "threads", "arcman.toml"),
+        ("", {"ARCMAN_THREADS": "0"}, "threads", "$ARCMAN_THREADS"),
+        ("[limits]\nmax_members = -1\n", {}, "limits.max_members", "arcman.toml"),
+        ("[limits]\nmax_members = 2.5\n", {}, "limits.max_members", "arcman.toml"),
+        ("", {"ARCMAN_LIMITS_MAX_MEMBERS": "2.5"}, "limits.max_members",
+         "$ARCMAN_LIMITS_MAX_MEMBERS"),
+        ("[limits]\nmax_compression_ratio = nan\n", {}, "limits.max_compression_ratio",
+         "arcman.toml"),
+        ("[limits]\nmax_compression_ratio = inf\n", {}, "limits.max_compression_ratio",
+         "arcman.toml"),
+        ("[limits]\nmax_total_size = -1\n", {}, "limits.max_total_size", "arcman.toml"),
+        ("level = 99\n", {}, "level", "arcman.toml"),  # out of range for every format
+        ("format = 'tar.gz'\nlevel = 12\n", {}, "level", "arcman.toml"),
+        ("format = 'tar.gz'\n", {"ARCMAN_LEVEL": "12"}, "level", "$ARCMAN_LEVEL"),
+    ],
+)
+def test_out_of_range_values_name_the_key_and_source(
+    tmp_path: Path, text: str, env: dict[str, str], key: str, where: str
+) -> None:
+    _write(tmp_path / "arcman.toml", text)
+    with pytest.raises(SettingsError, match=rf"bad value for '{key}' in \S*{re.escape(where)}"):
+        resolve(str(tmp_path), {}, environ=env)
+
+
+def test_level_valid_for_some_format_is_kept_until_the_format_is_known(tmp_path: Path) -> None:
+    _write(tmp_path / "arcman.toml", "level = 12\n")  # zstd's, not gzip's
+    assert resolve(str(tmp_path), {}, environ={})["level"].value == 12
+
+
+@pytest.mark.parametrize(
+    ("flags", "key"),
+    [({"threads": 0}, "threads"), ({"limits.max_compression_ratio": float("nan")},
+                                    "limits.max_compression_ratio"),
+     ({"limits.max_members": -1}, "limits.max_members"), ({"level": 30}, "level")],
+)
+def test_bad_flags_name_the_key(tmp_path: Path, flags: dict[str, Any], key: str) -> None:
+    with pytest.raises(SettingsError, match=f"bad value for '{key}' on the command line"):
+        resolve(str(tmp_path), flags, environ={})
+
+
+def test_zero_is_no_limit_in_file_env_and_flag(tmp_path: Path) -> None:
+    _write(tmp_path / "arcman.toml", "[limits]\nmax_members = 0\n")
+    settings = resolve(
+        str(tmp_path), {"limits.max_compression_ratio": 0.0},
+        environ={"ARCMAN_LIMITS_MAX_TOTAL_SIZE": "0"},
+    )
+    limits = to_config(settings).limits
+    assert limits.max_members is limits.max_total_size is limits.max_compression_ratio is None
+
+
+def test_cli_nan_ratio_is_a_usage_error_not_an_unchecked_bomb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["verify", str(tmp_path / "any.zip"), "--max-ratio", "nan"]) == 2
+    assert "max_compression_ratio" in capsys.readouterr().err
+    _write(tmp_path / "arcman.toml", "[limits]\nmax_compression_ratio = nan\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and str(tmp_path / "arcman.toml") in captured.err
+
+
+def test_config_file_that_is_not_utf8_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "arcman.toml"
+    conf.write_bytes(b"level = 3\n# caf\xe9\n")
+    assert main(["config", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(conf) in err and "not UTF-8" in err and "codec" not in err
+
+
+def test_config_of_a_missing_directory_is_a_source_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", str(tmp_path / "nosuchdir")]) == 4
+    assert "nosuchdir" in capsys.readouterr().err

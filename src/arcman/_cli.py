@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--no-meta", action="store_true", help="no <archive>.meta sidecar")
 
     limits = argparse.ArgumentParser(add_help=False)
-    group = limits.add_argument_group("extraction limits (defaults suit a Raspberry Pi)")
+    group = limits.add_argument_group(
+        "extraction limits (defaults suit a Raspberry Pi; 0 means no limit)"
+    )
     group.add_argument("--max-total-size", type=int, metavar="BYTES", help="default 4 GiB")
     group.add_argument("--max-member-size", type=int, metavar="BYTES", help="default 2 GiB")
     group.add_argument("--max-members", type=int, metavar="N", help="default 200000")
@@ -223,6 +225,11 @@ def _tree(args: argparse.Namespace) -> str:
 def _settings(args: argparse.Namespace) -> Any:
     from ._settings import resolve
 
+    if args.command == "config" and not os.path.isdir(args.directory):
+        from . import SourceError
+
+        # Not the defaults for a directory that is not there (a typo would look configured).
+        raise SourceError(f"{args.directory!r} is not a directory", args.directory)
     return resolve(_tree(args), _flags(args))
 
 

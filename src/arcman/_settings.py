@@ -37,15 +37,23 @@ def _format(value: str) -> str:
     return CompressionFormat(value).value
 
 
-def _limit(value: Any) -> int | float | None:
-    """A limit is a positive number, or 0 / "none" for no limit."""
-    if isinstance(value, str):
-        if value.strip().lower() in ("none", "0", ""):
+def _limit(name: str) -> Callable[[Any], int | float | None]:
+    """A limit is what ExtractionLimits accepts (a positive finite number, an int but for the
+    ratio), or 0 / "none" for no limit, in a file, the environment and on the command line."""
+
+    def convert(value: Any) -> int | float | None:
+        if isinstance(value, str):
+            if value.strip().lower() in ("none", ""):
+                return None
+            value = float(value) if "." in value else int(value)
+        if value == 0 and not isinstance(value, bool):
             return None
-        return float(value) if "." in value else int(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"not a number: {value!r}")
-    return None if value == 0 else value
+        checked: dict[str, Any] = {name: value}
+        ExtractionLimits(**checked)  # raises ConfigError, a ValueError, naming the field
+        limit: int | float = value
+        return limit
+
+    return convert
 
 
 class _Key(NamedTuple):
@@ -63,6 +71,12 @@ def _typed(kind: type) -> Callable[[Any], Any]:
     return check
 
 
+def _threads(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
 def _str_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of strings, got {value!r}")
@@ -71,13 +85,14 @@ def _str_list(value: Any) -> list[str]:
 
 KEYS: dict[str, _Key] = {
     "level": _Key(_typed(int), int, "ARCMAN_LEVEL"),
-    "threads": _Key(_typed(int), int, "ARCMAN_THREADS"),
+    "threads": _Key(lambda v: _threads(_typed(int)(v)), lambda s: _threads(int(s)),
+                    "ARCMAN_THREADS"),
     "format": _Key(lambda v: _format(_typed(str)(v)), _format, "ARCMAN_FORMAT"),
     "reproducible": _Key(_typed(bool), _bool, "ARCMAN_REPRODUCIBLE"),
     # Additive across layers, like repeated --exclude; the environment separates with ":".
     "excludes": _Key(_str_list, lambda s: [p for p in s.split(":") if p], "ARCMAN_EXCLUDES"),
     **{
-        f"limits.{name}": _Key(_limit, _limit, f"ARCMAN_LIMITS_{name.upper()}")
+        f"limits.{name}": _Key(_limit(name), _limit(name), f"ARCMAN_LIMITS_{name.upper()}")
         for name in LIMIT_FIELDS
     },
 }
@@ -104,6 +119,11 @@ def find_config_file(start: str) -> tuple[str, dict[str, Any]] | None:
             try:
                 with open(path, "rb") as f:
                     data = tomllib.load(f)
+            except UnicodeDecodeError as exc:
+                raise SettingsError(
+                    f"cannot read {path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at "
+                    f"offset {exc.start})"
+                ) from None
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise SettingsError(f"cannot read {path}: {exc}") from exc
             if name == "arcman.toml":
@@ -134,11 +154,32 @@ def _flatten(table: Mapping[str, Any], path: str) -> dict[str, Any]:
     return flat
 
 
-def _convert(key: str, raw: Any, convert: Callable[[Any], Any], where: str) -> Any:
+def _where(source: str) -> str:
+    return "on the command line" if source == "flag" else f"in {source}"
+
+
+def _convert(key: str, raw: Any, convert: Callable[[Any], Any], source: str) -> Any:
     try:
         return convert(raw)
-    except ValueError as exc:
-        raise SettingsError(f"bad value for {key!r} in {where}: {exc}") from None
+    except ValueError as exc:  # ConfigError included
+        raise SettingsError(f"bad value for {key!r} {_where(source)}: {exc}") from None
+
+
+def check_level(settings: Mapping[str, Setting], fmt: CompressionFormat | None) -> None:
+    """Refuse a level outside ``fmt``'s range (before the format is known, outside every
+    format's), naming where the level was set."""
+    level = settings["level"]
+    if level.value is None:
+        return
+    formats = [fmt] if fmt is not None else list(CompressionFormat)
+    low = min(f.level_range[0] for f in formats)
+    high = max(f.level_range[1] for f in formats)
+    if not low <= level.value <= high:
+        what = fmt.value if fmt is not None else "every format"
+        raise SettingsError(
+            f"bad value for 'level' {_where(level.source)}: {level.value} is out of range for "
+            f"{what} ({low}-{high})"
+        )
 
 
 def resolve(
@@ -148,7 +189,8 @@ def resolve(
 ) -> dict[str, Setting]:
     """Every key's effective value and its source.
 
-    ``flags`` holds only the options given; its "excludes" are (pattern, origin) pairs.
+    ``flags`` holds only the options given; its "excludes" are (pattern, origin) pairs. Every
+    value is checked where it is read, so an error names the key and its file, variable or flag.
     """
     env = os.environ if environ is None else environ
     defaults = ArchiveConfig()
@@ -182,7 +224,10 @@ def resolve(
             },
         )
     )
-    layers.append(("flag", {k: v for k, v in flags.items() if k != "excludes"}))
+    layers.append(
+        ("flag", {k: _convert(k, v, KEYS[k].check, "flag")
+                  for k, v in flags.items() if k != "excludes"})
+    )
     for origin, values in layers:
         for key, value in values.items():
             source = f"${KEYS[key].env}" if origin == "env" else origin
@@ -192,6 +237,8 @@ def resolve(
                 settings[key] = Setting(value, source)
     if flags.get("excludes"):
         _add_excludes(settings["excludes"], flags["excludes"], "flag")
+    fmt = settings["format"].value
+    check_level(settings, CompressionFormat(fmt) if fmt else None)
     return settings
 
 
