@@ -199,3 +199,42 @@ def test_config_of_a_missing_directory_is_a_source_error(
 ) -> None:
     assert main(["config", str(tmp_path / "nosuchdir")]) == 4
     assert "nosuchdir" in capsys.readouterr().err
+
+
+def test_format_flag_contradicting_the_extension_is_a_usage_error(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(out), "--format", "zip"]) == 2
+    err = capsys.readouterr().err
+    assert "--format zip contradicts" in err and "tar.gz" in err
+    assert not out.exists()
+    agreeing = tmp_path / "x.zip"
+    assert main(["create", str(sample_tree), "-o", str(agreeing), "--format", "zip", "-q"]) == 0
+    unnamed = tmp_path / "x.bin"
+    assert main(["create", str(sample_tree), "-o", str(unnamed), "--format", "tar.zst", "-q"]) == 0
+    assert unnamed.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+
+
+def test_env_or_file_format_yields_to_a_recognised_extension(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCMAN_FORMAT", "tar.zst")
+    out = tmp_path / "y.zip"
+    assert main(["create", str(sample_tree), "-o", str(out), "-q"]) == 0
+    assert out.read_bytes()[:2] == b"PK"  # was zstd data named .zip
+    monkeypatch.delenv("ARCMAN_FORMAT")
+    _write(sample_tree / "arcman.toml", "format = 'zip'\n")
+    gz = tmp_path / "y.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(gz), "-q"]) == 0
+    assert gz.read_bytes()[:2] == b"\x1f\x8b"
+
+
+def test_level_out_of_range_for_the_output_names_the_key_and_file(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = _write(sample_tree / "arcman.toml", "level = 12\n")
+    assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.tar.zst"), "-q"]) == 0
+    assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert f"bad value for 'level' in {conf}: 12 is out of range for tar.gz (1-9)" in err

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("source", help="directory to archive")
     create.add_argument("-o", "--output", help="archive to write (not needed with --dry-run)")
     create.add_argument("--format", choices=FORMATS,
-                        help="format (default: from the extension; env ARCMAN_FORMAT)")
+                        help="format of an output without a known extension (must agree "
+                        "with a known one); env ARCMAN_FORMAT and config 'format' only where "
+                        "the extension does not say")
     create.add_argument("--level", type=int, metavar="N",
                         help="compression level (env ARCMAN_LEVEL, config 'level')")
     create.add_argument("--dry-run", action="store_true",
@@ -234,11 +236,13 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _config(args: argparse.Namespace, settings: Any) -> Any:
-    from ._settings import to_config
+    from ._settings import output_format, to_config
 
     extra: dict[str, Any] = {}
     if args.no_parallel:
         extra["enable_parallelization"] = False
+    if args.command == "create" and args.output:
+        extra["format"] = output_format(settings, args.output)
     if args.command == "create":
         extra.update(
             follow_symlinks=args.follow_symlinks,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._config import ArchiveConfig, ExtractionLimits
-from ._errors import ConfigError
+from ._errors import ConfigError, UnsupportedFormatError
 from ._formats import CompressionFormat
 
 LIMIT_FIELDS = tuple(f.name for f in dataclasses.fields(ExtractionLimits))
@@ -248,16 +248,40 @@ def _add_excludes(setting: Setting, patterns: list[tuple[str, str]], source: str
     setting.source = f"{setting.source} + {source}"
 
 
+def output_format(settings: Mapping[str, Setting], output: str) -> CompressionFormat | None:
+    """The format ``create`` writes ``output`` in, its level checked against it.
+
+    A recognised extension decides: ``--format`` contradicting it is an error (``-o x.tar.gz
+    --format zip`` would write a zip named .tar.gz), while a format from the environment or a
+    file is a default, used only where the extension says nothing, so a global
+    ARCMAN_FORMAT=tar.zst does not make ``-o x.zip`` fail."""
+    requested = settings["format"]
+    fmt = CompressionFormat(requested.value) if requested.value else None
+    try:
+        named: CompressionFormat | None = CompressionFormat.from_extension(output)
+    except UnsupportedFormatError:
+        named = None
+    if named is not None and fmt not in (None, named) and requested.source == "flag":
+        raise SettingsError(
+            f"--format {requested.value} contradicts the extension of {output!r} "
+            f"({named.value}): drop one, or name the output for the format"
+        )
+    chosen = named or fmt
+    check_level(settings, chosen)
+    return chosen
+
+
 def to_config(settings: Mapping[str, Setting], **extra: Any) -> ArchiveConfig:
-    """Build the ArchiveConfig the settings describe (``extra`` adds the per-run options)."""
+    """Build the ArchiveConfig the settings describe (``extra`` adds or overrides per-run
+    options, such as the format ``output_format`` chose)."""
     limits = ExtractionLimits(**{n: settings[f"limits.{n}"].value for n in LIMIT_FIELDS})
     fmt = settings["format"].value
-    return ArchiveConfig(
-        compression_level=settings["level"].value,
-        thread_pool_size=settings["threads"].value,
-        format=CompressionFormat(fmt) if fmt else None,
-        reproducible=settings["reproducible"].value,
-        exclude_patterns=settings["excludes"].value,
-        limits=limits,
-        **extra,
-    )
+    values: dict[str, Any] = {
+        "compression_level": settings["level"].value,
+        "thread_pool_size": settings["threads"].value,
+        "format": CompressionFormat(fmt) if fmt else None,
+        "reproducible": settings["reproducible"].value,
+        "exclude_patterns": settings["excludes"].value,
+        "limits": limits,
+    }
+    return ArchiveConfig(**{**values, **extra})
