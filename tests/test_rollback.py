@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -176,3 +178,23 @@ def test_older_prev_moved_aside_by_a_killed_commit_is_restored(tmp_path: Path) -
     assert (dest / "VERSION").read_text() == "v3"
     assert (prev / "VERSION").read_text() == "v2"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["app", "app.prev"]
+
+
+def test_previous_tree_is_reported_only_when_one_was_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1, v2 = _release(tmp_path, "v1"), _release(tmp_path, "v2")
+    dest, prev = tmp_path / "newd", tmp_path / "newd.prev"
+    deploy = ["-C", str(dest), "--replace", "--keep-previous"]
+    assert main(["extract", str(v1), *deploy, "--json"]) == 0  # DEST missing: nothing to keep
+    assert "previous" not in json.loads(capsys.readouterr().out)
+    shutil.rmtree(dest)
+    dest.mkdir()
+    assert main(["extract", str(v1), *deploy]) == 0  # DEST empty: nothing to keep
+    assert "previous tree kept" not in capsys.readouterr().out
+    assert not prev.exists()
+    assert main(["extract", str(v2), *deploy]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"; previous tree kept as {prev}")
+    assert main(["extract", str(v1), *deploy, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["previous"] == str(prev)
+    assert (prev / "VERSION").read_text() == "v2"

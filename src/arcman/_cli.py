@@ -337,17 +337,20 @@ def _operate(
     if args.command == "extract":
         if args.keep_previous and not args.replace:
             raise ValueError("--keep-previous needs --replace")
+        keeps = args.keep_previous and _has_a_tree(args.dest)
         meta = manager.extract_archive(
             args.archive, args.dest, config, not args.no_verify,
             replace=args.replace, keep_previous=args.keep_previous,
         )
+        out = meta.to_dict()
         text = (
             f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
             f"to {args.dest}, verified by {meta.verification}"
         )
-        if args.keep_previous:
-            text += f"; previous tree kept as {args.dest.rstrip('/')}.prev"
-        return meta.to_dict(), text, code
+        if keeps:
+            out["previous"] = _previous(args.dest)
+            text += f"; previous tree kept as {out['previous']}"
+        return out, text, code
     if args.command == "verify":
         meta = manager.verify_archive(args.archive, config)
         how = (
@@ -374,6 +377,21 @@ def _operate(
     return {"archive": args.archive, "entries": [e.to_dict() for e in entries]}, text, code
 
 
+def _has_a_tree(dest: str) -> bool:
+    """Whether DEST is a non-empty directory: only such a tree is swapped out and kept as
+    DEST.prev; a missing or empty DEST is simply replaced, and nothing is kept."""
+    try:
+        return not os.path.islink(dest) and bool(os.listdir(dest))
+    except OSError:
+        return False
+
+
+def _previous(dest: str) -> str:
+    from ._extract.commit import previous_path
+
+    return previous_path(dest)
+
+
 _BAR_LABELS = {"create": "archiving", "extract": "extracting", "verify": "verifying"}
 
 
@@ -395,7 +413,7 @@ def _run(args: argparse.Namespace) -> int:
         out, text = _show_config(settings)
     elif args.command == "rollback":
         ArchiveManager().rollback(args.dest)
-        out = {"rolled_back": args.dest, "previous": args.dest.rstrip("/") + ".prev"}
+        out = {"rolled_back": args.dest, "previous": _previous(args.dest)}
         text = f"rolled back {args.dest}; {out['previous']} now holds the tree it replaced"
     elif args.command == "create" and args.dry_run:
         out, text = _dry_run(args, settings, _config(args, settings))
