@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from arcman._cli import main
 from helpers import snapshot, tar_file, write_tar
 
 
@@ -113,6 +114,26 @@ def test_unsafe_archive_is_3(tmp_path: Path) -> None:
 def test_missing_source_is_4(tmp_path: Path) -> None:
     assert_error(arcman("create", tmp_path / "missing", "-o", tmp_path / "a.tar"), 4)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "unreadable"])
+def test_archive_that_cannot_be_read_is_4(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A source problem, not a usage error (2): the archive is named right but not readable."""
+    path = tmp_path / "x.tar.gz"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a mode-000 file")
+        path.write_bytes(b"\x1f\x8b")
+        path.chmod(0)
+    for args in (["verify", str(path)], ["list", str(path)],
+                 ["extract", str(path), "-C", str(tmp_path / "out")],
+                 ["diff", str(path), str(tmp_path)]):
+        assert main(args) == 4, args
+        assert "cannot read" in capsys.readouterr().err
 
 
 def test_skipped_files_are_6_and_reported(tmp_path: Path, sample_tree: Path) -> None:

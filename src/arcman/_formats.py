@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 
-from ._errors import CorruptArchiveError, UnsupportedFormatError
+from ._errors import CorruptArchiveError, SourceError, UnsupportedFormatError
 
 
 class CompressionFormat(enum.Enum):
@@ -47,13 +47,16 @@ class CompressionFormat(enum.Enum):
 
     @classmethod
     def detect(cls, path: str | os.PathLike[str]) -> CompressionFormat:
-        """The format of an existing archive, from its first bytes (extensions can lie)."""
+        """The format of an existing archive, from its first bytes (extensions can lie).
+
+        An archive that cannot be read (missing, a directory, no permission) is a SourceError,
+        not an unknown format: what is wrong is the input, not its kind."""
         try:
             with open(path, "rb") as f:
                 head = f.read(512)
         except OSError as exc:
-            raise UnsupportedFormatError(
-                f"cannot read {os.fspath(path)!r}: {exc.strerror}"
+            raise SourceError(
+                f"cannot read {os.fspath(path)!r}: {exc.strerror}", os.fspath(path)
             ) from exc
         if head.startswith(b"\x1f\x8b"):
             return cls.TAR_GZ
