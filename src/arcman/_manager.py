@@ -141,7 +141,9 @@ class ArchiveManager:
     def verify_archive(
         self, archive_path: str | os.PathLike[str], config: ArchiveConfig | None = None
     ) -> ArchiveMetadata:
-        """Check everything that can be checked; raise IntegrityError naming what failed."""
+        """Check everything that can be checked; raise IntegrityError naming what failed
+        (UnsafeMemberError/LimitExceededError for what extraction would refuse, SourceError for
+        an unreadable file, UnsupportedFormatError for one that is no archive)."""
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._extract import extract as _extract
@@ -151,7 +153,7 @@ class ArchiveManager:
         return self._run("verify", config, work, _sizes)
 
     def verify_archive_integrity(self, archive_path: str | os.PathLike[str]) -> bool:
-        """True when the archive is intact; otherwise IntegrityError names the member and why."""
+        """True when the archive is intact; otherwise it raises as ``verify_archive`` does."""
         self.verify_archive(archive_path)
         return True
 
