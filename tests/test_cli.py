@@ -199,3 +199,21 @@ def test_reader_closing_the_pipe_exits_141_quietly(tmp_path: Path, excludes: int
     finally:
         os.close(write_end)
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_list_prints_a_name_that_is_not_utf8_as_its_bytes(tmp_path: Path) -> None:
+    """As tar tf does, in a strict UTF-8 locale too (PYTHONIOENCODING=utf-8 is one)."""
+    import tarfile
+
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        info = tarfile.TarInfo("caf\xe9.txt")
+        tar.addfile(info)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    for flags in ([], ["-l"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "arcman", "list", str(archive), *flags],
+            capture_output=True, env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.rstrip(b"\n").endswith(b"caf\xe9.txt")
