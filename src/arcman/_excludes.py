@@ -17,17 +17,31 @@ def read_pattern_file(path: str, prefix: str = "") -> list[tuple[str, str]]:
     (anchored) or ``sub/**/...`` (unanchored) for the one spec matched from the source root.
     """
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        # utf-8-sig: git skips a byte order mark at the start of the file.
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError as exc:
         raise SourceError(f"cannot read pattern file {path!r}: {exc.strerror}", path) from exc
     patterns = []
     for number, line in enumerate(lines, 1):
-        stripped = line.rstrip()
+        stripped = _trim(line)
         if not stripped or stripped.startswith("#"):
             continue
         patterns.append((_reroot(stripped, prefix), f"{path}:{number}"))
     return patterns
+
+
+def _trim(line: str) -> str:
+    """``line`` without its trailing spaces but one escaped with a backslash, as git reads it.
+
+    By hand because pathspec's rule differs (it keeps a line ending in a backslash and a space
+    whole, and strips any other run, leaving the invalid ``foo\\`` of ``"foo\\  "``), and the
+    line must be trimmed before pathspec sees it, to find blank lines and to re-root it.
+    """
+    body = line.rstrip(" ")
+    if body != line and (len(body) - len(body.rstrip("\\"))) % 2:
+        body += " "  # an odd run of backslashes escapes the first space
+    return body
 
 
 def _reroot(pattern: str, prefix: str) -> str:
