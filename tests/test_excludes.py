@@ -64,6 +64,14 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "foo": "", "foo ": "", "bar": "", "bar ": "", "baz": "", "baz ": "", "qux\\": "",
     },
     "byte order mark": {".gitignore": "\ufeff*.log\n", "x.log": "", "x.txt": ""},
+    "glob characters in directory names": {
+        "[ab]/.gitignore": "*.log\n", "[ab]/k.log": "", "a/k.log": "", "b/k.log": "",
+        "x*/.gitignore": "/k\n", "x*/k": "", "xy/k": "",
+        "?/.gitignore": "k\n", "?/k": "", "z/k": "",
+        "!neg/.gitignore": "k\n", "!neg/k": "", "neg/k": "",
+        "#hash/.gitignore": "k\n", "#hash/k": "",
+        "back\\slash/.gitignore": "k\n", "back\\slash/k": "", "backslash/k": "",
+    },
 }
 
 
@@ -79,3 +87,13 @@ def test_an_escaped_trailing_space_is_part_of_the_pattern(tmp_path: Path) -> Non
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
     assert patterns == ["foo\\ ", "bar\\ ", "baz", "qux\\\\"]
     assert _arcman_kept(root) == {".gitignore", "foo", "bar", "baz "}
+
+
+def test_a_directory_name_is_literal_in_its_gitignore_patterns(tmp_path: Path) -> None:
+    """``[ab]/.gitignore`` applies under ``[ab]``, not under ``a`` and ``b``."""
+    root = _build(tmp_path / "t", LAYOUTS["glob characters in directory names"])
+    assert [pattern for pattern, _ in gitignore_patterns(str(root))] == [
+        "\\!neg/**/k", "\\#hash/**/k", "\\?/**/k", "\\[ab\\]/**/*.log",
+        "back\\\\slash/**/k", "x\\*/k",
+    ]
+    assert {"a/k.log", "b/k.log", "xy/k", "z/k", "neg/k", "backslash/k"} <= _arcman_kept(root)

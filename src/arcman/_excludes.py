@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from ._config import ArchiveConfig
@@ -44,6 +45,9 @@ def _trim(line: str) -> str:
     return body
 
 
+_GLOB_CHARS = re.compile(r"[\\*?\[\]]")
+
+
 def _reroot(pattern: str, prefix: str) -> str:
     if not prefix:
         return pattern
@@ -52,6 +56,9 @@ def _reroot(pattern: str, prefix: str) -> str:
     # git: a slash at the start or middle anchors the pattern to the .gitignore's directory.
     anchored = "/" in body.rstrip("/")
     body = body.lstrip("/")
+    prefix = _GLOB_CHARS.sub(r"\\\g<0>", prefix)  # the directory's name is literal
+    if prefix[0] in "!#":
+        prefix = "\\" + prefix  # else a negation or a comment
     return f"{negate}{prefix}/{body}" if anchored else f"{negate}{prefix}/**/{body}"
 
 
