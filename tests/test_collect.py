@@ -181,8 +181,8 @@ def test_non_utf8_names_are_refused_or_skipped_for_zip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("patterns", [[".DS_Store", "Thumbs.db"], ["build"], []])
-def test_plain_names_match_as_pathspec_does(tmp_path: Path, patterns: list[str]) -> None:
-    """Plain-name patterns skip pathspec; the result is what pathspec gives for them."""
+def test_plain_names_match_as_excludes_do(tmp_path: Path, patterns: list[str]) -> None:
+    """Plain-name patterns skip Excludes (pathspec); the result is what it gives for them."""
     from arcman._create.collect import Collector
 
     for rel in [".DS_Store", "a/.DS_Store", "a/b/Thumbs.db/x", "build/out", "a/build",
@@ -196,8 +196,8 @@ def test_plain_names_match_as_pathspec_does(tmp_path: Path, patterns: list[str])
             str(tmp_path / "src"), exclude_patterns=patterns + extra, exclude_paths=set(),
             follow_symlinks=False, max_file_size=None, skip_errors=False,
         )
-        assert (collector._spec is None) == (not extra)
+        assert (collector._excludes is None) == (not extra)
         return list(collector.collect().entries.names)
 
-    # A glob that matches nothing forces the pathspec path for the same patterns.
+    # A glob that matches nothing forces the Excludes path for the same patterns.
     assert names([]) == names(["*.never-matches"])

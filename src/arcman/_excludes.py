@@ -1,10 +1,12 @@
-"""Exclude patterns from files (``--exclude-from``, the tree's ``.gitignore`` files) and the
-``create --dry-run`` plan that says what goes in and which pattern left each path out."""
+"""Exclude patterns from files (``--exclude-from``, the tree's ``.gitignore`` files), git's
+decision on each path (Excludes) and the ``create --dry-run`` plan that says what goes in and
+which pattern left each path out."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ._config import ArchiveConfig
@@ -62,6 +64,54 @@ def _reroot(pattern: str, prefix: str) -> str:
     return f"{negate}{prefix}/{body}" if anchored else f"{negate}{prefix}/**/{body}"
 
 
+class Excludes:
+    """git's decision on each path of a walk that, as git's own, never enters an excluded
+    directory: "it is not possible to re-include a file if a parent directory is excluded".
+
+    pathspec turns each pattern into a regular expression. Which pattern decides is written
+    here, as git does it (dir.c, last_matching_pattern: the last pattern that matches the path
+    itself wins; one with a trailing slash matches directories only), because pathspec's
+    GitIgnoreSpec answers for file paths, differently: it ranks ``!*/`` below ``*``, so every
+    directory stays excluded; it re-includes ``data/keep`` below ``data/``; and it takes
+    ``foo/**`` to match ``foo/`` and ``a/**/`` to match ``a`` (losing the files in ``a``).
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        import pathspec
+
+        texts: list[tuple[int, bool, str]] = []  # (index, directories only, pattern)
+        for index, pattern in enumerate(patterns):
+            text = _trim(pattern)
+            dirs_only = text.endswith("/")
+            text = text[:-1] if dirs_only else text
+            if text not in ("", "!"):  # "/" and "!/" match nothing
+                texts.append((index, dirs_only, text))
+        compiled = pathspec.GitIgnoreSpec.from_lines([text for _, _, text in texts]).patterns
+        self._rules: list[tuple[re.Pattern[str], bool, bool, int]] = []  # the last first
+        for (index, dirs_only, _), rule in zip(reversed(texts), reversed(compiled), strict=True):
+            if rule.regex is not None and rule.include is not None:  # None: a comment
+                self._rules.append((rule.regex, rule.include, dirs_only, index))
+
+    def decide(self, path: str, is_dir: bool) -> tuple[int, bool] | None:
+        """(index, excludes?) of the pattern that decides on ``path`` ("/"-separated, relative
+        to the root), or None when none matches it."""
+        for regex, excludes, dirs_only, index in self._rules:
+            if dirs_only and not is_dir:
+                continue
+            match = regex.search(path)
+            # pathspec extends a pattern to the paths below what it matches, marking that part
+            # with a named group: such a match is a parent's, decided when the walk reached
+            # it. The expression tries the longest leading path first, so its first match
+            # stops at a parent only when the whole path does not match (a test checks this).
+            if match is not None and match.lastgroup is None:
+                return index, excludes
+        return None
+
+    def excluded(self, path: str, is_dir: bool) -> bool:
+        decision = self.decide(path, is_dir)
+        return decision is not None and decision[1]
+
+
 def gitignore_patterns(root: str) -> list[tuple[str, str]]:
     """Every ``.gitignore`` under ``root`` (parents before children, so deeper ones win)."""
     found: list[tuple[str, str]] = []
@@ -88,8 +138,6 @@ class Plan:
 
 def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
     """Run the real collector, then name the pattern that excluded each top-most left-out path."""
-    import pathspec
-
     from ._create.collect import Collector
 
     collection = Collector(
@@ -103,7 +151,7 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
     result = Plan([(e.path, e.kind, e.size) for e in collection.entries])
     kept = {e.path for e in collection.entries} | {""}
     skipped = dict(collection.skipped)
-    spec = pathspec.GitIgnoreSpec.from_lines(config.exclude_patterns)
+    excludes = Excludes(config.exclude_patterns)
     root = os.path.realpath(source)
     for directory, dirs, files in os.walk(root, followlinks=config.follow_symlinks):
         dirs.sort()  # report in archive order
@@ -119,9 +167,12 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
             if path in skipped:
                 result.excluded.append((path, skipped[path]))
                 continue
-            is_dir = name in dirs
-            check = spec.check_file(path + "/" if is_dir else path)
-            if check.index is not None:
-                pattern = config.exclude_patterns[check.index]
-                result.excluded.append((path, f"pattern {pattern!r} from {origins[check.index]}"))
+            # A link to a directory is a directory to the collector only when it follows links.
+            is_dir = name in dirs and (
+                config.follow_symlinks or not os.path.islink(os.path.join(directory, name))
+            )
+            decision = excludes.decide(path, is_dir)
+            if decision is not None and decision[1]:
+                pattern = config.exclude_patterns[decision[0]]
+                result.excluded.append((path, f"pattern {pattern!r} from {origins[decision[0]]}"))
     return result

@@ -19,15 +19,12 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from .._errors import SourceError, UnsafeMemberError
+from .._excludes import Excludes
 from .._manifest import DIR, FILE, SYMLINK
 from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
-
-if TYPE_CHECKING:
-    import pathspec
 
 
 @dataclass
@@ -59,17 +56,16 @@ class Collector:
     ) -> None:
         """``name_check`` raises UnsafeMemberError for a name the archive must not hold."""
         self._root = os.path.realpath(root)
-        # pathspec costs ~15 ms to import and ~5 us a match per entry, so plain names (the
-        # defaults, .DS_Store and Thumbs.db) are matched as gitignore does, by an entry's own
-        # name at any depth, with a set; pathspec only when a pattern needs it.
+        # pathspec costs ~15 ms to import and Excludes a regular expression search per pattern
+        # and entry, so plain names (the defaults, .DS_Store and Thumbs.db) are matched as
+        # gitignore does, by an entry's own name at any depth, with a set; Excludes only when
+        # a pattern needs it.
         self._names: frozenset[str] = frozenset()
-        self._spec: pathspec.GitIgnoreSpec | None = None
+        self._excludes: Excludes | None = None
         if all(_is_plain_name(p) for p in exclude_patterns):
             self._names = frozenset(exclude_patterns)
         else:
-            import pathspec
-
-            self._spec = pathspec.GitIgnoreSpec.from_lines(exclude_patterns)
+            self._excludes = Excludes(exclude_patterns)
         # The archive being written, its temporary and its sidecars are kept out of the archive
         # by path under the resolved root, and when reached under another path (through a
         # followed symlink) by identity, which the stat each entry gets anyway gives: a set
@@ -157,8 +153,9 @@ class Collector:
                 continue
             mode = st.st_mode
             is_dir = stat.S_ISDIR(mode)
+            # An excluded directory is not entered, as in git: nothing below it comes back.
             if d.name in self._names or (
-                self._spec is not None and self._spec.match_file(path + "/" if is_dir else path)
+                self._excludes is not None and self._excludes.excluded(path, is_dir)
             ):
                 continue
             if d.path in self._exclude_paths or (
