@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pathspec
 import pytest
@@ -212,3 +214,31 @@ def test_a_match_stops_at_a_parent_only_when_the_whole_path_does_not_match(
     assert regex is not None
     whole = re.compile(regex.pattern.replace("(?P<", "(?!)(?P<"))  # no parent's match
     assert Excludes([pattern]).excluded(path, is_dir=True) == bool(whole.search(path))
+
+
+def test_dry_run_fails_or_skips_an_unlistable_directory_as_create_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _build(tmp_path / "t", {"a.txt": "", "locked/f": ""})
+    real_scandir = os.scandir
+
+    def scandir(path: str = ".") -> Any:  # as chmod 000 does to anyone but root
+        if os.path.basename(path) == "locked":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    archive = tmp_path / "a.tar"
+    for args in (["--dry-run"], ["-o", str(archive)]):
+        assert main(["create", str(root), *args]) == 4
+        assert "cannot archive 'locked': Permission denied" in capsys.readouterr().err
+    assert main(["create", str(root), "--dry-run", "--skip-unreadable"]) == 6
+    assert "! locked  (skipped: Permission denied)" in capsys.readouterr().out
+    assert main(["create", str(root), "--dry-run", "--skip-unreadable", "--json"]) == 6
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["skipped"] == [{"path": "locked", "reason": "Permission denied"}]
+    assert main(["create", str(root), "-o", str(archive), "--skip-unreadable", "-q"]) == 6
+    assert "skipped locked: Permission denied" in capsys.readouterr().err
+    with ArchiveManager() as manager:
+        names = [e.name for e in manager.list_archive(archive)]
+    assert names == [e["path"] for e in plan["included"]] == ["a.txt", "locked"]

@@ -293,7 +293,10 @@ def _stats_table(stats: dict[str, Any]) -> str:
     return capture.get().rstrip("\n")
 
 
-def _dry_run(args: argparse.Namespace, settings: Any, config: Any) -> tuple[dict[str, Any], str]:
+def _dry_run(
+    args: argparse.Namespace, settings: Any, config: Any
+) -> tuple[dict[str, Any], str, int]:
+    """The plan, and the exit code ``create`` would give (6 if it would skip paths)."""
     from ._excludes import plan
 
     result = plan(args.source, config, settings["excludes"].origins)
@@ -301,15 +304,18 @@ def _dry_run(args: argparse.Namespace, settings: Any, config: Any) -> tuple[dict
         "source": args.source,
         "included": [{"path": p, "type": k, "size": s} for p, k, s in result.included],
         "excluded": [{"path": p, "reason": r} for p, r in result.excluded],
+        "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
         "total_bytes": result.total_bytes,
     }
     lines = [f"+ {p}" for p, _, _ in result.included]
     lines += [f"- {p}  ({r})" for p, r in result.excluded]
+    lines += [f"! {p}  (skipped: {r})" for p, r in result.skipped]
     lines.append(
         f"would archive {sum(k == 'file' for _, k, _ in result.included)} files "
         f"({_human(result.total_bytes)}), leave out {len(result.excluded)}"
+        + (f", skip {len(result.skipped)}" if result.skipped else "")
     )
-    return out, "\n".join(lines)
+    return out, "\n".join(lines), EXIT_SKIPPED if result.skipped else EXIT_OK
 
 
 def _operate(
@@ -416,7 +422,7 @@ def _run(args: argparse.Namespace) -> int:
         out = {"rolled_back": args.dest, "previous": _previous(args.dest)}
         text = f"rolled back {args.dest}; {out['previous']} now holds the tree it replaced"
     elif args.command == "create" and args.dry_run:
-        out, text = _dry_run(args, settings, _config(args, settings))
+        out, text, code = _dry_run(args, settings, _config(args, settings))
     else:
         label = _BAR_LABELS.get(args.command)
         with ArchiveManager(_config(args, settings)) as manager:

@@ -126,10 +126,12 @@ def gitignore_patterns(root: str) -> list[tuple[str, str]]:
 
 @dataclass
 class Plan:
-    """What ``create`` would archive, and each path it would leave out with the reason."""
+    """What ``create`` would archive, each path it would leave out with the reason, and each it
+    would skip (``on_error="skip"``: a directory it cannot list, a special file) and why."""
 
     included: list[tuple[str, str, int]] = field(default_factory=list)  # (path, kind, size)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     @property
     def total_bytes(self) -> int:
@@ -137,7 +139,10 @@ class Plan:
 
 
 def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
-    """Run the real collector, then name the pattern that excluded each top-most left-out path."""
+    """Run the real collector, then name the pattern that excluded each top-most left-out path.
+
+    A path the collector cannot archive fails the plan, or is skipped, as it would ``create``.
+    """
     from ._create.collect import Collector
 
     collection = Collector(
@@ -146,11 +151,12 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
         exclude_paths=set(),
         follow_symlinks=config.follow_symlinks,
         max_file_size=config.max_file_size,
-        skip_errors=True,
+        skip_errors=config.on_error == "skip",
     ).collect()
-    result = Plan([(e.path, e.kind, e.size) for e in collection.entries])
+    result = Plan([(e.path, e.kind, e.size) for e in collection.entries],
+                  skipped=collection.skipped)
     kept = {e.path for e in collection.entries} | {""}
-    skipped = dict(collection.skipped)
+    skipped = {path for path, _ in collection.skipped}
     excludes = Excludes(config.exclude_patterns)
     root = os.path.realpath(source)
     for directory, dirs, files in os.walk(root, followlinks=config.follow_symlinks):
@@ -162,10 +168,7 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
             continue
         for name in sorted([*dirs, *files]):
             path = f"{rel}/{name}" if rel else name
-            if path in kept:
-                continue
-            if path in skipped:
-                result.excluded.append((path, skipped[path]))
+            if path in kept or path in skipped:
                 continue
             # A link to a directory is a directory to the collector only when it follows links.
             is_dir = name in dirs and (
