@@ -242,3 +242,22 @@ def test_dry_run_fails_or_skips_an_unlistable_directory_as_create_does(
     with ArchiveManager() as manager:
         names = [e.name for e in manager.list_archive(archive)]
     assert names == [e["path"] for e in plan["included"]] == ["a.txt", "locked"]
+
+
+@pytest.mark.parametrize("ext", ["tar.gz", "zip"])
+def test_dry_run_refuses_the_names_create_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ext: str
+) -> None:
+    """A copy of a manifest left at the root, or (zip) a name that is not UTF-8, fails the plan
+    or is skipped by it as it fails or is skipped by create."""
+    root = _build(tmp_path / "t", {"a.txt": "", ".arcman-manifest.jsonl": "{}"})
+    if ext == "zip":
+        os.remove(root / ".arcman-manifest.jsonl")
+        (root / os.fsdecode(b"bad\xff")).write_text("")
+    out = str(tmp_path / f"a.{ext}")
+    for args in (["--dry-run"], []):
+        assert main(["create", str(root), "-o", out, "-q", *args]) == 4
+        assert "cannot archive" in capsys.readouterr().err
+    assert main(["create", str(root), "-o", out, "--dry-run", "--skip-unreadable", "--json"]) == 6
+    plan = json.loads(capsys.readouterr().out)
+    assert [e["path"] for e in plan["included"]] == ["a.txt"] and len(plan["skipped"]) == 1

@@ -4,6 +4,7 @@ which pattern left each path out."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -143,7 +144,8 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
 
     A path the collector cannot archive fails the plan, or is skipped, as it would ``create``.
     """
-    from ._create.collect import Collector
+    from ._create.collect import Collector, check_name
+    from ._formats import CompressionFormat
 
     collection = Collector(
         source,
@@ -152,6 +154,7 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
         follow_symlinks=config.follow_symlinks,
         max_file_size=config.max_file_size,
         skip_errors=config.on_error == "skip",
+        name_check=functools.partial(check_name, zip_rules=config.format is CompressionFormat.ZIP),
     ).collect()
     result = Plan([(e.path, e.kind, e.size) for e in collection.entries],
                   skipped=collection.skipped)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from .._errors import SourceError, UnsafeMemberError
 from .._excludes import Excludes
-from .._manifest import DIR, FILE, SYMLINK
+from .._extract.safety import normalize_name
+from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
 from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
 
@@ -195,6 +196,27 @@ class Collector:
                 continue
             found.append((path, row, below))
         return found
+
+
+def check_name(path: str, *, zip_rules: bool) -> None:
+    """Raise UnsafeMemberError for a collected path that would spoil the archive, rather than
+    store it as a trap: a name extraction refuses (normalize_name: "C:x", a backslash in a
+    zip); the manifest's name at the root, or below a directory of that name (the writers add
+    the manifest last; readers take the first member so named for it and refuse what follows);
+    in a zip, a name that is not UTF-8 (zip has no raw-bytes names that readers decode)."""
+    normalize_name(path, zip_rules=zip_rules)  # a collected path comes back unchanged or raises
+    if path.startswith(MANIFEST_NAME) and path.partition("/")[0] == MANIFEST_NAME:
+        raise UnsafeMemberError(
+            path, "the name of the manifest arcman adds to every archive (a copy left by"
+            " unpacking one with another tool? remove or exclude it)"
+        )
+    if zip_rules and not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnsafeMemberError(
+                path, "the name is not valid UTF-8, which zip requires (a tar format keeps it)"
+            ) from None
 
 
 def _identities(paths: set[str]) -> frozenset[tuple[int, int]]:

@@ -16,16 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
-from .._errors import SourceError, UnsafeMemberError
-from .._extract.safety import normalize_name
+from .._errors import SourceError
 from .._formats import CompressionFormat
-from .._manifest import FILE, MANIFEST_NAME, reproducible_mode
+from .._manifest import FILE, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
 from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
 from .._workers import Submit, members_share
-from .collect import Collector, SourceEntry
+from .collect import Collector, SourceEntry, check_name
 from .compress import open_sink
 from .read import ContentReader, LargeFile, Skipped
 from .tar_writer import TarWriter
@@ -153,27 +152,6 @@ def create_archive(
                 meta.write(chunk.encode())
             meta.write(b"\n")
     return metadata
-
-
-def check_name(path: str, *, zip_rules: bool) -> None:
-    """Raise UnsafeMemberError for a collected path that would spoil the archive, rather than
-    store it as a trap: a name extraction refuses (normalize_name: "C:x", a backslash in a
-    zip); the manifest's name at the root, or below a directory of that name (the writers add
-    the manifest last; readers take the first member so named for it and refuse what follows);
-    in a zip, a name that is not UTF-8 (zip has no raw-bytes names that readers decode)."""
-    normalize_name(path, zip_rules=zip_rules)  # a collected path comes back unchanged or raises
-    if path.startswith(MANIFEST_NAME) and path.partition("/")[0] == MANIFEST_NAME:
-        raise UnsafeMemberError(
-            path, "the name of the manifest arcman adds to every archive (a copy left by"
-            " unpacking one with another tool? remove or exclude it)"
-        )
-    if zip_rules and not path.isascii():
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UnsafeMemberError(
-                path, "the name is not valid UTF-8, which zip requires (a tar format keeps it)"
-            ) from None
 
 
 def _measured(walk: Iterator[SourceEntry], clock: PhaseClock) -> Iterator[SourceEntry]:
