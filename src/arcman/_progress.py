@@ -37,7 +37,8 @@ class Progress:
     def reach(self, position: int, item: str | None = None) -> None:
         """advance() to an absolute amount done, such as a position in the archive being read
         (from one thread: the one that reads it)."""
-        self.advance(position - self.done, item)
+        if self._callback is not None or self._on_item is not None:  # called for every member
+            self.advance(position - self.done, item)
 
     def finish(self) -> None:
         if self._callback is None:

@@ -101,27 +101,27 @@ def _read_exactly(member: Member, n: int) -> Data:
     return data
 
 
-def _chunks(member: Member, after_chunk: Callable[[], None] | None) -> Iterator[Data]:
+def _chunks(member: Member, after_chunk: Callable[[str | None], None] | None) -> Iterator[Data]:
     """A large member's data, ``after_chunk`` run after each chunk (a bomb is one member)."""
     remaining = member.size
     while remaining:
         chunk = _read_exactly(member, min(CHUNK, remaining))
         remaining -= len(chunk)
         if after_chunk is not None:
-            after_chunk()
+            after_chunk(None)
         yield chunk
 
 
 def _after_chunk(
     guard: MemberGuard | None, stream: DecompressedStream | None, progress: Progress
-) -> Callable[[], None] | None:
-    """What a tar stream does after each member and each MiB of a large one: progress, and the
-    compression-ratio check, as far as the stream has been decoded."""
+) -> Callable[[str | None], None] | None:
+    """What a tar stream does after each member (named) and each MiB of a large one: progress,
+    and the compression-ratio check, as far as the stream has been decoded."""
     if stream is None:
         return None
 
-    def after_chunk() -> None:
-        progress.reach(stream.consumed)
+    def after_chunk(member: str | None = None) -> None:
+        progress.reach(stream.consumed, member)
         if guard is not None:
             guard.check_ratio(stream.produced, stream.consumed)
 
@@ -238,9 +238,10 @@ def _scan_members(
                 continue
             _dispatch(member, scan, sink, guard, after_chunk)
             scan.uncompressed_size += member.size if member.kind == FILE else 0
-            progress.reach(stream.consumed if stream is not None else member.end, member.name)
             if after_chunk is not None:
-                after_chunk()
+                after_chunk(member.name)
+            else:
+                progress.reach(member.end, member.name)
         sink.flush()
     except ArchiveError:
         raise
@@ -266,7 +267,7 @@ def _is_manifest(name: str) -> bool:
 
 def _dispatch(
     member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None,
-    after_chunk: Callable[[], None] | None,
+    after_chunk: Callable[[str | None], None] | None,
 ) -> None:
     path = guard.check(member) if guard is not None else _listed_path(member.name, scan.fmt)
     if path is None:
