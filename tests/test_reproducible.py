@@ -57,6 +57,17 @@ def test_source_date_epoch_sets_every_mtime(
     assert {e.mode for e in entries if e.type == "file"} <= {0o644, 0o755}
 
 
+def test_source_date_epoch_that_is_not_a_number_is_a_usage_error(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "abc")
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(archive), "--reproducible", "-q"]) == 2
+    assert "SOURCE_DATE_EPOCH must be an integer" in capsys.readouterr().err
+    assert not archive.exists()
+
+
 def test_without_reproducible_mtimes_change_the_bytes(tmp_path: Path, sample_tree: Path) -> None:
     """Guards the test above: mtime noise must matter when --reproducible is off."""
     other = tmp_path / "other"

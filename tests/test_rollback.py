@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from arcman import ArchiveManager, DestinationError
+from arcman import ArchiveManager, ConfigError, DestinationError
 from arcman._atomic import OLD_MARKER
 from arcman._cli import main
 from arcman._extract import commit as commit_module
@@ -90,6 +90,9 @@ def test_rollback_without_prev_is_a_destination_error(
 def test_keep_previous_needs_replace(tmp_path: Path) -> None:
     v1 = _release(tmp_path, "v1")
     assert main(["extract", str(v1), "-C", str(tmp_path / "x"), "--keep-previous"]) == 2
+    with ArchiveManager() as manager, pytest.raises(ConfigError, match="needs replace"):
+        manager.extract_archive(v1, tmp_path / "y", keep_previous=True)
+    assert not (tmp_path / "y").exists()
 
 
 def _deployed(tmp_path: Path) -> tuple[Path, Path, Path]:

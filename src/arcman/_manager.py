@@ -12,7 +12,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._config import ArchiveConfig
-from ._errors import ArchiveError
+from ._errors import ArchiveError, ConfigError
+from ._manifest import FILE
 from ._metadata import ArchiveEntry, ArchiveMetadata
 from ._stats import PhaseClock, StatsRecorder
 from ._workers import Submit
@@ -125,8 +126,11 @@ class ArchiveManager:
         """Extract into ``dest_dir`` through a verified staging tree, then commit atomically.
 
         With ``replace`` and ``keep_previous`` the replaced tree is kept as ``<dest_dir>.prev``
-        (an older one is discarded) so that ``rollback(dest_dir)`` can bring it back.
+        (an older one is discarded) so that ``rollback(dest_dir)`` can bring it back;
+        ``keep_previous`` without ``replace`` is a ConfigError, as it would keep nothing.
         """
+        if keep_previous and not replace:
+            raise ConfigError("keep_previous needs replace=True: without it nothing is replaced")
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._extract import extract as _extract
@@ -167,7 +171,7 @@ class ArchiveManager:
 
             return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)
 
-        return self._run("list", config, work, lambda r: (len(r), 0, 0))
+        return self._run("list", config, work, lambda r: (sum(e.type == FILE for e in r), 0, 0))
 
     def rollback(self, dest_dir: str | os.PathLike[str]) -> None:
         """Swap ``dest_dir`` with ``<dest_dir>.prev`` kept by ``keep_previous``; again to undo."""

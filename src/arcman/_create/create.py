@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
-from .._errors import SourceError
+from .._errors import ConfigError
 from .._formats import CompressionFormat
 from .._manifest import FILE, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
@@ -180,7 +180,7 @@ def _fixed_mtime(config: ArchiveConfig) -> int | None:
     try:
         return max(0, int(env))
     except ValueError:
-        raise SourceError(f"SOURCE_DATE_EPOCH must be an integer, not {env!r}") from None
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer, not {env!r}") from None
 
 
 def _normalized(entries: Iterable[SourceEntry], epoch: int) -> Iterator[SourceEntry]:
