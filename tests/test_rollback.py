@@ -201,3 +201,21 @@ def test_previous_tree_is_reported_only_when_one_was_kept(
     assert main(["extract", str(v1), *deploy, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["previous"] == str(prev)
     assert (prev / "VERSION").read_text() == "v2"
+
+
+@pytest.mark.parametrize("step", ["dest-aside", "prev-in", "old-to-prev"])
+def test_rollback_without_an_exchange_call_undoes_a_failed_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """The three-rename fallback (no renameat2) puts both trees back when a rename fails."""
+    _, dest, prev = _deployed(tmp_path)
+    monkeypatch.setattr(commit_module, "_exchange", lambda a, b: False)
+    if step == "dest-aside":
+        _refuse_rename(monkeypatch, source=dest)
+    elif step == "prev-in":
+        _refuse_rename(monkeypatch, source=prev)
+    else:
+        _refuse_rename(monkeypatch, to=prev)
+    with pytest.raises(DestinationError):
+        ArchiveManager().rollback(dest)
+    _assert_untouched(dest, prev)

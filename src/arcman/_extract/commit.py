@@ -197,17 +197,19 @@ def commit(staging: str, dest: str, replace: bool, keep_previous: bool = False) 
 
 
 def rollback(dest: str) -> None:
-    """Swap DEST and DEST.prev (atomically where renameat2 exists); running it again undoes it."""
+    """Swap DEST and DEST.prev (atomically where renameat2 exists); running it again undoes it.
+    A failure at any step, Ctrl-C included, leaves both as they were."""
     prev = previous_path(dest)
     for path in (dest, prev):
         if not os.path.isdir(path) or os.path.islink(path):
             raise DestinationError(f"cannot roll back: {path!r} is not a directory")
     try:
-        if _exchange(dest, prev):
-            return
-        aside = sibling(dest, OLD_MARKER)
-        os.rename(dest, aside)
-        os.rename(prev, dest)
-        os.rename(aside, prev)
+        old, exchanged = _swap(prev, dest)
+        if not exchanged:
+            try:
+                os.rename(old, prev)
+            except BaseException:
+                _unswap(prev, dest, old, exchanged)
+                raise
     except OSError as exc:
         raise DestinationError(describe_os_error(exc, dest)) from exc
