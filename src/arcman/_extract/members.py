@@ -270,11 +270,12 @@ def _zip_errors() -> tuple[type[Exception], ...]:
     )
 
 
-def _zip_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[int], Data]:
+def _zip_reader(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, errors: tuple[type[Exception], ...]
+) -> Callable[[int], Data]:
     """The member's read(n); a bad CRC, found by its last read, or data its decoder refuses
-    become CorruptArchiveError."""
+    (``errors``) become CorruptArchiveError."""
     stream = archive.open(info)
-    errors = _zip_errors()
 
     def read(n: int) -> Data:
         try:
@@ -319,7 +320,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
                     raise UnsafeMemberError(info.filename, "symlink target is too long")
                 member.target = target.decode("utf-8", "surrogateescape")
             elif kind == FILE:
-                member.read = _zip_reader(archive, info)
+                member.read = _zip_reader(archive, info, errors)
         except errors as exc:
             raise _damaged(info, exc) from exc
         yield member
