@@ -261,3 +261,22 @@ def test_dry_run_refuses_the_names_create_refuses(
     assert main(["create", str(root), "-o", out, "--dry-run", "--skip-unreadable", "--json"]) == 6
     plan = json.loads(capsys.readouterr().out)
     assert [e["path"] for e in plan["included"]] == ["a.txt"] and len(plan["skipped"]) == 1
+
+
+def test_command_line_excludes_override_gitignore_negations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in git, where command-line patterns take precedence: a .gitignore that re-includes
+    a file cannot bring back one the user excluded by name (a secret, say)."""
+    root = _build(tmp_path / "t", {".gitignore": "*.env\n!keep.env\n", "keep.env": "x",
+                                   "other.env": "", "a.txt": ""})
+    (tmp_path / "extra").write_text("a.txt\n")
+    code = main(["create", str(root), "--gitignore", "--dry-run", "--json",
+                 "--exclude", "keep.env", "--exclude-from", str(tmp_path / "extra")])
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [e["path"] for e in plan["included"]] == [".gitignore"]
+    assert {e["path"]: e["reason"].split(" from ")[1] for e in plan["excluded"]} == {
+        "a.txt": f"{tmp_path / 'extra'}:1", "keep.env": "--exclude",
+        "other.env": f"{root / '.gitignore'}:1",
+    }

@@ -197,11 +197,12 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     if args.command in ("create", "diff"):
         if args.reproducible is not None:
             flags["reproducible"] = args.reproducible
-        excludes = [(p, "--exclude") for p in args.exclude]
+        # The last pattern that matches decides: the tree's .gitignore files come first, so
+        # that the command line's own patterns override them, as in git.
+        excludes = gitignore_patterns(_tree(args)) if args.gitignore else []
         for path in args.exclude_from:
             excludes.extend(read_pattern_file(path))
-        if args.gitignore:
-            excludes.extend(gitignore_patterns(_tree(args)))
+        excludes.extend((p, "--exclude") for p in args.exclude)
         if excludes:
             flags["excludes"] = excludes
     if args.command in ("extract", "verify"):
