@@ -235,6 +235,23 @@ def test_list_archive_never_shows_an_unchecked_manifest(tmp_path: Path, sample_t
         manager.list_archive(tmp_path / "b.tar")
 
 
+def test_config_format_is_for_outputs_whose_extension_names_none(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    """A zip named .tar.gz is refused; a name without a known extension takes the format."""
+    zip_config = ArchiveConfig(format=CompressionFormat.ZIP)
+    with ArchiveManager() as manager:
+        with pytest.raises(ConfigError, match="contradicts the extension"):
+            manager.create_archive(sample_tree, tmp_path / "a.tar.gz", zip_config)
+        assert not (tmp_path / "a.tar.gz").exists()
+        manager.create_archive(sample_tree, tmp_path / "a.bin", zip_config)
+        manager.create_archive(
+            sample_tree, tmp_path / "b.tar.gz", ArchiveConfig(format=CompressionFormat.TAR_GZ)
+        )
+    assert CompressionFormat.detect(tmp_path / "a.bin") is CompressionFormat.ZIP
+    assert CompressionFormat.detect(tmp_path / "b.tar.gz") is CompressionFormat.TAR_GZ
+
+
 def test_excludes_and_max_file_size(tmp_path: Path, sample_tree: Path) -> None:
     (sample_tree / ".DS_Store").write_text("x")
     (sample_tree / "sub" / "x.pyc").write_text("x")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._atomic import AtomicFile, clean_stale, write_atomically
 from .._config import ArchiveConfig
-from .._errors import ConfigError
+from .._errors import ConfigError, UnsupportedFormatError
 from .._formats import CompressionFormat
 from .._manifest import FILE, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
@@ -47,7 +47,7 @@ def create_archive(
     clock: PhaseClock,
 ) -> ArchiveMetadata:
     archive_path = os.path.abspath(archive_path)
-    fmt = config.format or CompressionFormat.from_extension(archive_path)
+    fmt = _output_format(config.format, archive_path)
     level = config.level_for(fmt)
     checksum_path, meta_path = sidecar_paths(archive_path)
     skip = config.on_error == "skip"
@@ -152,6 +152,24 @@ def create_archive(
                 meta.write(chunk.encode())
             meta.write(b"\n")
     return metadata
+
+
+def _output_format(requested: CompressionFormat | None, path: str) -> CompressionFormat:
+    """The format to write: the output's extension's, or ``requested`` where the extension
+    names none. A ``requested`` format that contradicts the extension is a ConfigError: it
+    would write, say, a zip named .tar.gz, which no tool would open as what its name says."""
+    try:
+        named = CompressionFormat.from_extension(path)
+    except UnsupportedFormatError:
+        if requested is None:
+            raise
+        return requested
+    if requested not in (None, named):
+        raise ConfigError(
+            f"format {requested.value} contradicts the extension of {os.path.basename(path)!r} "
+            f"({named.value})"
+        )
+    return named
 
 
 def _measured(walk: Iterator[SourceEntry], clock: PhaseClock) -> Iterator[SourceEntry]:
