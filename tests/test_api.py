@@ -368,3 +368,35 @@ def test_item_callback_hears_every_member_in_archive_order(
         )
     assert created == meta.files
     assert extracted == meta.files
+
+
+class _CallbackBug(OSError):
+    pass
+
+
+@pytest.mark.parametrize("error", [ValueError("my bug"), _CallbackBug(28, "my bug")])
+def test_a_progress_callback_error_comes_out_as_it_was_raised(
+    tmp_path: Path, error: Exception
+) -> None:
+    """Not as a corrupt archive or an unreadable source file: the pipelines take an OSError
+    or a ValueError for theirs."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big").write_bytes(os.urandom(3 * 1024 * 1024))  # read chunk by chunk
+    with ArchiveManager() as manager:
+        manager.create_archive(tmp_path / "src", tmp_path / "a.tar.gz")
+
+        def callback(done: int, total: int) -> None:
+            if done:
+                raise error
+
+        config = ArchiveConfig(progress_callback=callback)
+        for operation in (
+            lambda: manager.create_archive(tmp_path / "src", tmp_path / "b.tar.gz", config),
+            lambda: manager.verify_archive(tmp_path / "a.tar.gz", config),
+            lambda: manager.extract_archive(tmp_path / "a.tar.gz", tmp_path / "out", config),
+        ):
+            with pytest.raises(type(error)) as caught:
+                operation()
+            assert caught.value is error
+        assert manager.get_stats()["failures"] == {"create": 1, "verify": 1, "extract": 1}
+    assert sorted(os.listdir(tmp_path)) == ["a.tar.gz", "a.tar.gz.meta", "a.tar.gz.sha256", "src"]

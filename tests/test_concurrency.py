@@ -161,3 +161,72 @@ def test_a_larger_archive_is_made_on_the_pool_and_the_output_thread(
     assert snapshot(tmp_path / "out") == snapshot(source)
     assert "arcman-output" in made_with
     assert any(name.startswith("arcman-worker") for name in made_with)
+
+
+def test_close_waits_for_an_operation_running_on_another_thread(tmp_path: Path) -> None:
+    """Shutting the pool under a running extraction stranded its queued batches: it hung
+    forever waiting for their byte budget, and left its staging tree behind."""
+    src = tmp_path / "src"
+    for d in range(20):  # files over the tiny-file average, so that the pool writes them
+        (src / f"d{d}").mkdir(parents=True)
+        for i in range(150):
+            (src / f"d{d}" / f"f{i}").write_bytes(b"x" * 6000)
+    with ArchiveManager() as manager:
+        manager.create_archive(src, tmp_path / "a.tar")
+    manager = ArchiveManager()
+    outcome: list[object] = []
+    started = threading.Event()
+
+    def extract() -> None:
+        config = ArchiveConfig(progress_item_callback=lambda name: started.set())
+        try:
+            outcome.append(manager.extract_archive(tmp_path / "a.tar", tmp_path / "out", config))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=extract, daemon=True)
+    worker.start()
+    assert started.wait(30)
+    manager.close()
+    worker.join(60)
+    assert not worker.is_alive(), "the extraction hung after close()"
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "a.tar.meta", "a.tar.sha256", "out", "src"]
+    assert _arcman_threads() == []
+    with pytest.raises(ArchiveError, match="closed"):
+        manager.verify_archive(tmp_path / "a.tar")
+
+
+def test_close_from_inside_an_operation_is_refused(tmp_path: Path, trees: list[Path]) -> None:
+    with ArchiveManager() as manager:
+        config = ArchiveConfig(progress_item_callback=lambda name: manager.close())
+        with pytest.raises(ArchiveError, match="inside one of this manager's operations"):
+            manager.create_archive(trees[0], tmp_path / "a.tar.gz", config)
+        manager.create_archive(trees[0], tmp_path / "b.tar.gz")  # still open
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".gz")) == ["b.tar.gz"]
+
+
+def test_a_failed_verify_stops_hashing_the_archive(
+    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .sha256 check hashes the whole archive on the pool: a verify that fails (Ctrl-C,
+    say) must not leave it running for as long as that takes, which close() then waits for."""
+    from arcman._extract import extract
+
+    stopped: list[bool] = []
+
+    def hash_file(path: str, stop: threading.Event) -> str:
+        stopped.append(stop.wait(30))  # a huge archive: done only when told to stop
+        return ""
+
+    monkeypatch.setattr(extract, "_hash_file", hash_file)
+    with ArchiveManager() as manager:
+        manager.create_archive(trees[0], tmp_path / "a.tar.gz")
+
+        def interrupt(done: int, total: int) -> None:
+            raise KeyboardInterrupt
+
+        config = ArchiveConfig(progress_callback=interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            manager.verify_archive(tmp_path / "a.tar.gz", config)
+    assert stopped == [True]

@@ -15,11 +15,11 @@ from ._config import ArchiveConfig
 from ._errors import ArchiveError, ConfigError
 from ._manifest import FILE
 from ._metadata import ArchiveEntry, ArchiveMetadata
+from ._progress import CallbackFailed
 from ._stats import PhaseClock, StatsRecorder
 from ._workers import Submit
 
 T = TypeVar("T")
-
 
 
 class ArchiveManager:
@@ -37,6 +37,8 @@ class ArchiveManager:
         self.config = config or ArchiveConfig()
         self._stats = StatsRecorder()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified as operations end
+        self._running: dict[int, int] = {}  # operations running, by thread
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
 
@@ -52,16 +54,36 @@ class ArchiveManager:
         self.close()
 
     def close(self) -> None:
+        """Refuse new operations, wait for those running on other threads to end, then shut
+        the pool down and join its threads (shutting it under a running operation would
+        strand the work it had queued)."""
         with self._lock:
+            if threading.get_ident() in self._running:
+                raise ArchiveError("close() called from inside one of this manager's operations")
             self._closed = True
+            while self._running:
+                self._idle.wait()
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _submit(self, config: ArchiveConfig) -> Submit | None:
+    def _begin(self) -> None:
         with self._lock:
             if self._closed:
                 raise ArchiveError("this ArchiveManager is closed")
+            me = threading.get_ident()
+            self._running[me] = self._running.get(me, 0) + 1
+
+    def _end(self) -> None:
+        with self._lock:
+            me = threading.get_ident()
+            self._running[me] -= 1
+            if not self._running[me]:
+                del self._running[me]
+            self._idle.notify_all()
+
+    def _submit(self, config: ArchiveConfig) -> Submit | None:
+        with self._lock:
             if not config.enable_parallelization or config.thread_pool_size == 1:
                 return None
             if self._pool is None:
@@ -78,14 +100,20 @@ class ArchiveManager:
         measure: Callable[[T], tuple[int, int, int]],
     ) -> T:
         cfg = config or self.config
-        submit = self._submit(cfg)
-        clock = PhaseClock()
-        started = time.perf_counter()
+        self._begin()
         try:
+            submit = self._submit(cfg)
+            clock = PhaseClock()
+            started = time.perf_counter()
             result = work(cfg, submit, clock)
+        except CallbackFailed as failed:
+            self._stats.record_failure(kind)
+            raise failed.error from None  # the caller's own exception, as its callback raised it
         except BaseException:
             self._stats.record_failure(kind)
             raise
+        finally:
+            self._end()
         files, bytes_in, bytes_out = measure(result)
         self._stats.record(
             kind,

@@ -7,6 +7,17 @@ import threading
 from ._config import ArchiveConfig
 
 
+class CallbackFailed(BaseException):
+    """A user's progress callback raised ``error``. A BaseException, so that it passes the
+    pipelines' own error handling, which would take an OSError or a ValueError for the
+    archive's or a source file's; ArchiveManager re-raises ``error`` itself. Cleanup handlers
+    (``except BaseException``, ``finally``) still run on the way."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class Progress:
     """Sums bytes reported from any thread and forwards ``(done, total)`` to one callback.
 
@@ -28,11 +39,14 @@ class Progress:
         if callback is None and on_item is None:
             return
         with self._lock:
-            if on_item is not None and item is not None:
-                on_item(item)
-            if callback is not None:
-                self.done = min(self.total, self.done + nbytes)
-                callback(self.done, self.total)
+            try:
+                if on_item is not None and item is not None:
+                    on_item(item)
+                if callback is not None:
+                    self.done = min(self.total, self.done + nbytes)
+                    callback(self.done, self.total)
+            except Exception as exc:
+                raise CallbackFailed(exc) from exc
 
     def reach(self, position: int, item: str | None = None) -> None:
         """advance() to an absolute amount done, such as a position in the archive being read
@@ -46,4 +60,7 @@ class Progress:
         with self._lock:
             if self.done != self.total or self.total == 0:
                 self.done = self.total
-                self._callback(self.total, self.total)
+                try:
+                    self._callback(self.total, self.total)
+                except Exception as exc:
+                    raise CallbackFailed(exc) from exc

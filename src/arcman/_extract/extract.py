@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -128,10 +129,11 @@ def _after_chunk(
     return after_chunk
 
 
-def _hash_file(path: str) -> str:
+def _hash_file(path: str, stop: threading.Event) -> str:
+    """The file's SHA-256; given up (the result then unused) once ``stop`` is set."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
+        while not stop.is_set() and (chunk := f.read(CHUNK)):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -163,8 +165,9 @@ def scan_archive(
 ) -> Scan:
     fmt = CompressionFormat.detect(archive_path)
     expected = _expected_checksum(archive_path) if verify else None
+    stop = threading.Event()  # set if the scan fails: the archive's hash is not waited for
     checksum_job: Future[str] | None = (
-        start(submit, _hash_file, archive_path) if expected is not None else None
+        start(submit, _hash_file, archive_path, stop) if expected is not None else None
     )
     size = os.path.getsize(archive_path)
     scan = Scan(fmt, size)
@@ -185,6 +188,7 @@ def scan_archive(
                         f"{os.path.basename(archive_path)} does not match its .sha256 checksum"
                     )
     except BaseException:
+        stop.set()
         scan.close()
         raise
     progress.finish()
