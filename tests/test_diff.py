@@ -113,3 +113,28 @@ def test_foreign_tar_with_dot_slash_names_compares_by_extracted_paths(
     (sample_tree / "a.txt").unlink()
     assert main(["diff", str(archive), str(sample_tree)]) == 1
     assert capsys.readouterr().out.splitlines() == ["- a.txt"]
+
+
+def test_foreign_tar_with_hard_links_and_unlisted_parents_compares_as_extracted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hard link is one more name of its target's file, and a parent directory the tar does
+    not list is made by extraction: neither is a difference in the tree it extracts to."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a").write_text("x")
+    os.link(src / "d" / "a", src / "d" / "b")
+    archive = tmp_path / "foreign.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("d/a", "d/b"):  # no member for d itself; d/b is stored as a hard link
+            tar.add(src / name, arcname=name)
+    with tarfile.open(archive) as tar:
+        assert [m.type for m in tar.getmembers()] == [tarfile.REGTYPE, tarfile.LNKTYPE]
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    assert main(["diff", str(archive), str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip() == "no differences"
+    (tmp_path / "out" / "d" / "b").unlink()
+    (tmp_path / "out" / "d" / "b").write_text("z")  # no longer the same file's content
+    assert main(["diff", str(archive), str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().out.strip() == "M d/b"

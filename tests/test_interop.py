@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,51 @@ def test_sha256_sidecar_passes_sha256sum(tmp_path: Path, tree: Path, ext: str) -
         pytest.skip("sha256sum is not installed")
     archive = _create(tree, tmp_path / f"a{ext}")
     _run("sha256sum", "-c", f"{archive.name}.sha256", cwd=tmp_path)
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time 5 hours behind UTC (a POSIX TZ string: no zone database needed)."""
+    import time
+
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_zip_dos_times_are_local_time_as_their_writers_mean(
+    tmp_path: Path, new_york: None
+) -> None:
+    """Info-ZIP, zipfile and bsdtar write the DOS time in local time and unzip reads it so;
+    only arcman's own zips (marked) hold it in UTC. The extended-timestamp field is signed,
+    as Info-ZIP writes it, below 2038."""
+    import struct
+    import time
+
+    archive = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(zipfile.ZipInfo("dos", (2020, 6, 1, 12, 0, 0)), b"x")
+        old = zipfile.ZipInfo("old", (1980, 1, 1, 0, 0, 0))
+        old.extra = struct.pack("<HHBi", 0x5455, 5, 1, -302_400_000)  # 1960-06-01
+        z.writestr(old, b"y")
+    with ArchiveManager() as manager:
+        mtimes = {e.name: e.mtime for e in manager.list_archive(archive)}
+    assert mtimes == {"dos": int(time.mktime((2020, 6, 1, 12, 0, 0, 0, 0, -1))),
+                      "old": -302_400_000}
+    assert mtimes["dos"] == calendar.timegm((2020, 6, 1, 17, 0, 0))
+
+
+def test_zstd_archive_that_starts_with_a_skippable_frame(tmp_path: Path, tree: Path) -> None:
+    """As pzstd and seekable zstd write them: a skippable frame, then the data's frames."""
+    import pyzstd
+
+    plain = tmp_path / "t.tar"
+    with tarfile.open(plain, "w") as t:
+        t.add(tree, arcname=".")
+    archive = tmp_path / "foreign.tar.zst"
+    skippable = b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"abcd"
+    archive.write_bytes(skippable + pyzstd.compress(plain.read_bytes()))
+    _arcman_extract(archive, tmp_path / "dest")
+    assert snapshot(tmp_path / "dest") == snapshot(tree)

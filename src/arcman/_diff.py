@@ -8,6 +8,7 @@ compares equal to it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from ._config import ArchiveConfig
 from ._create.collect import Collector, SourceEntry
 from ._extract.safety import normalize_name
 from ._extract.stage import safe_mode
+from ._extract.ustar import HARDLINK
 from ._manifest import DIR, FILE, SYMLINK, reproducible_mode
 from ._metadata import ArchiveEntry
 
@@ -70,11 +72,34 @@ def _mode_differs(old: ArchiveEntry, entry: SourceEntry, reproducible: bool) -> 
     return extracted != entry.mode
 
 
+def _as_extracted(entries: list[ArchiveEntry]) -> dict[str, ArchiveEntry]:
+    """The archive's entries by the path extraction gives them, as extraction leaves them: a
+    hard link is one more name of its target's file, and a directory the archive does not
+    list but needs for its members is made with mode 0o755."""
+    archived: dict[str, ArchiveEntry] = {}
+    for e in entries:
+        name = normalize_name(e.name, zip_rules=False)
+        if name is None:
+            continue
+        if e.type == HARDLINK:
+            target = archived.get(normalize_name(e.target or "", zip_rules=False) or "")
+            if target is not None and target.type == FILE:
+                e = dataclasses.replace(target, name=e.name)
+        archived[name] = e
+    for name in list(archived):
+        parent = name.rpartition("/")[0]
+        while parent and parent not in archived:
+            archived[parent] = ArchiveEntry(parent, DIR, 0, 0o755, 0)
+            parent = parent.rpartition("/")[0]
+    return archived
+
+
 def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig) -> TreeDiff:
     """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``.
 
     Member names are normalized as extraction does (``./a`` is ``a``; the root ``.`` is not
-    a member), so foreign archives compare by the paths they would extract to."""
+    a member), and hard links and unlisted parent directories taken as extraction makes them,
+    so that foreign archives compare with the tree they extract to."""
     tree = Collector(
         directory,
         exclude_patterns=config.exclude_patterns,
@@ -84,11 +109,7 @@ def diff_tree(entries: list[ArchiveEntry], directory: str, config: ArchiveConfig
         skip_errors=False,
     ).collect().entries
     root = os.path.realpath(directory)
-    archived: dict[str, ArchiveEntry] = {}
-    for e in entries:
-        name = normalize_name(e.name, zip_rules=False)
-        if name is not None:
-            archived[name] = e
+    archived = _as_extracted(entries)
     result = TreeDiff()
     for entry in tree:
         old = archived.pop(entry.path, None)

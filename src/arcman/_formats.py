@@ -64,7 +64,10 @@ class CompressionFormat(enum.Enum):
             return cls.TAR_BZ2
         if head.startswith(b"\xfd7zXZ\x00"):
             return cls.TAR_XZ
-        if head.startswith(b"\x28\xb5\x2f\xfd"):
+        # A zstd frame, or a skippable frame (magic 0x184D2A50-5F) as pzstd and seekable
+        # zstd put first.
+        if head.startswith(b"\x28\xb5\x2f\xfd") or (head[1:4] == b"\x2a\x4d\x18"
+                                                     and head[0] & 0xF0 == 0x50):
             return cls.TAR_ZST
         if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
             return cls.ZIP

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._errors import CorruptArchiveError, UnsafeMemberError
-from .._manifest import DIR, FILE, SYMLINK
+from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
 from .ustar import BLOCK, parse_plain
@@ -231,19 +231,32 @@ def _check_end_of_archive(stream: DecompressedStream) -> None:
             )
 
 
-def _zip_mtime(info: zipfile.ZipInfo) -> int:
-    """The extended-timestamp field when present (exact, UTC), else the DOS time as UTC."""
+def _zip_mtime(info: zipfile.ZipInfo, dos_in_utc: bool) -> int:
+    """The extended-timestamp field when present (exact), else the DOS time.
+
+    The field is signed, as Info-ZIP writes it (before 1970 it is negative), unless the DOS
+    date is 2038 or later: then it holds unsigned seconds up to 2106 (unzip's rule, and what
+    arcman writes). The DOS time is local time, as Info-ZIP, zipfile and bsdtar write it and
+    unzip reads it, except in arcman's own zips, which write it in UTC to be reproducible.
+    """
     extra = info.extra
     i = 0
     while i + 4 <= len(extra):
         tag, size = struct.unpack_from("<HH", extra, i)
         body = extra[i + 4 : i + 4 + size]
         if tag == 0x5455 and len(body) >= 5 and body[0] & 1:
-            return int(struct.unpack_from("<I", body, 1)[0])
+            seconds: int = struct.unpack_from("<i", body, 1)[0]
+            return seconds + 2**32 if seconds < 0 and info.date_time[0] >= 2038 else seconds
         i += 4 + size
     import calendar
 
-    return calendar.timegm((*info.date_time, 0, 0, 0))
+    fields = (*info.date_time, 0, 0, -1)
+    if not dos_in_utc:
+        try:
+            return int(time.mktime(fields))
+        except (OverflowError, ValueError):
+            pass  # a date the C library cannot place (damaged fields): taken as UTC
+    return calendar.timegm(fields)
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
@@ -293,6 +306,7 @@ def _damaged(info: zipfile.ZipInfo, exc: Exception) -> CorruptArchiveError:
 
 def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     errors = _zip_errors()
+    dos_in_utc = archive.comment == ZIP_MANIFEST_MARK  # made by arcman
     for info in archive.infolist():
         if not info.filename:
             raise CorruptArchiveError("zip entry with an empty name")
@@ -309,7 +323,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
         else:
             kind, mode = FILE, mode or 0o644
         member = Member(
-            _zip_name(info), kind, info.file_size, mode, _zip_mtime(info),
+            _zip_name(info), kind, info.file_size, mode, _zip_mtime(info, dos_in_utc),
             end=info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size,
         )
         try:
