@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from arcman import ArchiveConfig, ArchiveManager
 from arcman._cli import build_parser, main
 from arcman._excludes import gitignore_patterns
 from arcman._progress_bar import progress_bar
+from helpers import snapshot
 
 
 def _arcman(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -212,3 +214,60 @@ def test_a_tar_gz_run_does_not_import_what_it_does_not_need(
     code = f"from arcman._cli import main\nassert main({[*argv, '-q']!r}) == 0"
     expected = ["ctypes"] if command == "extract-replace" else []  # renameat2 swaps the trees
     assert _loaded_after(code, _ONLY_WHEN_NEEDED, cwd=tmp_path) == expected
+
+
+def test_progress_bar_draws_member_names_as_text(tmp_path: Path) -> None:
+    """A name is data: "sub[/]x" is not rich markup (it made the bar, and the run, fail)."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    with progress_bar("archiving", sys.stderr, enabled=True, console=console) as callbacks:
+        assert callbacks is not None
+        on_bytes, on_item = callbacks
+        on_item("sub[/]x")
+        on_item("[bold red]z")
+        on_bytes(1, 2)
+    assert "[bold red]z" in buffer.getvalue()
+
+
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+def test_a_closed_stdout_or_stderr_does_not_fail_the_run(
+    tmp_path: Path, sample_tree: Path, closed: int
+) -> None:
+    """`arcman ... >&-`: what would go there is dropped; the archive is made, exit 0."""
+    archive = tmp_path / "a.tar.gz"
+    for argv in (["create", str(sample_tree), "-o", str(archive)], ["verify", str(archive)],
+                 ["list", str(archive)]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "arcman", *argv], preexec_fn=lambda: os.close(closed),
+            stdout=subprocess.PIPE if closed == 2 else None,
+            stderr=subprocess.PIPE if closed == 1 else None,
+        )
+        assert proc.returncode == 0, (argv, proc.stdout, proc.stderr)
+    assert archive.exists()
+
+
+def test_extract_into_the_working_directory(tmp_path: Path, sample_tree: Path) -> None:
+    """`-C .`: the commit replaces the working directory's path; the run still ends well."""
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+    here = tmp_path / "here"
+    here.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "arcman", "extract", os.path.relpath(archive, here), "-C", "."],
+        cwd=here, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(here) == snapshot(sample_tree)
+
+
+def test_destination_that_is_a_symlink_is_refused_with_the_reason(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    assert main(["extract", str(archive), "-C", str(tmp_path / "link")]) == 5
+    assert "is a symlink (to 'real')" in capsys.readouterr().err

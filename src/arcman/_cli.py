@@ -486,8 +486,16 @@ def _clean_after_signal(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Closed (`arcman ... >&-`): Python then has no stream at all. What would have been
+            # written there is dropped, as by a shell's 2>/dev/null, instead of failing the run.
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting: nothing done yet, nothing to clean
+        print("arcman: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     import logging  # after parse_args: see the note at the imports
 
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[

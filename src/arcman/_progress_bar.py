@@ -45,7 +45,8 @@ def progress_bar(
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[item]}", style="dim"),
+        # Member names are data, not rich markup: "sub[/]x" would fail to render.
+        TextColumn("{task.fields[item]}", style="dim", markup=False),
         console=console or Console(file=stream),
         transient=False,
     )

@@ -32,7 +32,13 @@ def check_destination(dest: str, replace: bool) -> None:
     if not os.path.isdir(parent):
         raise DestinationError(f"parent directory {parent!r} does not exist")
     if os.path.lexists(dest):
-        if not os.path.isdir(dest) or os.path.islink(dest):
+        if os.path.islink(dest):
+            # The commit renames over DEST: it would replace the link, not fill its target.
+            raise DestinationError(
+                f"destination {dest!r} is a symlink (to {os.readlink(dest)!r}): give the "
+                "directory it points to, or remove the link"
+            )
+        if not os.path.isdir(dest):
             raise DestinationError(f"destination {dest!r} exists and is not a directory")
         if not replace and os.listdir(dest):
             raise DestinationError(

@@ -358,6 +358,9 @@ def extract_archive(
     keep_previous: bool = False,
 ) -> ArchiveMetadata:
     dest = os.path.abspath(dest_dir)
+    # Now: the commit may replace the working directory itself (``-C .``), after which a
+    # relative path can no longer be resolved.
+    archive_path = os.path.abspath(archive_path)
     fmt = CompressionFormat.detect(archive_path)
     check_destination(dest, replace)
     staging = make_staging(dest)
