@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from arcman import ArchiveConfig, ArchiveManager, SourceError
+from arcman._create.collect import Collector
 
 MANIFEST = ".arcman-manifest.jsonl"
 
@@ -201,3 +202,29 @@ def test_plain_names_match_as_excludes_do(tmp_path: Path, patterns: list[str]) -
 
     # A glob that matches nothing forces the Excludes path for the same patterns.
     assert names([]) == names(["*.never-matches"])
+
+
+def test_a_huge_directory_costs_no_more_than_the_same_files_spread_out(tmp_path: Path) -> None:
+    """Memory must not grow with one directory's size: its entries are looked at one at a
+    time as the walk reaches them (with a stat kept for each, 200,000 files took 250 MB)."""
+    import tracemalloc
+
+    flat, spread = tmp_path / "flat", tmp_path / "spread"
+    flat.mkdir()
+    for i in range(10_000):
+        (flat / f"file-{i:05d}").touch()
+        sub = spread / f"d{i // 500:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"file-{i:05d}").touch()
+    peaks = {}
+    for root in (flat, spread):
+        collector = Collector(str(root), exclude_patterns=[], exclude_paths=set(),
+                              follow_symlinks=False, max_file_size=None, skip_errors=False)
+        tracemalloc.start()
+        try:
+            for _ in collector.walk():
+                pass
+            peaks[root.name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks["flat"] < peaks["spread"] + 2 * 1024 * 1024, peaks

@@ -220,14 +220,17 @@ def test_dry_run_fails_or_skips_an_unlistable_directory_as_create_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = _build(tmp_path / "t", {"a.txt": "", "locked/f": ""})
-    real_scandir = os.scandir
 
-    def scandir(path: str = ".") -> Any:  # as chmod 000 does to anyone but root
-        if os.path.basename(path) == "locked":
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return real_scandir(path)
+    def refusing(real: Any) -> Any:  # as chmod 000 does to anyone but root
+        def listing(path: str = ".") -> Any:
+            if os.path.basename(path) == "locked":
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+            return real(path)
 
-    monkeypatch.setattr(os, "scandir", scandir)
+        return listing
+
+    monkeypatch.setattr(os, "scandir", refusing(os.scandir))
+    monkeypatch.setattr(os, "listdir", refusing(os.listdir))
     archive = tmp_path / "a.tar"
     for args in (["--dry-run"], ["-o", str(archive)]):
         assert main(["create", str(root), *args]) == 4

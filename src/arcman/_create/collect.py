@@ -108,7 +108,7 @@ class Collector:
             raise SourceError(f"source {self._root!r} is not a directory", self._root)
         add = self.entries.add
         # The scanned directories being walked, innermost last.
-        stack = [iter(self._scan("", frozenset({(st.st_dev, st.st_ino)})))]
+        stack = [self._scan("", frozenset({(st.st_dev, st.st_ino)}))]
         while stack:
             item = next(stack[-1], None)
             if item is None:
@@ -119,7 +119,7 @@ class Collector:
                 add(*row)
                 yield row
             if ancestors is not None:
-                stack.append(iter(self._scan(path, ancestors)))
+                stack.append(self._scan(path, ancestors))
 
     def _fail(self, path: str, reason: str) -> None:
         if not self._skip_errors:
@@ -136,32 +136,34 @@ class Collector:
             return False
         return True
 
-    def _scan(self, rel: str, ancestors: _Ancestors) -> list[_Item]:
+    def _scan(self, rel: str, ancestors: _Ancestors) -> Iterator[_Item]:
+        """The directory's entries in name order, each looked at when the walk reaches it:
+        what a directory holds while it is walked is its sorted names, not an entry with its
+        stat for each (~1.2 KiB an entry: a directory of 200,000 files took 250 MB)."""
         directory = os.path.join(self._root, rel) if rel else self._root
-        found: list[_Item] = []
         try:
-            with os.scandir(directory) as it:
-                dir_entries = sorted(it, key=lambda d: d.name)
+            names = sorted(os.listdir(directory))
         except OSError as exc:
             self._fail(rel or ".", exc.strerror or str(exc))
-            return found
-        for d in dir_entries:
-            path = f"{rel}/{d.name}" if rel else d.name
+            return
+        for name in names:
+            path = f"{rel}/{name}" if rel else name
+            full = f"{directory}/{name}"  # os.path.join: ~0.2 us more an entry
             try:
-                st = d.stat(follow_symlinks=self._follow)
+                st = os.stat(full, follow_symlinks=self._follow)
             except OSError as exc:
                 self._fail(path, exc.strerror or str(exc))
                 continue
             mode = st.st_mode
             is_dir = stat.S_ISDIR(mode)
             # An excluded directory is not entered, as in git: nothing below it comes back.
-            if d.name in self._names or (
+            if name in self._names or (
                 self._excludes is not None and self._excludes.excluded(path, is_dir)
             ):
                 continue
-            if d.path in self._exclude_paths or (
+            if full in self._exclude_paths or (
                 (st.st_dev, st.st_ino) in self._exclude_ids
-                and os.path.realpath(d.path) in self._exclude_paths
+                and os.path.realpath(full) in self._exclude_paths
             ):
                 continue
             size = 0
@@ -176,7 +178,7 @@ class Collector:
             elif stat.S_ISLNK(mode):
                 kind = SYMLINK
                 try:
-                    target = os.readlink(d.path)
+                    target = os.readlink(full)
                 except OSError as exc:
                     self._fail(path, exc.strerror or str(exc))
                     continue
@@ -194,8 +196,7 @@ class Collector:
                        st.st_gid, target)
             elif below is None:
                 continue
-            found.append((path, row, below))
-        return found
+            yield path, row, below
 
 
 def check_name(path: str, *, zip_rules: bool) -> None:
