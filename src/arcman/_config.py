@@ -45,9 +45,11 @@ def _check_int(owner: str, name: str, value: object, minimum: int | None) -> Non
 class ExtractionLimits:
     """Ceilings that stop archive bombs; the defaults suit a small board such as a Raspberry Pi.
 
-    Extraction needs about 1.5 KiB of RAM per member (measured), so 200,000 members stay near
-    300 MiB, and 4 GiB fits an SD card beside the tree it replaces. Raise them
-    (or set one to None for no limit) for archives you trust to be large. See SECURITY.md.
+    The member count bounds the memory that is not flat: a regular file costs a few bytes, a
+    directory or link ~0.4 KiB and a zip entry ~0.6 KiB (zipfile's central directory), so
+    200,000 members stay under ~120 MiB above ``memory_budget``; 4 GiB fits an SD card beside
+    the tree it replaces. Raise them (or set one to None for no limit) for archives you trust
+    to be large. See SECURITY.md.
     """
 
     max_total_size: int | None = 4 * GiB
