@@ -47,7 +47,7 @@ class ExtractionLimits:
 
     The member count bounds the memory that is not flat: a regular file costs a few bytes, a
     directory or link ~0.4 KiB and a zip entry ~0.6 KiB (zipfile's central directory), so
-    200,000 members stay under ~120 MiB above ``memory_budget``; 4 GiB fits an SD card beside
+    200,000 members peak under ~150 MiB above the interpreter; 4 GiB fits an SD card beside
     the tree it replaces. Raise them (or set one to None for no limit) for archives you trust
     to be large. See SECURITY.md.
     """
