@@ -246,11 +246,19 @@ def test_a_closed_stdout_or_stderr_does_not_fail_the_run(
     assert archive.exists()
 
 
-def test_extract_into_the_working_directory(tmp_path: Path, sample_tree: Path) -> None:
-    """`-C .`: the commit replaces the working directory's path; the run still ends well."""
+@pytest.fixture
+def sample_archive(tmp_path: Path, sample_tree: Path) -> Path:
     archive = tmp_path / "a.tar.gz"
     with ArchiveManager() as manager:
         manager.create_archive(sample_tree, archive)
+    return archive
+
+
+def test_extract_into_the_working_directory(
+    tmp_path: Path, sample_tree: Path, sample_archive: Path
+) -> None:
+    """`-C .`: the commit replaces the working directory's path; the run still ends well."""
+    archive = sample_archive
     here = tmp_path / "here"
     here.mkdir()
     proc = subprocess.run(
@@ -262,12 +270,9 @@ def test_extract_into_the_working_directory(tmp_path: Path, sample_tree: Path) -
 
 
 def test_destination_that_is_a_symlink_is_refused_with_the_reason(
-    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sample_archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    archive = tmp_path / "a.tar.gz"
-    with ArchiveManager() as manager:
-        manager.create_archive(sample_tree, archive)
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to("real")
-    assert main(["extract", str(archive), "-C", str(tmp_path / "link")]) == 5
+    assert main(["extract", str(sample_archive), "-C", str(tmp_path / "link")]) == 5
     assert "is a symlink (to 'real')" in capsys.readouterr().err
