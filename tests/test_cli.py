@@ -217,3 +217,14 @@ def test_list_prints_a_name_that_is_not_utf8_as_its_bytes(tmp_path: Path) -> Non
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.rstrip(b"\n").endswith(b"caf\xe9.txt")
+
+
+def test_quiet_keeps_a_stats_table_asked_for(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(archive), "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["verify", str(archive), "-q", "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "wall time" in out and "OK" not in out  # the table, without the result line

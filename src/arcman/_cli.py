@@ -53,7 +53,8 @@ def _examples(*lines: str) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-vv: an internal error's traceback (warnings are shown anyway)")
     common.add_argument("-q", "--quiet", action="store_true", help="only errors, no progress bar")
     common.add_argument("--threads", type=int, metavar="N",
                         help="worker threads (env ARCMAN_THREADS, config 'threads')")
@@ -416,6 +417,9 @@ def _run(args: argparse.Namespace) -> int:
     text = ""
     code = EXIT_OK
     out: dict[str, Any]
+    # -q drops an archive command's result line; what was asked for (a listing, a diff, the
+    # configuration, --stats's table) is still printed.
+    result_shown = not args.quiet or args.command in ("list", "diff", "config")
     if args.command == "config":
         out, text = _show_config(settings)
     elif args.command == "rollback":
@@ -434,12 +438,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             out["stats"] = stats
         elif args.stats:
-            text = f"{text}\n{_stats_table(stats)}"
+            table = _stats_table(stats)
+            text = f"{text}\n{table}" if result_shown else table
+            result_shown = True
     if args.json:
         import json  # see the note at the imports
 
         print(json.dumps(out))
-    elif text and not (args.quiet and args.command not in ("list", "diff", "config")):
+    elif text and result_shown:
         print(text)
     return code
 
