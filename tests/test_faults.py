@@ -571,3 +571,21 @@ def test_output_inside_the_source_tree_is_excluded(sample_tree: Path) -> None:
         names = {e.name for e in manager.list_archive(archive)}
     assert not any(n.startswith(("self.tar.gz", ".self.tar.gz")) for n in names)
     assert "a.txt" in names
+
+
+def test_unwritable_destination_parent_is_named_by_dest(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error names DEST, not the staging directory the user never asked for."""
+    archive = tmp_path / "a.tar"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+    from arcman._extract import commit
+
+    def mkdir(path: str, mode: int = 0o777) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(commit.os, "mkdir", mkdir)
+    with ArchiveManager() as manager, pytest.raises(DestinationError) as caught:
+        manager.extract_archive(archive, tmp_path / "dest")
+    assert str(caught.value) == f"cannot write {tmp_path / 'dest'}: Permission denied"

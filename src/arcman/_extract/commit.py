@@ -52,8 +52,8 @@ def make_staging(dest: str) -> str:
     staging = sibling(dest, STAGING_MARKER)
     try:
         os.mkdir(staging, 0o700)
-    except OSError as exc:
-        raise DestinationError(describe_os_error(exc, staging)) from exc
+    except OSError as exc:  # named by DEST: the staging directory is ours, not the user's
+        raise DestinationError(describe_os_error(exc, dest)) from exc
     return staging
 
 
