@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arcman import ArchiveManager
+from arcman import ArchiveManager, _columns
 from arcman._create import collect
-from arcman._create import entries as entries_module
 from arcman._create.entries import EntryTable, SourceEntry
 from arcman._manifest import DIR, FILE, SYMLINK
 from arcman._names import NameList
@@ -34,7 +33,7 @@ _entries = st.builds(
 @given(st.lists(_entries, max_size=30))
 def test_table_gives_back_what_was_added(entries: list[SourceEntry]) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(entries_module, "ROWS", 4)  # several full, compressed blocks
+        patch.setattr(_columns, "BLOCK", 4)  # several full, compressed blocks
         table = EntryTable()
         for e in entries:
             table.add(e.path, e.kind, e.size, e.mode, e.mtime, e.uid, e.gid, e.target)

@@ -7,17 +7,28 @@ member, so fixed costs (buffers, threads, the in-flight window) cancel out.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from arcman import ArchiveConfig, ArchiveManager, CompressionFormat, ExtractionLimits, _manifest
+from arcman import (
+    ArchiveConfig,
+    ArchiveManager,
+    CompressionFormat,
+    ExtractionLimits,
+    _manifest,
+    _metadata,
+)
+from arcman._cli import main
 from arcman._extract import check, decompress, extract
 
 SMALL, LARGE = 1_000, 6_000
 # Measured: ~125 bytes a member (the result's NameList, the guard's NameSet); the code before
-# spooling used ~1,090 (member objects, the manifest bytes and entries, sets of paths).
+# spooling used ~1,090 (member objects, the manifest bytes and entries, sets of paths). `list`
+# used ~530 with a list of ArchiveEntry objects, and its command line twice that or more.
 MAX_BYTES_PER_MEMBER = 256
 
 
@@ -36,7 +47,9 @@ def _archive(root: Path, count: int) -> Path:
     return archive
 
 
-@pytest.mark.parametrize("op", ["extract", "verify"])
+@pytest.mark.parametrize(
+    "op", ["extract", "verify", "list", "arcman list", "arcman list -l", "arcman list --json"]
+)
 def test_memory_grows_little_per_member(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, op: str
 ) -> None:
@@ -47,6 +60,7 @@ def test_memory_grows_little_per_member(
     monkeypatch.setattr(extract, "CHUNK", 64 * 1024)
     monkeypatch.setattr(check, "_SPOOL_IN_MEMORY", 64 * 1024)
     monkeypatch.setattr(_manifest, "_READ_SPOOL_IN_MEMORY", 64 * 1024)
+    monkeypatch.setattr(_metadata, "_ITEMS_PER_PIECE", 256)  # entries encoded at a time
     # Sequential: the window of members in flight, bounded by the budget but filled as fast as
     # the workers lag, would make the measure depend on timing.
     config = ArchiveConfig(
@@ -60,6 +74,13 @@ def test_memory_grows_little_per_member(
             try:
                 if op == "verify":
                     manager.verify_archive(archive)
+                elif op == "list":
+                    entries = manager.list_archive(archive)
+                    assert len(entries) == count + count // 1000
+                elif op.startswith("arcman"):
+                    args = [*op.split()[1:], str(archive), "--no-parallel"]
+                    with open(os.devnull, "w") as out, contextlib.redirect_stdout(out):
+                        assert main(args) == 0
                 else:
                     manager.extract_archive(archive, tmp_path / "dest", replace=True)
                 peaks[count] = tracemalloc.get_traced_memory()[1]

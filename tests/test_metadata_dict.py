@@ -7,11 +7,12 @@ import dataclasses
 import datetime
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arcman import CompressionFormat
-from arcman._metadata import ArchiveMetadata, utc_timestamp
+from arcman import CompressionFormat, _columns, _metadata
+from arcman._metadata import ArchiveEntry, ArchiveMetadata, EntryList, json_pieces, utc_timestamp
 from arcman._names import NameList
 
 
@@ -58,3 +59,49 @@ def test_json_chunks_are_the_indented_dump(
 def test_utc_timestamp_writes_what_datetime_isoformat_writes(epoch: int) -> None:
     moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     assert utc_timestamp(epoch) == moment.isoformat(timespec="seconds")
+
+
+_entries = st.builds(
+    ArchiveEntry,
+    name=_names,
+    type=st.sampled_from(["file", "dir", "symlink", "hardlink", "special"]),
+    size=st.integers(0, 2**63 - 1),
+    mode=st.integers(0, 0o7777777),
+    mtime=st.integers(-(2**63), 2**63 - 1),
+    sha256=st.none() | st.binary(min_size=32, max_size=32).map(bytes.hex),
+    target=st.none() | _names,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(entries=st.lists(_entries, max_size=20), index=st.integers(-25, 25))
+def test_entry_list_gives_back_what_was_added(entries: list[ArchiveEntry], index: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_columns, "BLOCK", 4)  # several full, compressed blocks
+        listed = EntryList(entries)
+        assert list(listed) == entries and listed == entries and len(listed) == len(entries)
+        assert listed[1:-1:2] == entries[1:-1:2]
+        if -len(entries) <= index < len(entries):
+            assert listed[index] == entries[index]
+        else:
+            with pytest.raises(IndexError):
+                listed[index]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    names=st.lists(_names, max_size=30),
+    entries=st.lists(_entries, max_size=30),
+    other=st.dictionaries(st.text(max_size=5), st.integers() | st.lists(st.text(), max_size=3)),
+    indent=st.none() | st.integers(0, 4),
+)
+def test_json_pieces_are_json_dumps(
+    names: list[str], entries: list[ArchiveEntry], other: dict[str, object], indent: int | None
+) -> None:
+    """The CLI's --json and the .meta sidecar stream their long sequences (NameList,
+    EntryList) in pieces of a few items here; joined, they are json.dumps of the record."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_metadata, "_ITEMS_PER_PIECE", 3)
+        record = {**other, "names": NameList(names), "entries": EntryList(entries)}
+        plain = {**other, "names": names, "entries": [e.to_dict() for e in entries]}
+        assert "".join(json_pieces(record, indent=indent)) == json.dumps(plain, indent=indent)

@@ -9,6 +9,7 @@ configuration error; 3 unsafe or corrupt input; 4 source problem; 5 destination 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ import sys
 # parse_args, and the three were ~9 ms of their start-up (the commands need them anyway).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from types import FrameType
     from typing import Any, NoReturn
 
@@ -322,7 +323,7 @@ def _dry_run(
 
 def _operate(
     args: argparse.Namespace, manager: Any, progress: Any
-) -> tuple[dict[str, Any], str, int]:
+) -> tuple[dict[str, Any], str | Iterable[str], int]:
     """Run one archive command; return its JSON object, its text and its exit code."""
     on_bytes, on_item = progress if progress is not None else (None, None)
     config = manager.config.replace(progress_callback=on_bytes, progress_item_callback=on_item)
@@ -341,7 +342,7 @@ def _operate(
             f"created {args.output}: {meta.file_count} files, "
             f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
         )
-        return meta.to_dict(), text, code
+        return meta.shallow_dict(), text, code
     if args.command == "extract":
         if args.keep_previous and not args.replace:
             raise ValueError("--keep-previous needs --replace")
@@ -350,7 +351,7 @@ def _operate(
             args.archive, args.dest, config, not args.no_verify,
             replace=args.replace, keep_previous=args.keep_previous,
         )
-        out = meta.to_dict()
+        out = meta.shallow_dict()
         text = (
             f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
             f"to {args.dest}, verified by {meta.verification}"
@@ -366,7 +367,7 @@ def _operate(
             if meta.verification == "manifest"
             else "container checks only (no arcman manifest)"
         )
-        return meta.to_dict(), f"{args.archive}: OK, {meta.file_count} files; {how}", code
+        return meta.shallow_dict(), f"{args.archive}: OK, {meta.file_count} files; {how}", code
     if args.command == "diff":
         from ._diff import diff_tree
 
@@ -375,14 +376,15 @@ def _operate(
         out = {"archive": args.archive, "directory": args.directory, **result.to_dict()}
         return out, text, EXIT_OK if result.same else EXIT_VERIFY
     entries = manager.list_archive(args.archive, config)
-    if args.long:
-        text = "\n".join(
-            f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {e.name}"
-            for e in entries
-        )
-    else:
-        text = "\n".join(e.name for e in entries)
-    return {"archive": args.archive, "entries": [e.to_dict() for e in entries]}, text, code
+    # Lines made as they are printed, and the entries streamed as JSON: a listing of a big
+    # archive is never one string or one list of dicts in memory.
+    lines = (
+        (f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {e.name}"
+         for e in entries)
+        if args.long
+        else (e.name for e in entries)
+    )
+    return {"archive": args.archive, "entries": entries}, lines, code
 
 
 def _has_a_tree(dest: str) -> bool:
@@ -414,7 +416,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._progress_bar import progress_bar
 
     settings = _settings(args)
-    text = ""
+    text: str | Iterable[str] = ""
     code = EXIT_OK
     out: dict[str, Any]
     # -q drops an archive command's result line; what was asked for (a listing, a diff, the
@@ -439,15 +441,23 @@ def _run(args: argparse.Namespace) -> int:
             out["stats"] = stats
         elif args.stats:
             table = _stats_table(stats)
-            text = f"{text}\n{table}" if result_shown else table
+            text = itertools.chain(_lines(text), [table]) if result_shown else table
             result_shown = True
     if args.json:
-        import json  # see the note at the imports
+        from ._metadata import json_pieces
 
-        print(json.dumps(out))
-    elif text and result_shown:
-        print(text)
+        sys.stdout.writelines(json_pieces(out))
+        sys.stdout.write("\n")
+    elif result_shown:
+        sys.stdout.writelines(line + "\n" for line in _lines(text))
     return code
+
+
+def _lines(text: str | Iterable[str]) -> Iterable[str]:
+    """A command's text as lines: a str is one message (nothing if empty), else its lines."""
+    if isinstance(text, str):
+        return [text] if text else []
+    return text
 
 
 def _exit_code(exc: BaseException) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -191,10 +191,13 @@ class ArchiveManager:
 
     def list_archive(
         self, archive_path: str | os.PathLike[str], config: ArchiveConfig | None = None
-    ) -> list[ArchiveEntry]:
+    ) -> Sequence[ArchiveEntry]:
+        """Every member, checked as ``verify_archive`` checks them, in archive order: a
+        sequence that makes each ArchiveEntry as it is read (a few dozen bytes a member)."""
+
         def work(
             cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
-        ) -> list[ArchiveEntry]:
+        ) -> Sequence[ArchiveEntry]:
             from ._extract import extract as _extract
 
             return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)

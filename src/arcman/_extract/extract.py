@@ -35,7 +35,7 @@ from .._manifest import (
     ZIP_MANIFEST_MARK,
     SpooledManifest,
 )
-from .._metadata import ArchiveEntry, ArchiveMetadata, utc_timestamp
+from .._metadata import ArchiveEntry, ArchiveMetadata, EntryList, utc_timestamp
 from .._names import NameList
 from .._progress import Progress
 from .._stats import PhaseClock
@@ -400,20 +400,20 @@ def verify_archive(
 
 def list_archive(
     archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
-) -> list[ArchiveEntry]:
+) -> EntryList:
     """Every member with its SHA-256: from the manifest when there is one (once every member
     has been checked against it, as verify does), else computed."""
     sink = HashSink(submit, members_share(config.memory_budget), clock)
     with scan_archive(archive_path, sink, None, config, submit, clock, verify=True) as scan:
         if scan.manifest is not None:
-            return [
+            return EntryList(
                 ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
                 for e in scan.manifest
-            ]
-        return [
+            )
+        return EntryList(
             ArchiveEntry(o.path, o.kind, o.size, o.mode, o.mtime, o.sha256, o.target)
             for o in scan.observed
-        ]
+        )
 
 
 def _metadata(
