@@ -400,3 +400,20 @@ def test_a_progress_callback_error_comes_out_as_it_was_raised(
             assert caught.value is error
         assert manager.get_stats()["failures"] == {"create": 1, "verify": 1, "extract": 1}
     assert sorted(os.listdir(tmp_path)) == ["a.tar.gz", "a.tar.gz.meta", "a.tar.gz.sha256", "src"]
+
+
+@pytest.mark.parametrize("ext", [".tar.gz", ".zip"])
+def test_an_item_callback_error_leaves_no_source_file_open(tmp_path: Path, ext: str) -> None:
+    """A large file is opened when the reader hands it over, before the item callback hears
+    its name: the callback raising there left its descriptor open for good."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big").write_bytes(os.urandom(3 * 1024 * 1024))  # read chunk by chunk
+
+    def on_item(name: str) -> None:
+        raise ValueError("my bug")
+
+    manager = ArchiveManager(ArchiveConfig(progress_item_callback=on_item))
+    with manager, pytest.raises(ValueError, match="my bug"):
+        manager.create_archive(tmp_path / "src", tmp_path / f"a{ext}")
+    open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+    assert str(tmp_path / "src" / "big") not in open_files

@@ -112,9 +112,15 @@ def create_archive(
                 progress.advance(entry.size, entry.path)
                 continue
             if isinstance(content, LargeFile):  # its bytes are told chunk by chunk
-                progress.advance(0, entry.path)
-                content.on_chunk = progress.advance
-                nbytes = writer.add(entry, content)
+                # Open since the reader yielded it: closed here whatever fails before or while
+                # its chunks are read (the item callback, the header's write), or its raw fd
+                # would outlive the operation.
+                try:
+                    progress.advance(0, entry.path)
+                    content.on_chunk = progress.advance
+                    nbytes = writer.add(entry, content)
+                finally:
+                    content.close()
             else:
                 nbytes = writer.add(entry, content)
                 progress.advance(nbytes, entry.path)
