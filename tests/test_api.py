@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -417,3 +418,31 @@ def test_an_item_callback_error_leaves_no_source_file_open(tmp_path: Path, ext: 
         manager.create_archive(tmp_path / "src", tmp_path / f"a{ext}")
     open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
     assert str(tmp_path / "src" / "big") not in open_files
+
+
+def test_a_progress_callback_error_frees_the_operation_at_once(tmp_path: Path) -> None:
+    """Re-raised inside the handler of the CallbackFailed that carried it, the error got that
+    wrapper as its __context__: a cycle that kept the operation's frames, and the zip they
+    had open, alive until the garbage collector ran."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "big").write_bytes(os.urandom(3 * 1024 * 1024))
+    archive = tmp_path / "a.zip"
+    with ArchiveManager(ArchiveConfig(create_checksums=False)) as manager:
+        manager.create_archive(tmp_path / "src", archive)  # no .sha256: no hashing job
+
+        def callback(done: int, total: int) -> None:
+            if done:
+                raise ValueError("my bug")
+
+        config = ArchiveConfig(progress_callback=callback)
+        gc.disable()
+        try:
+            for operation in (manager.verify_archive, manager.list_archive):
+                with pytest.raises(ValueError, match="my bug") as caught:
+                    operation(archive, config)
+                assert caught.value.__context__ is None
+                del caught
+                fds = os.listdir("/proc/self/fd")
+                assert str(archive) not in {os.path.realpath(f"/proc/self/fd/{f}") for f in fds}
+        finally:
+            gc.enable()

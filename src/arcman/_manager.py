@@ -101,6 +101,7 @@ class ArchiveManager:
     ) -> T:
         cfg = config or self.config
         self._begin()
+        error: Exception | None = None
         try:
             submit = self._submit(cfg)
             clock = PhaseClock()
@@ -108,12 +109,21 @@ class ArchiveManager:
             result = work(cfg, submit, clock)
         except CallbackFailed as failed:
             self._stats.record_failure(kind)
-            raise failed.error from None  # the caller's own exception, as its callback raised it
+            error = failed.error
         except BaseException:
             self._stats.record_failure(kind)
             raise
         finally:
             self._end()
+        if error is not None:
+            # The caller's own exception, as its callback raised it. Raised here, not inside
+            # the handler: there it would get the CallbackFailed (which holds it) as its
+            # __context__, a cycle that kept every frame of the operation, and the files they
+            # had open, alive until the garbage collector ran.
+            try:
+                raise error
+            finally:
+                error = None
         files, bytes_in, bytes_out = measure(result)
         self._stats.record(
             kind,
