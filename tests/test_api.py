@@ -446,3 +446,57 @@ def test_a_progress_callback_error_frees_the_operation_at_once(tmp_path: Path) -
                 assert str(archive) not in {os.path.realpath(f"/proc/self/fd/{f}") for f in fds}
         finally:
             gc.enable()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"thread_pool_size": 0},
+        {"memory_budget": 0},
+        {"limits": None},
+        {"exclude_patterns": None},
+        {"format": "zip"},
+        {"progress_callback": 5},
+    ],
+)
+def test_a_config_changed_after_it_was_built_is_checked_again(
+    tmp_path: Path, sample_tree: Path, change: dict[str, Any]
+) -> None:
+    """ArchiveConfig is a plain dataclass: a field set after construction skipped validation
+    and failed deep inside an operation (ValueError from the pool, AttributeError, TypeError)."""
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+        for owner in ("call", "manager"):
+            config = ArchiveConfig()
+            with ArchiveManager(config if owner == "manager" else None) as other:
+                for name, value in change.items():
+                    setattr(config, name, value)
+                passed = config if owner == "call" else None
+                with pytest.raises(ConfigError):
+                    other.create_archive(sample_tree, tmp_path / "b.tar.gz", passed)
+                with pytest.raises(ConfigError):
+                    other.extract_archive(tmp_path / "a.tar.gz", tmp_path / "out", passed)
+    assert not (tmp_path / "b.tar.gz").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_thread_count_raised_after_construction_is_still_capped(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    config = ArchiveConfig()
+    config.thread_pool_size = 64
+    with ArchiveManager(config) as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz")
+        assert manager.get_stats()["pool_size"] <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("config", [{"thread_pool_size": 1}, "fast", 4])
+def test_a_config_of_the_wrong_type_is_a_config_error(
+    tmp_path: Path, sample_tree: Path, config: Any
+) -> None:
+    """Not an AttributeError from deep inside (and an empty dict was silently the default)."""
+    with pytest.raises(ConfigError, match="must be an ArchiveConfig"):
+        ArchiveManager(config)
+    with pytest.raises(ConfigError, match="must be an ArchiveConfig"):
+        ArchiveManager(config or {})
+    with ArchiveManager() as manager, pytest.raises(ConfigError):
+        manager.create_archive(sample_tree, tmp_path / "a.tar.gz", config)

@@ -34,7 +34,7 @@ class ArchiveManager:
     """
 
     def __init__(self, config: ArchiveConfig | None = None) -> None:
-        self.config = config or ArchiveConfig()
+        self.config = ArchiveConfig() if config is None else _checked(config)
         self._stats = StatsRecorder()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified as operations end
@@ -99,7 +99,8 @@ class ArchiveManager:
         work: Callable[[ArchiveConfig, Submit | None, PhaseClock], T],
         measure: Callable[[T], tuple[int, int, int]],
     ) -> T:
-        cfg = config or self.config
+        _checked(self.config)  # it sizes the pool
+        cfg = self.config if config is None else _checked(config)
         self._begin()
         error: Exception | None = None
         try:
@@ -226,6 +227,17 @@ class ArchiveManager:
             stats["pool_size"] = self.config.thread_pool_size
             stats["pool_alive"] = self._pool is not None
         return stats
+
+
+def _checked(config: object) -> ArchiveConfig:
+    """``config``, validated again: an ArchiveConfig is checked when it is built, but its
+    fields can be set afterwards (``thread_pool_size = 0`` failed deep in the pool with a
+    ValueError, ``= 64`` started 64 threads past the CPU cap, ``limits = None`` an
+    AttributeError in extraction)."""
+    if not isinstance(config, ArchiveConfig):
+        raise ConfigError(f"config must be an ArchiveConfig, not {type(config).__name__}")
+    config.__post_init__()
+    return config
 
 
 def _sizes(meta: ArchiveMetadata) -> tuple[int, int, int]:
