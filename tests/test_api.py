@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -500,3 +501,27 @@ def test_a_config_of_the_wrong_type_is_a_config_error(
         ArchiveManager(config or {})
     with ArchiveManager() as manager, pytest.raises(ConfigError):
         manager.create_archive(sample_tree, tmp_path / "a.tar.gz", config)
+
+
+def test_a_bytes_path_is_a_type_error_up_front(tmp_path: Path, sample_tree: Path) -> None:
+    """The signatures take str or os.PathLike[str]. A bytes source made create report a
+    SourceError for a member of a directory that exists; a bytes archive path a TypeError
+    from a str operation midway (and a failure in the statistics)."""
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        calls: list[Callable[[], object]] = [
+            lambda: manager.create_archive(bytes(sample_tree), tmp_path / "b.tar.gz"),
+            lambda: manager.create_archive(sample_tree, bytes(tmp_path / "b.tar.gz")),
+            lambda: manager.extract_archive(bytes(archive), tmp_path / "out"),
+            lambda: manager.extract_archive(archive, bytes(tmp_path / "out")),
+            lambda: manager.verify_archive(bytes(archive)),
+            lambda: manager.verify_archive_integrity(bytes(archive)),
+            lambda: manager.list_archive(bytes(archive)),
+            lambda: manager.rollback(bytes(tmp_path / "out")),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match=r"str or os\.PathLike"):
+                call()
+        assert manager.get_stats()["failures"] == {}
+    assert sorted(os.listdir(tmp_path)) == ["a.tar.gz", "a.tar.gz.meta", "a.tar.gz.sha256", "src"]

@@ -144,11 +144,12 @@ class ArchiveManager:
         config: ArchiveConfig | None = None,
     ) -> ArchiveMetadata:
         """Archive ``source_dir`` into ``archive_path`` (format from its extension)."""
+        source, archive = _path(source_dir), _path(archive_path)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._create.create import create_archive as _create
 
-            return _create(os.fspath(source_dir), os.fspath(archive_path), cfg, submit, clock)
+            return _create(source, archive, cfg, submit, clock)
 
         return self._run("create", config, work, _sizes)
 
@@ -168,6 +169,7 @@ class ArchiveManager:
         (an older one is discarded) so that ``rollback(dest_dir)`` can bring it back;
         ``keep_previous`` without ``replace`` is a ConfigError, as it would keep nothing.
         """
+        archive, dest = _path(archive_path), _path(dest_dir)
         if keep_previous and not replace:
             raise ConfigError("keep_previous needs replace=True: without it nothing is replaced")
 
@@ -175,7 +177,7 @@ class ArchiveManager:
             from ._extract import extract as _extract
 
             return _extract.extract_archive(
-                os.fspath(archive_path), os.fspath(dest_dir), cfg, submit, clock,
+                archive, dest, cfg, submit, clock,
                 verify_integrity=verify_integrity, replace=replace, keep_previous=keep_previous,
             )
 
@@ -187,11 +189,12 @@ class ArchiveManager:
         """Check everything that can be checked; raise IntegrityError naming what failed
         (UnsafeMemberError/LimitExceededError for what extraction would refuse, SourceError for
         an unreadable file, UnsupportedFormatError for one that is no archive)."""
+        archive = _path(archive_path)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._extract import extract as _extract
 
-            return _extract.verify_archive(os.fspath(archive_path), cfg, submit, clock)
+            return _extract.verify_archive(archive, cfg, submit, clock)
 
         return self._run("verify", config, work, _sizes)
 
@@ -205,13 +208,14 @@ class ArchiveManager:
     ) -> Sequence[ArchiveEntry]:
         """Every member, checked as ``verify_archive`` checks them, in archive order: a
         sequence that makes each ArchiveEntry as it is read (a few dozen bytes a member)."""
+        archive = _path(archive_path)
 
         def work(
             cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
         ) -> Sequence[ArchiveEntry]:
             from ._extract import extract as _extract
 
-            return _extract.list_archive(os.fspath(archive_path), cfg, submit, clock)
+            return _extract.list_archive(archive, cfg, submit, clock)
 
         return self._run("list", config, work, lambda r: (sum(e.type == FILE for e in r), 0, 0))
 
@@ -219,7 +223,7 @@ class ArchiveManager:
         """Swap ``dest_dir`` with ``<dest_dir>.prev`` kept by ``keep_previous``; again to undo."""
         from ._extract.commit import rollback
 
-        rollback(os.path.abspath(dest_dir))
+        rollback(os.path.abspath(_path(dest_dir)))
 
     def get_stats(self) -> dict[str, Any]:
         stats = self._stats.snapshot()
@@ -227,6 +231,16 @@ class ArchiveManager:
             stats["pool_size"] = self.config.thread_pool_size
             stats["pool_alive"] = self._pool is not None
         return stats
+
+
+def _path(value: object) -> str:
+    """A path argument as a str. A bytes path, which the signatures do not take, failed
+    midway with a TypeError from a str operation, or as a SourceError naming a member of a
+    source directory that exists."""
+    path = os.fspath(value)  # type: ignore[call-overload]  # TypeError for None, 3, ...
+    if not isinstance(path, str):
+        raise TypeError(f"expected a str or os.PathLike[str] path, not {path!r}")
+    return path
 
 
 def _checked(config: object) -> ArchiveConfig:
