@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,3 +232,30 @@ def test_a_failed_verify_stops_hashing_the_archive(
         with pytest.raises(KeyboardInterrupt):
             manager.verify_archive(tmp_path / "a.tar.gz", config)
     assert stopped == [True]
+
+
+def test_stats_hold_every_operation_close_waited_for(
+    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operation was recorded after it told close() it had ended: get_stats() right after
+    close() could miss it. Recording is slowed down here to widen that window."""
+    from arcman import _stats
+
+    record = _stats.StatsRecorder.record
+
+    def slow_record(self: _stats.StatsRecorder, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.2)
+        record(self, *args, **kwargs)
+
+    monkeypatch.setattr(_stats.StatsRecorder, "record", slow_record)
+    manager = ArchiveManager()
+    started = threading.Event()
+    config = ArchiveConfig(progress_item_callback=lambda name: started.set())
+    worker = threading.Thread(
+        target=manager.create_archive, args=(trees[0], tmp_path / "a.tar", config)
+    )
+    worker.start()
+    assert started.wait(30)
+    manager.close()
+    assert manager.get_stats()["operations"] == {"create": 1}
+    worker.join(30)

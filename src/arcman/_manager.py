@@ -108,6 +108,19 @@ class ArchiveManager:
             clock = PhaseClock()
             started = time.perf_counter()
             result = work(cfg, submit, clock)
+            wall = time.perf_counter() - started
+            files, bytes_in, bytes_out = measure(result)
+            # Recorded before _end(): once close() has returned, get_stats() holds every
+            # operation it waited for.
+            self._stats.record(
+                kind,
+                parallel=submit is not None,
+                files=files,
+                bytes_in=bytes_in,
+                bytes_out=bytes_out,
+                wall=wall,
+                phases=clock.snapshot(),
+            )
         except CallbackFailed as failed:
             self._stats.record_failure(kind)
             error = failed.error
@@ -125,16 +138,6 @@ class ArchiveManager:
                 raise error
             finally:
                 error = None
-        files, bytes_in, bytes_out = measure(result)
-        self._stats.record(
-            kind,
-            parallel=submit is not None,
-            files=files,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-            wall=time.perf_counter() - started,
-            phases=clock.snapshot(),
-        )
         return result
 
     def create_archive(
