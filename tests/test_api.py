@@ -54,6 +54,11 @@ from helpers import FORMATS, snapshot
         {"source_date_epoch": "0"},
         {"exclude_patterns": 42},
         {"compression_level": 6, "format": "zip"},
+        # Taken for their truthiness: "false" was true, so checksums were written.
+        {"create_checksums": "false"},
+        {"enable_parallelization": "no"},
+        {"follow_symlinks": 1},
+        {"preserve_permissions": None},
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict[str, Any]) -> None:

@@ -111,6 +111,11 @@ class ArchiveConfig:
     limits: ExtractionLimits = field(default_factory=ExtractionLimits)
 
     def __post_init__(self) -> None:
+        for name in _BOOL_FIELDS:
+            # Not truthiness: "false" or "no" (from a file or the environment) would be true.
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"ArchiveConfig.{name} must be a bool, not {value!r}")
         if self.compression_level is not None:
             _check_int("ArchiveConfig", "compression_level", self.compression_level, None)
         if self.format is not None and not isinstance(self.format, CompressionFormat):
@@ -156,3 +161,6 @@ class ArchiveConfig:
 
     def replace(self, **changes: object) -> ArchiveConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_BOOL_FIELDS = tuple(f.name for f in dataclasses.fields(ArchiveConfig) if f.type == "bool")
