@@ -530,3 +530,17 @@ def test_a_bytes_path_is_a_type_error_up_front(tmp_path: Path, sample_tree: Path
                 call()
         assert manager.get_stats()["failures"] == {}
     assert sorted(os.listdir(tmp_path)) == ["a.tar.gz", "a.tar.gz.meta", "a.tar.gz.sha256", "src"]
+
+
+@pytest.mark.parametrize("flag", ["replace", "keep_previous", "verify_integrity"])
+def test_extract_flags_must_be_bools(tmp_path: Path, sample_tree: Path, flag: str) -> None:
+    """replace="false" was true: the destination's own files were swapped out and discarded."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "precious.txt").write_text("keep")
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, tmp_path / "a.tar")
+        flags: dict[str, Any] = {"replace": True, flag: "false"}
+        with pytest.raises(ConfigError, match=f"{flag} must be a bool"):
+            manager.extract_archive(tmp_path / "a.tar", dest, **flags)
+    assert os.listdir(dest) == ["precious.txt"]

@@ -173,6 +173,12 @@ class ArchiveManager:
         ``keep_previous`` without ``replace`` is a ConfigError, as it would keep nothing.
         """
         archive, dest = _path(archive_path), _path(dest_dir)
+        flags = {"verify_integrity": verify_integrity, "replace": replace,
+                 "keep_previous": keep_previous}
+        for name, value in flags.items():
+            # Not truthiness: replace="false" replaced (and discarded) the destination.
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be a bool, not {value!r}")
         if keep_previous and not replace:
             raise ConfigError("keep_previous needs replace=True: without it nothing is replaced")
 
