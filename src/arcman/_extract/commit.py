@@ -40,6 +40,14 @@ def check_destination(dest: str, replace: bool) -> None:
             )
         if not os.path.isdir(dest):
             raise DestinationError(f"destination {dest!r} exists and is not a directory")
+        if os.path.ismount(dest):
+            # The tree is staged beside DEST, on the parent's file system: renaming it onto a
+            # mount point fails (EBUSY, EXDEV), but only after the whole extraction.
+            raise DestinationError(
+                f"destination {dest!r} is a mount point: arcman stages the new tree beside it "
+                "and renames it into place, which cannot cross file systems; extract into a "
+                "directory inside it"
+            )
         if not replace and os.listdir(dest):
             raise DestinationError(
                 f"destination {dest!r} is not empty (pass replace=True / --replace to swap it)"
