@@ -3,7 +3,9 @@ media, mount points, a 32-bit time_t) do differently from a Linux developer's ex
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,56 @@ def test_a_mount_point_destination_is_refused_before_any_work(
                                             "tree", "usb"]
     with pytest.raises(DestinationError, match="mount point"), ArchiveManager() as manager:
         manager.extract_archive(archive, dest, replace=True)
+
+
+def _links_archive(tmp_path: Path) -> Path:
+    """A tar as GNU tar writes one: a file, a hard link to it, a symlink, a private dir."""
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, kind, extra in [
+            ("d", tarfile.DIRTYPE, {"mode": 0o700}),
+            ("d/f", tarfile.REGTYPE, {}),
+            ("hard", tarfile.LNKTYPE, {"linkname": "d/f"}),
+            ("soft", tarfile.SYMTYPE, {"linkname": "d/f"}),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            for key, value in extra.items():
+                setattr(info, key, value)
+            if kind == tarfile.REGTYPE:
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"x\n"))
+            else:
+                tar.addfile(info)
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("call", "err", "member"),
+    [
+        ("link", 1, "hard link hard (to d/f)"),  # FAT: EPERM
+        ("symlink", 38, "symlink soft (to d/f)"),  # FUSE exFAT/FAT: ENOSYS
+        ("chmod", 1, "mode 0700 of d"),  # FAT: a mode it cannot hold is EPERM
+    ],
+)
+def test_a_link_or_mode_the_file_system_refuses_names_the_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    call: str, err: int, member: str,
+) -> None:
+    """The message named the link's target ("cannot write d/f"), or the staging directory's
+    path, not the member that failed, nor that the file system lacks the feature."""
+    archive = _links_archive(tmp_path)
+    real = getattr(os, call)
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        if call == "chmod" and not str(args[0]).endswith("/d"):
+            return real(*args, **kwargs)
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(os, call, refuse)
+    dest = tmp_path / "dest"
+    assert main(["extract", str(archive), "-C", str(dest), "-q"]) == 5
+    message = capsys.readouterr().err
+    assert f"cannot write {member}: {os.strerror(err)}" in message
+    assert "FAT" in message and "staging" not in message
+    assert not dest.exists()

@@ -10,6 +10,7 @@ the tree (this catches chains of links that look harmless one at a time).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ from .members import Data
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# What a file system says to a link or a mode it cannot hold (FAT: EPERM; FUSE: ENOSYS).
+_UNSUPPORTED = {errno.EPERM, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 class MemberSink(Protocol):
@@ -145,16 +148,24 @@ class StagingTree:
         parent = _parent(path)
         if parent in self._made:
             return
-        self._guarded(os.makedirs, self._abs(parent), 0o700, exist_ok=True)
+        self._guarded(parent, os.makedirs, self._abs(parent), 0o700, exist_ok=True)
         while parent and parent not in self._made:
             self._made.add(parent)
             parent = _parent(parent)
 
-    def _guarded(self, fn: Callable[..., object], *args: object, **kwargs: object) -> None:
+    def _guarded(
+        self, what: str, fn: Callable[..., object], *args: object, **kwargs: object
+    ) -> None:
+        """Run ``fn``; an OSError becomes a DestinationError about ``what``: the member as the
+        archive names it, not its path in the staging directory nor a link's target."""
         try:
             fn(*args, **kwargs)
         except OSError as exc:
-            raise DestinationError(describe_os_error(exc, str(args[0]))) from exc
+            message = describe_os_error(exc, what)
+            if exc.errno in _UNSUPPORTED:
+                message += " (does this file system support it? FAT and exFAT have no links"
+                message += " and no Unix modes)"
+            raise DestinationError(message) from exc
 
     def drain(self) -> None:
         """Wait for the pool's pending writes, so that removing the tree cannot race them."""
@@ -164,7 +175,7 @@ class StagingTree:
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         self._ensure_parent(path)
         if path not in self._made:
-            self._guarded(os.mkdir, self._abs(path), 0o700)
+            self._guarded(path, os.mkdir, self._abs(path), 0o700)
             self._made.add(path)
         self._dirs[path] = (mode, mtime)
 
@@ -236,9 +247,12 @@ class StagingTree:
         """Make the deferred links, check where symlinks resolve, then set directory metadata."""
         with self._clock.measure("extraction"):
             for path, target in self._hardlinks:
-                self._guarded(os.link, self._abs(target), self._abs(path), follow_symlinks=False)
+                self._guarded(
+                    f"hard link {path} (to {target})",
+                    os.link, self._abs(target), self._abs(path), follow_symlinks=False,
+                )
             for path, target, _ in self._symlinks:
-                self._guarded(os.symlink, target, self._abs(path))
+                self._guarded(f"symlink {path} (to {target})", os.symlink, target, self._abs(path))
             real_root = os.path.realpath(self.root)
             for path, target, mtime in self._symlinks:
                 try:
@@ -254,6 +268,6 @@ class StagingTree:
                 full = self._abs(path)
                 listed = self._dirs.get(path)
                 mode = safe_mode(listed[0], True) if listed and self._perms else 0o755
-                self._guarded(os.chmod, full, mode)
+                self._guarded(f"mode {mode:04o} of {path}", os.chmod, full, mode)
                 if listed and self._times:
-                    self._guarded(os.utime, full, (listed[1], listed[1]))
+                    self._guarded(f"mtime of {path}", os.utime, full, (listed[1], listed[1]))
