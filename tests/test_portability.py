@@ -101,3 +101,44 @@ def test_a_link_or_mode_the_file_system_refuses_names_the_member(
     assert f"cannot write {member}: {os.strerror(err)}" in message
     assert "FAT" in message and "staging" not in message
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "dir", "symlink"])
+def test_an_mtime_past_a_32_bit_time_t_is_a_destination_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """Where time_t has 32 bits (Raspberry Pi OS armhf), os.utime raises OverflowError for
+    2038 and later: it escaped as an internal error (exit 70), not ArchiveError."""
+    archive = tmp_path / "late.tar"
+    late = 2**31 + 10
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("late")
+        info.mtime = late
+        if kind == "dir":
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        elif kind == "symlink":
+            info.type, info.linkname = tarfile.SYMTYPE, "x"
+            tar.addfile(info)
+            target = tarfile.TarInfo("x")
+            tar.addfile(target, io.BytesIO(b""))
+        else:
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"x\n"))
+    real = os.utime
+
+    def utime32(path: object, times: tuple[int, int] | None = None, **kwargs: object) -> None:
+        if times is not None and not all(-(2**31) <= t < 2**31 for t in times):
+            raise OverflowError("timestamp out of range for platform time_t")
+        real(path, times, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "utime", utime32)
+    dest = tmp_path / "dest"
+    assert main(["extract", str(archive), "-C", str(dest), "-q"]) == 5
+    assert f"cannot write {'mtime of ' if kind != 'file' else ''}late: mtime {late}" in (
+        capsys.readouterr().err
+    )
+    assert not dest.exists()
+    with pytest.raises(DestinationError), ArchiveManager() as manager:
+        manager.extract_archive(archive, dest)

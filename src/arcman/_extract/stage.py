@@ -59,6 +59,15 @@ def _parent(path: str) -> str:
     return path.rpartition("/")[0]
 
 
+def _set_mtime(target: int | str, mtime: int, *, follow_symlinks: bool = True) -> None:
+    """os.utime, where a time that the platform's time_t cannot hold (2038 and later where it
+    has 32 bits, as on Raspberry Pi OS's armhf) is an OSError, not an OverflowError."""
+    try:
+        os.utime(target, (mtime, mtime), follow_symlinks=follow_symlinks)
+    except OverflowError:
+        raise OSError(errno.EOVERFLOW, f"mtime {mtime} is out of this platform's range") from None
+
+
 def safe_mode(mode: int, is_dir: bool) -> int:
     """As tarfile's data filter: no setuid/setgid/sticky, no group/other write; owner rw(x)."""
     mode &= 0o755
@@ -195,7 +204,7 @@ class StagingTree:
         if mode is not None:
             os.fchmod(fd, mode)
         if self._times:
-            os.utime(fd, (mtime, mtime))
+            _set_mtime(fd, mtime)
 
     def _write(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
         """Write and hash one file (timed by FileBatches, per batch)."""
@@ -262,7 +271,10 @@ class StagingTree:
                 if os.path.commonpath([real_root, resolved]) != real_root:
                     raise UnsafeMemberError(path, f"symlink resolves outside ({target!r})")
                 if self._times:
-                    os.utime(self._abs(path), (mtime, mtime), follow_symlinks=False)
+                    self._guarded(
+                        f"mtime of {path}", _set_mtime, self._abs(path), mtime,
+                        follow_symlinks=False,
+                    )
             # Deepest first, so setting a child's mtime does not disturb its parent's.
             for path in sorted(self._made - {""}, key=lambda p: p.count("/"), reverse=True):
                 full = self._abs(path)
@@ -270,4 +282,4 @@ class StagingTree:
                 mode = safe_mode(listed[0], True) if listed and self._perms else 0o755
                 self._guarded(f"mode {mode:04o} of {path}", os.chmod, full, mode)
                 if listed and self._times:
-                    self._guarded(f"mtime of {path}", os.utime, full, (listed[1], listed[1]))
+                    self._guarded(f"mtime of {path}", _set_mtime, full, listed[1])
