@@ -142,3 +142,45 @@ def test_an_mtime_past_a_32_bit_time_t_is_a_destination_error(
     assert not dest.exists()
     with pytest.raises(DestinationError), ArchiveManager() as manager:
         manager.extract_archive(archive, dest)
+
+
+def test_an_unreadable_destination_is_a_destination_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DEST exists but cannot be listed (mode 0333, another user's): os.listdir's
+    PermissionError escaped as an internal error (exit 70)."""
+    archive = _archive(tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    real = os.listdir
+
+    def listdir(path: object = ".") -> list[str]:
+        if os.fspath(path) == str(dest):  # type: ignore[call-overload]
+            raise PermissionError(13, os.strerror(13), path)
+        return real(path)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    assert main(["extract", str(archive), "-C", str(dest), "-q"]) == 5
+    assert f"cannot write {dest}: Permission denied" in capsys.readouterr().err
+
+
+def test_a_full_file_system_at_the_case_probe_is_a_destination_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probe file that tells a case-insensitive file system (macOS, FAT) may not fit
+    (ENOSPC, a full FAT16 root directory): its OSError escaped as an internal error."""
+    import builtins
+
+    archive = _archive(tmp_path)
+    real = builtins.open
+
+    def probe_fails(file: object, *args: object, **kwargs: object) -> object:
+        if "arcman-case-" in str(file):
+            raise OSError(28, os.strerror(28), file)
+        return real(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", probe_fails)
+    dest = tmp_path / "dest"
+    assert main(["extract", str(archive), "-C", str(dest), "-q"]) == 5
+    assert "no space left on device" in capsys.readouterr().err
+    assert not dest.exists() and not [n for n in os.listdir(tmp_path) if "staging" in n]

@@ -48,7 +48,11 @@ def check_destination(dest: str, replace: bool) -> None:
                 "and renames it into place, which cannot cross file systems; extract into a "
                 "directory inside it"
             )
-        if not replace and os.listdir(dest):
+        try:
+            empty = not os.listdir(dest)
+        except OSError as exc:  # unreadable (EACCES): an internal error otherwise
+            raise DestinationError(describe_os_error(exc, dest)) from exc
+        if not replace and not empty:
             raise DestinationError(
                 f"destination {dest!r} is not empty (pass replace=True / --replace to swap it)"
             )

@@ -23,8 +23,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .._atomic import describe_os_error
 from .._config import ArchiveConfig
-from .._errors import ArchiveError, CorruptArchiveError, IntegrityError, UnsafeMemberError
+from .._errors import (
+    ArchiveError,
+    CorruptArchiveError,
+    DestinationError,
+    IntegrityError,
+    UnsafeMemberError,
+)
 from .._formats import CompressionFormat
 from .._manifest import (
     DIR,
@@ -312,8 +319,11 @@ def _listed_path(name: str, fmt: CompressionFormat) -> str | None:
 def _case_insensitive(directory: str) -> bool:
     """Whether the staging file system folds case (macOS and Windows defaults do)."""
     name = f"arcman-case-{os.urandom(4).hex()}"
-    with open(os.path.join(directory, name), "w"):
-        pass
+    try:
+        with open(os.path.join(directory, name), "w"):
+            pass
+    except OSError as exc:  # ENOSPC, EDQUOT, a FAT16 root directory that is full
+        raise DestinationError(describe_os_error(exc, os.path.dirname(directory))) from exc
     try:
         return os.path.exists(os.path.join(directory, name.upper()))
     finally:
