@@ -7,6 +7,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -93,8 +94,23 @@ def test_zip_symlink_outside_is_refused(tmp_path: Path, target: str) -> None:
     _assert_refused(archive, tmp_path, tmp_path / "dest")
 
 
-def test_verify_refuses_hostile_members_too(tmp_path: Path) -> None:
-    archive = write_tar(tmp_path / "evil.tar", HOSTILE_TARS["absolute"])
+@pytest.mark.parametrize(
+    "members",
+    [
+        *(pytest.param(HOSTILE_TARS[case], id=case) for case in sorted(HOSTILE_TARS)),
+        # Resolved one after the other on disk, the links leave the tree: ``b`` is the
+        # staging directory's parent, whatever order they come in.
+        pytest.param([tar_link("a", "."), tar_link("b", "a/..")], id="chain-through-dot"),
+        pytest.param([tar_link("b", "a/.."), tar_link("a", ".")], id="chain-link-first"),
+        pytest.param(
+            [tar_dir("d"), tar_link("d/e", ".."), tar_link("u", "d/e/d/e/..")], id="chain-deep"
+        ),
+    ],
+)
+def test_verify_refuses_what_extract_refuses(tmp_path: Path, members: list[Any]) -> None:
+    """verify's OK means the archive extracts: every refusal of extract is verify's too."""
+    archive = write_tar(tmp_path / "evil.tar", members)
+    _assert_refused(archive, tmp_path, tmp_path / "dest")
     with ArchiveManager() as manager, pytest.raises(UnsafeMemberError):
         manager.verify_archive(archive)
 

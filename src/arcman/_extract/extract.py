@@ -405,6 +405,7 @@ def verify_archive(
     with scan_archive(
         archive_path, sink, _guard(config, fmt, False), config, submit, clock, verify=True
     ) as scan:
+        sink.finish()
         return _metadata(archive_path, scan, clock, True)
 
 

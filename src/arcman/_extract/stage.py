@@ -22,6 +22,7 @@ from .._stats import PhaseClock
 from .._workers import ByteBudget, Submit
 from .batch import Digest, FileBatches
 from .members import Data
+from .safety import resolves_inside
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -94,6 +95,7 @@ class HashSink:
     def __init__(self, submit: Submit | None, budget: int, clock: PhaseClock) -> None:
         self._batches = FileBatches(submit, ByteBudget(budget), self._hash, clock, "verification")
         self._clock = clock
+        self._links: dict[str, str] = {}  # symlinks, judged together by finish()
 
     def _hash(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
         return hashlib.sha256(data).digest()  # timed by FileBatches, per batch
@@ -115,13 +117,20 @@ class HashSink:
         return digest.digest()
 
     def add_symlink(self, path: str, target: str, mtime: int) -> None:
-        pass
+        self._links[path] = target
 
     def add_hardlink(self, path: str, target: str) -> None:
         pass
 
     def finish(self) -> None:
-        pass
+        """Refuse, as extraction would, a symlink that the archive's other links lead out."""
+        for path, target in self._links.items():
+            try:
+                inside = resolves_inside(self._links, path)
+            except RecursionError:
+                raise UnsafeMemberError(path, "chain of symlinks too long to resolve") from None
+            if not inside:
+                raise UnsafeMemberError(path, f"symlink resolves outside ({target!r})")
 
 
 class StagingTree:
