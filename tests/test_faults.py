@@ -588,4 +588,7 @@ def test_unwritable_destination_parent_is_named_by_dest(
     monkeypatch.setattr(commit.os, "mkdir", mkdir)
     with ArchiveManager() as manager, pytest.raises(DestinationError) as caught:
         manager.extract_archive(archive, tmp_path / "dest")
-    assert str(caught.value) == f"cannot write {tmp_path / 'dest'}: Permission denied"
+    assert str(caught.value) == (
+        f"cannot write {tmp_path / 'dest'}: Permission denied (the new tree is staged beside "
+        f"it, in {str(tmp_path)!r}, which must be writable too)"
+    )

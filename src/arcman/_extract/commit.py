@@ -65,7 +65,12 @@ def make_staging(dest: str) -> str:
     try:
         os.mkdir(staging, 0o700)
     except OSError as exc:  # named by DEST: the staging directory is ours, not the user's
-        raise DestinationError(describe_os_error(exc, dest)) from exc
+        # ... but it is made in DEST's parent, which a writable DEST does not imply
+        # (/opt/app owned by the deploying user, /opt by root): say where it was refused.
+        raise DestinationError(
+            f"{describe_os_error(exc, dest)} (the new tree is staged beside it, in "
+            f"{os.path.dirname(dest)!r}, which must be writable too)"
+        ) from exc
     return staging
 
 
