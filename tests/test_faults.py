@@ -592,3 +592,45 @@ def test_unwritable_destination_parent_is_named_by_dest(
         f"cannot write {tmp_path / 'dest'}: Permission denied (the new tree is staged beside "
         f"it, in {str(tmp_path)!r}, which must be writable too)"
     )
+
+
+def _as_non_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unlinking and removing directories as a user without CAP_DAC_OVERRIDE: refused in a
+    directory that is not writable by its owner (the tests may run as root)."""
+    real_unlink, real_rmdir = os.unlink, os.rmdir
+
+    def checked(real: Callable[..., None]) -> Callable[..., None]:
+        def call(path: Any, *, dir_fd: int | None = None) -> None:
+            parent = os.fstat(dir_fd) if dir_fd is not None else os.stat(
+                os.path.dirname(os.path.abspath(path))
+            )
+            if not parent.st_mode & 0o200:
+                raise PermissionError(errno.EACCES, "Permission denied", path)
+            real(path, dir_fd=dir_fd)
+
+        return call
+
+    monkeypatch.setattr(os, "unlink", checked(real_unlink))
+    monkeypatch.setattr(os, "rmdir", checked(real_rmdir))
+
+
+def test_replaced_tree_with_a_read_only_directory_is_removed(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the user made read-only in the deployed tree (chmod 555) did not stop the
+    swap, but left the replaced tree, hidden, beside DEST for ever (rmtree's errors ignored),
+    and every later run warned that it was 'left by an interrupted run' and failed again."""
+    archive = tmp_path / "a.tar"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        dest = tmp_path / "dest"
+        manager.extract_archive(archive, dest)
+        (dest / "sub").chmod(0o555)
+        (dest / "sub" / "deep").chmod(0o500)
+        _as_non_root(monkeypatch)
+        manager.extract_archive(archive, dest, replace=True)
+        manager.extract_archive(archive, dest, replace=True, keep_previous=True)
+        manager.extract_archive(archive, dest, replace=True, keep_previous=True)
+    assert not [n for n in os.listdir(tmp_path) if LEFTOVER.fullmatch(n)]
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "a.tar.meta", "a.tar.sha256", "dest",
+                                            "dest.prev", "src"]

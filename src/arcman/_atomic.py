@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 from types import TracebackType
 from typing import Any
@@ -77,10 +78,33 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
                 continue
         log.warning("removing %s, left by an interrupted run (pid %s)", stale, match["pid"])
         if os.path.isdir(stale) and not os.path.islink(stale):
-            shutil.rmtree(stale, ignore_errors=True)
+            remove_tree(stale)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(stale)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a tree of ours (a staging tree, a replaced or discarded one), with a warning if
+    some of it stays.
+
+    Without CAP_DAC_OVERRIDE, rmtree cannot empty a directory that its owner made read-only
+    (a deployed tree's ``chmod 555 conf``); each of the tree's directories is then given back
+    its owner's rwx, which the owner may always do, and the removal tried again."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    for top, dirs, _ in os.walk(path, onerror=lambda exc: None):
+        for name in (top, *(os.path.join(top, d) for d in dirs)):
+            if not os.path.islink(name):  # chmod follows links: never outside the tree
+                with contextlib.suppress(OSError):
+                    os.chmod(name, stat.S_IMODE(os.lstat(name).st_mode) | 0o700)
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
 
 
 def describe_os_error(exc: OSError, what: str) -> str:

@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import sys
 
-from .._atomic import OLD_MARKER, STAGING_MARKER, clean_stale, describe_os_error, sibling
+from .._atomic import (
+    OLD_MARKER,
+    STAGING_MARKER,
+    clean_stale,
+    describe_os_error,
+    remove_tree,
+    sibling,
+)
 from .._errors import DestinationError
 
 _RENAME_EXCHANGE = 2
@@ -72,10 +78,6 @@ def make_staging(dest: str) -> str:
             f"{os.path.dirname(dest)!r}, which must be writable too)"
         ) from exc
     return staging
-
-
-def remove_tree(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def ensure_space(staging: str, needed: int | None) -> None:

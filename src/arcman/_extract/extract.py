@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .._atomic import describe_os_error
+from .._atomic import describe_os_error, remove_tree
 from .._config import ArchiveConfig
 from .._errors import (
     ArchiveError,
@@ -49,7 +49,7 @@ from .._stats import PhaseClock
 from .._workers import Submit, codec_share, members_share, start
 from .batch import Digest
 from .check import ObservedLog, check_against_manifest, pack_record
-from .commit import check_destination, commit, ensure_space, make_staging, remove_tree
+from .commit import check_destination, commit, ensure_space, make_staging
 from .decompress import DecompressedStream
 from .members import HARDLINK, Data, Member, open_zip, tar_members, zip_members
 from .safety import MemberGuard, normalize_name
