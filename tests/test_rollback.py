@@ -219,3 +219,29 @@ def test_rollback_without_an_exchange_call_undoes_a_failed_step(
     with pytest.raises(DestinationError):
         ArchiveManager().rollback(dest)
     _assert_untouched(dest, prev)
+
+
+@pytest.mark.parametrize("keep_previous", [False, True])
+def test_signal_while_the_replaced_tree_is_removed_still_reports_the_deploy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    keep_previous: bool,
+) -> None:
+    """Once the new tree is at DEST, removing the old one (seconds for a big tree on an SD
+    card) is cleanup: Ctrl-C or SIGTERM then must not exit 130/143 "interrupted", which says
+    DEST is as it was, while the new version is deployed."""
+    v1, v2, v3 = (_release(tmp_path, v) for v in ("v1", "v2", "v3"))
+    dest = tmp_path / "app"
+    with ArchiveManager() as manager:
+        manager.extract_archive(v1, dest)
+        manager.extract_archive(v2, dest, replace=True, keep_previous=keep_previous)
+
+    def interrupted(path: str) -> None:  # a successful run removes only what was replaced
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commit_module, "remove_tree", interrupted)
+    args = ["extract", str(v3), "-C", str(dest), "--replace", "-q"]
+    assert main(args + (["--keep-previous"] if keep_previous else [])) == 0
+    assert (dest / "VERSION").read_text() == "v3"
+    if keep_previous:
+        assert (tmp_path / "app.prev" / "VERSION").read_text() == "v2"
+    assert "interrupted while removing" in caplog.text  # the rest is removed by the next run

@@ -14,6 +14,7 @@ renames the replaced tree after it; a failure at any step puts every tree back.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 
@@ -30,6 +31,8 @@ from .._errors import DestinationError
 _RENAME_EXCHANGE = 2
 _RENAME_SWAP = 2
 _AT_FDCWD = -100
+
+log = logging.getLogger("arcman")
 
 
 def check_destination(dest: str, replace: bool) -> None:
@@ -218,7 +221,18 @@ def commit(staging: str, dest: str, replace: bool, keep_previous: bool = False) 
             raise DestinationError(describe_os_error(exc, dest)) from exc
         raise
     if left is not None:
-        remove_tree(left)
+        try:
+            remove_tree(left)
+        except BaseException as exc:
+            if isinstance(exc, SystemExit | GeneratorExit):
+                raise
+            # Committed: raising now (Ctrl-C, SIGTERM) would report the deploy as failed, and
+            # DEST as it was, while the new tree is in place. The rest of the old tree keeps
+            # its temporary name, which the next run removes (clean_stale).
+            log.warning(
+                "interrupted while removing %s, the tree %s replaced; the next run removes "
+                "what is left", left, dest,
+            )
 
 
 def rollback(dest: str) -> None:
