@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,37 @@ def test_completion_script_names_the_commands(shell: str) -> None:
     result = _arcman("completion", shell)
     assert result.returncode == 0, result.stderr
     assert "rollback" in result.stdout and "--keep-previous" in result.stdout
+
+
+_COMPLETE = """source "$1"
+complete_line() {
+  COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=()
+  _shtab_arcman arcman "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}"
+  echo "${COMPREPLY[*]}"
+}
+shift
+complete_line "$@"
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [(["verify", "pkg"], "pkg.tar.zst"), (["extract", "pkg.tar.zst", "-C", "dep"], "deployed"),
+     (["create", "sr"], "src"), (["create", "src", "-o", "pkg"], "pkg.tar.zst"),
+     (["rollback", "dep"], "deployed"), (["diff", "pkg.tar.zst", "dep"], "deployed")],
+)
+def test_bash_completion_completes_paths(
+    tmp_path: Path, words: list[str], expected: str
+) -> None:
+    (tmp_path / "pkg.tar.zst").write_bytes(b"")
+    (tmp_path / "deployed").mkdir()
+    (tmp_path / "src").mkdir()
+    script = tmp_path / "arcman.bash"
+    script.write_text(_arcman("completion", "bash").stdout)
+    result = subprocess.run(["bash", "-c", _COMPLETE, "-", str(script), "arcman", *words],
+                            capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert expected in result.stdout.split(), result.stdout
 
 
 def _loaded_after(code: str, modules: tuple[str, ...], cwd: Path | None = None) -> list[str]:

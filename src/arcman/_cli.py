@@ -185,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _completion_parser(shtab: Any) -> argparse.ArgumentParser:
+    """The parser with its path arguments marked for shtab: without the marks, the scripts
+    complete commands and options but no file or directory names."""
+    parser = build_parser()
+    kinds = {"archive": shtab.FILE, "output": shtab.FILE, "exclude_from": shtab.FILE,
+             "source": shtab.DIRECTORY, "dest": shtab.DIRECTORY, "directory": shtab.DIRECTORY}
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in subparsers[0].choices.values():
+        for action in sub._actions:
+            if action.dest in kinds:
+                setattr(action, "complete", kinds[action.dest])  # noqa: B010 - shtab's hook
+    return parser
+
+
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None means "not given")."""
     from ._excludes import gitignore_patterns, read_pattern_file
@@ -409,7 +423,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "completion":
         import shtab
 
-        print(shtab.complete(build_parser(), shell=args.shell))
+        print(shtab.complete(_completion_parser(shtab), shell=args.shell))
         return EXIT_OK
 
     from . import ArchiveManager
