@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fast, parallel, verified and atomic archives.",
         epilog="exit codes: 0 ok, 1 verification failed (diff: trees differ), 2 usage or "
         "configuration, 3 unsafe or corrupt input, 4 source problem, 5 destination problem, "
-        "6 files skipped, 130/143 interrupted, 141 stdout closed early",
+        "6 files skipped, 70 internal error (a bug), 130/143 interrupted, 141 stdout closed "
+        "early",
     )
     parser.add_argument("--version", action="version", version=f"arcman {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
