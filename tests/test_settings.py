@@ -238,3 +238,13 @@ def test_level_out_of_range_for_the_output_names_the_key_and_file(
     assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.tar.gz")]) == 2
     err = capsys.readouterr().err
     assert f"bad value for 'level' in {conf}: 12 is out of range for tar.gz (1-9)" in err
+
+
+def test_threads_shows_the_count_used_capped_at_the_cpus(tmp_path: Path) -> None:
+    # ArchiveConfig caps thread_pool_size at the CPUs; `arcman config` showed the uncapped value.
+    from arcman._config import available_cpus
+
+    settings = resolve(str(tmp_path), {"threads": available_cpus() + 7}, environ={})
+    assert settings["threads"].value == available_cpus()
+    assert settings["threads"].source.startswith("flag")
+    assert to_config(settings).thread_pool_size == settings["threads"].value

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ._config import ArchiveConfig, ExtractionLimits
+from ._config import ArchiveConfig, ExtractionLimits, available_cpus
 from ._errors import ConfigError, UnsupportedFormatError
 from ._formats import CompressionFormat
 
@@ -237,6 +237,9 @@ def resolve(
                 settings[key] = Setting(value, source)
     if flags.get("excludes"):
         _add_excludes(settings["excludes"], flags["excludes"], "flag")
+    threads, cpus = settings["threads"], available_cpus()
+    if threads.value > cpus:  # as ArchiveConfig caps it: show the count an operation uses
+        settings["threads"] = Setting(cpus, f"{threads.source}, capped at the CPUs available")
     fmt = settings["format"].value
     check_level(settings, CompressionFormat(fmt) if fmt else None)
     return settings
