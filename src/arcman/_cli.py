@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--max-members", type=int, metavar="N", help="default 200000")
     group.add_argument("--max-ratio", type=float, metavar="R", help="default 250")
     group.add_argument("--no-limits", action="store_true",
-                       help="lift every limit not set explicitly (trusted archives only)")
+                       help="lift every limit not given by a --max-* option, those of the "
+                       "environment and config file too (trusted archives only)")
 
     extract = sub.add_parser(
         "extract", parents=[common, limits], help="verify and extract an archive atomically",
