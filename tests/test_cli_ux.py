@@ -308,3 +308,12 @@ def test_destination_that_is_a_symlink_is_refused_with_the_reason(
     (tmp_path / "link").symlink_to("real")
     assert main(["extract", str(sample_archive), "-C", str(tmp_path / "link")]) == 5
     assert "is a symlink (to 'real')" in capsys.readouterr().err
+
+
+def test_extract_no_verify_does_not_say_verified(
+    tmp_path: Path, sample_archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "dest"
+    assert main(["extract", str(sample_archive), "-C", str(dest), "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "verified by" not in out and "not verified (--no-verify)" in out

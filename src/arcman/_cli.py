@@ -368,9 +368,14 @@ def _operate(
             replace=args.replace, keep_previous=args.keep_previous,
         )
         out = meta.shallow_dict()
+        how = (
+            f"verified by {meta.verification}"
+            if meta.verification != "none"
+            else "not verified (--no-verify)"
+        )
         text = (
             f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
-            f"to {args.dest}, verified by {meta.verification}"
+            f"to {args.dest}, {how}"
         )
         if keeps:
             out["previous"] = _previous(args.dest)
