@@ -134,8 +134,6 @@ def test_create_uses_the_file_format_and_excludes(
          "arcman.toml"),
         ("[limits]\nmax_total_size = -1\n", {}, "limits.max_total_size", "arcman.toml"),
         ("level = 99\n", {}, "level", "arcman.toml"),  # out of range for every format
-        ("format = 'tar.gz'\nlevel = 12\n", {}, "level", "arcman.toml"),
-        ("format = 'tar.gz'\n", {"ARCMAN_LEVEL": "12"}, "level", "$ARCMAN_LEVEL"),
     ],
 )
 def test_out_of_range_values_name_the_key_and_source(
@@ -236,6 +234,23 @@ def test_level_out_of_range_for_the_output_names_the_key_and_file(
     conf = _write(sample_tree / "arcman.toml", "level = 12\n")
     assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.tar.zst"), "-q"]) == 0
     assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert f"bad value for 'level' in {conf}: 12 is out of range for tar.gz (1-9)" in err
+
+
+def test_level_is_checked_against_the_format_in_use_not_the_default_format(
+    tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A configured format is a default, used where the extension does not say: a level valid
+    # for the output's format is fine, and verify (no format in use) is not refused.
+    conf = _write(sample_tree / "arcman.toml", "format = 'tar.gz'\nlevel = 12\n")
+    zst = tmp_path / "a.tar.zst"
+    assert main(["create", str(sample_tree), "-o", str(zst), "-q"]) == 0
+    monkeypatch.chdir(sample_tree)  # where verify and extract look for the configuration
+    assert main(["verify", str(zst), "-q"]) == 0
+    assert main(["extract", str(zst), "-C", str(tmp_path / "out"), "-q"]) == 0
+    assert main(["create", str(sample_tree), "-o", str(tmp_path / "a.bin"), "-q"]) == 2
     err = capsys.readouterr().err
     assert f"bad value for 'level' in {conf}: 12 is out of range for tar.gz (1-9)" in err
 

@@ -260,8 +260,9 @@ def _config(args: argparse.Namespace, settings: Any) -> Any:
     extra: dict[str, Any] = {}
     if args.no_parallel:
         extra["enable_parallelization"] = False
-    if args.command == "create" and args.output:
-        extra["format"] = output_format(settings, args.output)
+    # Only create writes a format; its output's extension decides over a configured format
+    # (without -o, a dry run, the configured one stands).
+    extra["format"] = output_format(settings, args.output) if args.command == "create" else None
     if args.command == "create":
         extra.update(
             follow_symlinks=args.follow_symlinks,

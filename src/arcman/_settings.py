@@ -7,6 +7,7 @@ remembers where it came from, so ``arcman config`` can explain it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -240,8 +241,10 @@ def resolve(
     threads, cpus = settings["threads"], available_cpus()
     if threads.value > cpus:  # as ArchiveConfig caps it: show the count an operation uses
         settings["threads"] = Setting(cpus, f"{threads.source}, capped at the CPUs available")
-    fmt = settings["format"].value
-    check_level(settings, CompressionFormat(fmt) if fmt else None)
+    # The configured format is only a default (the output's extension decides), so the level
+    # is checked against it by output_format, once the output is known; here, against every
+    # format's range.
+    check_level(settings, None)
     return settings
 
 
@@ -251,8 +254,11 @@ def _add_excludes(setting: Setting, patterns: list[tuple[str, str]], source: str
     setting.source = f"{setting.source} + {source}"
 
 
-def output_format(settings: Mapping[str, Setting], output: str) -> CompressionFormat | None:
-    """The format ``create`` writes ``output`` in, its level checked against it.
+def output_format(
+    settings: Mapping[str, Setting], output: str | None
+) -> CompressionFormat | None:
+    """The format ``create`` writes ``output`` in (None: a dry run without one, the
+    configured format), its level checked against it.
 
     A recognised extension decides: ``--format`` contradicting it is an error (``-o x.tar.gz
     --format zip`` would write a zip named .tar.gz), while a format from the environment or a
@@ -260,10 +266,10 @@ def output_format(settings: Mapping[str, Setting], output: str) -> CompressionFo
     ARCMAN_FORMAT=tar.zst does not make ``-o x.zip`` fail."""
     requested = settings["format"]
     fmt = CompressionFormat(requested.value) if requested.value else None
-    try:
-        named: CompressionFormat | None = CompressionFormat.from_extension(output)
-    except UnsupportedFormatError:
-        named = None
+    named: CompressionFormat | None = None
+    if output is not None:
+        with contextlib.suppress(UnsupportedFormatError):
+            named = CompressionFormat.from_extension(output)
     if named is not None and fmt not in (None, named) and requested.source == "flag":
         raise SettingsError(
             f"--format {requested.value} contradicts the extension of {output!r} "
