@@ -216,8 +216,10 @@ def test_a_failed_verify_stops_hashing_the_archive(
     from arcman._extract import extract
 
     stopped: list[bool] = []
+    hashing = threading.Event()
 
     def hash_file(path: str, stop: threading.Event) -> str:
+        hashing.set()
         stopped.append(stop.wait(30))  # a huge archive: done only when told to stop
         return ""
 
@@ -226,6 +228,8 @@ def test_a_failed_verify_stops_hashing_the_archive(
         manager.create_archive(trees[0], tmp_path / "a.tar.gz")
 
         def interrupt(done: int, total: int) -> None:
+            # Once the job runs: one still queued is cancelled by close(), never started.
+            hashing.wait(10)
             raise KeyboardInterrupt
 
         config = ArchiveConfig(progress_callback=interrupt)
