@@ -155,18 +155,60 @@ def test_failed_commit_keeps_dest_and_prev(
 def test_commit_that_cannot_be_undone_keeps_the_old_tree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the swap back fails too, the old tree is not deleted: the error says where it is."""
+    """Without an exchange call, if keeping the old tree as .prev fails and so does putting
+    it back, the old tree is not deleted: the error says where it is."""
     v3, dest, prev = _deployed(tmp_path)
-    real = commit_module._exchange
-    calls = iter([real, lambda a, b: False])
-    monkeypatch.setattr(commit_module, "_exchange", lambda a, b: next(calls)(a, b))
-    _refuse_rename(monkeypatch, to=prev)
+    monkeypatch.setattr(commit_module, "_exchange", lambda a, b: False)
+    real = os.rename
+
+    def rename(src: str, dst: str) -> None:
+        # Only the new tree (waiting under .prev's name) and the older .prev put back may go
+        # to .prev: the old tree may not, nor the new one when it is put back.
+        allowed = "arcman-staging" in src or f".app.prev{OLD_MARKER}" in src
+        if dst == str(prev) and not allowed:
+            raise PermissionError(errno.EPERM, "Operation not permitted", dst)
+        real(src, dst)
+
+    monkeypatch.setattr(commit_module.os, "rename", rename)
     with pytest.raises(DestinationError, match="it is at") as caught, ArchiveManager() as m:
         m.extract_archive(v3, dest, replace=True, keep_previous=True)
     where = Path(str(caught.value).rsplit("it is at ", 1)[1].strip("'"))
     assert (where / "VERSION").read_text() == "v2"
     assert (dest / "VERSION").read_text() == "v3"
     assert (prev / "VERSION").read_text() == "v1"
+
+
+def test_kept_tree_is_never_under_a_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash (SIGKILL, power loss) between two steps of the commit must not leave the tree
+    being kept under a temporary name, which the next run deletes as an interrupted run's:
+    after every step, DEST's tree is at DEST or at DEST.prev. It was under the staging name
+    between the exchange and the rename to DEST.prev."""
+    v3, dest, prev = _deployed(tmp_path)
+    real_rename, real_exchange = os.rename, commit_module._exchange
+    seen: list[tuple[str, str]] = []
+
+    def check() -> None:
+        where = {p: (p / "VERSION").read_text() for p in (dest, prev) if p.exists()}
+        seen.append((where.get(dest, "-"), where.get(prev, "-")))
+        assert "v2" in where.values(), f"after {len(seen)} steps: {where}"
+
+    def rename(src: str, dst: str) -> None:
+        real_rename(src, dst)
+        check()
+
+    def exchange(a: str, b: str) -> bool:
+        done = real_exchange(a, b)
+        check()
+        return done
+
+    monkeypatch.setattr(commit_module.os, "rename", rename)
+    monkeypatch.setattr(commit_module, "_exchange", exchange)
+    with ArchiveManager() as manager:
+        manager.extract_archive(v3, dest, replace=True, keep_previous=True)
+    assert seen[-1] == ("v3", "v2")
+    assert (prev / "VERSION").read_text() == "v2"
 
 
 def test_older_prev_moved_aside_by_a_killed_commit_is_restored(tmp_path: Path) -> None:

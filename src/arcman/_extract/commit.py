@@ -7,8 +7,10 @@ one; the old tree is removed only after the swap. Where no exchange call exists 
 systems, or file systems that refuse it), the fallback renames the old tree aside and the new
 one in: a crash between those two renames leaves DEST missing and the old tree at a clearly
 named ``.DEST.arcman-old-*`` path beside it, which the next run moves back (clean_stale).
-Keeping the replaced tree as DEST.prev moves an older DEST.prev aside before the swap and
-renames the replaced tree after it; a failure at any step puts every tree back.
+Keeping the replaced tree as DEST.prev moves an older DEST.prev aside, renames the new tree
+to DEST.prev and exchanges it with DEST, so the replaced tree goes straight to DEST.prev and
+is never under a temporary name that cleanup would delete; a failure at any step puts every
+tree back.
 """
 
 from __future__ import annotations
@@ -160,34 +162,52 @@ class _Stranded(Exception):
     """Undoing a failed commit failed too: ``staging`` may now hold the old tree."""
 
 
+def _swap_with_prev(prev: str, dest: str) -> None:
+    """Exchange the trees at ``prev`` and ``dest``. Without an exchange call, the third rename
+    (the old tree to ``prev``) failing puts both back; if that fails too, _Stranded says
+    where the old tree is."""
+    old, exchanged = _swap(prev, dest)
+    if exchanged:
+        return
+    try:
+        os.rename(old, prev)
+    except BaseException as exc:
+        try:
+            _unswap(prev, dest, old, exchanged)
+        except OSError as undo:
+            raise _Stranded(
+                f"cannot keep {dest!r}'s previous tree as {prev!r} ({exc}) nor put it back "
+                f"({undo.strerror}): it is at {old!r}"
+            ) from exc
+        raise
+
+
 def _replace(staging: str, dest: str, prev: str | None) -> str | None:
     """Swap the new tree in at ``dest``; with ``prev``, the old tree becomes ``prev``.
 
-    Return what is left to delete (the old tree, or the older ``prev`` moved aside). The steps
-    that can be refused (moving an older ``prev`` aside, the swap) come before the one that
-    cannot easily be undone; any failure, Ctrl-C included, puts every tree back where it was,
-    the new one at ``staging``."""
+    Return what is left to delete (the old tree, or the older ``prev`` moved aside). With
+    ``prev``, the new tree first takes ``prev``'s name and is then exchanged with ``dest``, so
+    the tree being kept is never under a temporary name, which the next run would delete
+    after a crash (SIGKILL, power loss) between two steps: at every instant ``dest`` holds the
+    old or the new tree, and the old one is at ``dest`` or ``prev``. Any failure, Ctrl-C
+    included, puts every tree back where it was, the new one at ``staging``."""
+    if prev is None:
+        return _swap(staging, dest)[0]
     aside = None
-    if prev is not None and os.path.lexists(prev):
+    if os.path.lexists(prev):
         aside = sibling(prev, OLD_MARKER)
         os.rename(prev, aside)
     try:
-        old, exchanged = _swap(staging, dest)
-        if prev is None:
-            return old
+        os.rename(staging, prev)
         try:
-            os.rename(old, prev)
-        except BaseException as exc:
-            try:
-                _unswap(staging, dest, old, exchanged)
-            except OSError as undo:
-                raise _Stranded(
-                    f"cannot keep {dest!r}'s previous tree as {prev!r} ({exc}) nor put it back "
-                    f"({undo.strerror}): it is at {old!r}"
-                ) from exc
+            _swap_with_prev(prev, dest)
+        except _Stranded:
             raise
-    except BaseException:
-        if aside is not None and prev is not None:
+        except BaseException:
+            os.rename(prev, staging)
+            raise
+    except BaseException as exc:
+        if aside is not None and not (isinstance(exc, _Stranded) and os.path.lexists(prev)):
             os.rename(aside, prev)
         raise
     return aside
@@ -243,12 +263,8 @@ def rollback(dest: str) -> None:
         if not os.path.isdir(path) or os.path.islink(path):
             raise DestinationError(f"cannot roll back: {path!r} is not a directory")
     try:
-        old, exchanged = _swap(prev, dest)
-        if not exchanged:
-            try:
-                os.rename(old, prev)
-            except BaseException:
-                _unswap(prev, dest, old, exchanged)
-                raise
+        _swap_with_prev(prev, dest)
+    except _Stranded as exc:
+        raise DestinationError(str(exc)) from exc.__cause__
     except OSError as exc:
         raise DestinationError(describe_os_error(exc, dest)) from exc
