@@ -287,3 +287,58 @@ def test_signal_while_the_replaced_tree_is_removed_still_reports_the_deploy(
     if keep_previous:
         assert (tmp_path / "app.prev" / "VERSION").read_text() == "v2"
     assert "interrupted while removing" in caplog.text  # the rest is removed by the next run
+
+
+@pytest.mark.parametrize("keep_previous", [False, True])
+def test_new_tree_is_on_disk_before_it_is_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_previous: bool
+) -> None:
+    """A power cut right after the commit must not leave a tree of empty files (ext4 writes a
+    new file's data after a rename) with the old tree deleted: the staged data is written to
+    disk before the first rename, and the renames before the old tree is removed."""
+    v1, v2 = _release(tmp_path, "v1"), _release(tmp_path, "v2")
+    dest = tmp_path / "app"
+    with ArchiveManager() as manager:
+        manager.extract_archive(v1, dest)
+        if keep_previous:  # a .prev, which the deploy discards
+            manager.extract_archive(v1, dest, replace=True, keep_previous=True)
+    events: list[str] = []
+    real_rename, real_exchange = os.rename, commit_module._exchange
+    real_remove = commit_module.remove_tree
+
+    def rename(src: str, dst: str) -> None:
+        events.append("rename")
+        real_rename(src, dst)
+
+    def exchange(a: str, b: str) -> bool:
+        events.append("rename")
+        return real_exchange(a, b)
+
+    def remove_tree(path: str) -> None:
+        events.append("remove")
+        real_remove(path)
+
+    monkeypatch.setattr(commit_module, "_write_to_disk", lambda tree: events.append("sync"))
+    monkeypatch.setattr(commit_module, "_fsync_directory", lambda d: events.append("fsync-dir"))
+    monkeypatch.setattr(commit_module.os, "rename", rename)
+    monkeypatch.setattr(commit_module, "_exchange", exchange)
+    monkeypatch.setattr(commit_module, "remove_tree", remove_tree)
+    with ArchiveManager() as manager:
+        manager.extract_archive(v2, dest, replace=True, keep_previous=keep_previous)
+    assert (dest / "VERSION").read_text() == "v2"
+    renames = [i for i, e in enumerate(events) if e == "rename"]
+    assert events.index("sync") < renames[0] and renames[-1] < events.index("fsync-dir")
+    assert events.index("fsync-dir") < events.index("remove")
+
+
+def test_write_to_disk_syncs_where_there_is_no_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[bool] = []
+    monkeypatch.setattr(commit_module.sys, "platform", "darwin")
+    monkeypatch.setattr(commit_module.os, "sync", lambda: synced.append(True), raising=False)
+    commit_module._write_to_disk(str(tmp_path))
+    assert synced == [True]
+    monkeypatch.setattr(commit_module.sys, "platform", "linux")
+    commit_module._write_to_disk(str(tmp_path))  # syncfs: no sync() of every file system
+    assert synced == [True]

@@ -15,10 +15,12 @@ tree back.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from .._atomic import (
     OLD_MARKER,
@@ -213,26 +215,70 @@ def _replace(staging: str, dest: str, prev: str | None) -> str | None:
     return aside
 
 
+def _write_to_disk(tree: str) -> None:
+    """Wait until the staged tree's data is on disk. Renamed into place first, a power cut
+    could leave the committed tree with empty files (ext4 writes a new file's data later than
+    a rename: delayed allocation) while the replaced tree is already deleted. One syncfs of
+    the tree's file system, not an fsync a file: 20,000 fsyncs are 20,000 journal commits.
+    Python binds no syncfs; elsewhere than Linux, sync() flushes every file system."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        if syncfs is not None:
+            fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+    if hasattr(os, "sync"):
+        os.sync()
+
+
+def _fsync_directory(path: str) -> None:
+    """Make the renames in directory ``path`` durable (best effort: not every system lets a
+    directory be opened or fsynced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _into_existing(staging: str, dest: str, keep_previous: bool) -> str | None:
+    """Put the new tree at an existing ``dest``; return the tree left to delete, if any."""
+    if not keep_previous or not os.listdir(dest):
+        try:
+            os.rename(staging, dest)  # succeeds only over an empty directory
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    return _replace(staging, dest, previous_path(dest) if keep_previous else None)
+
+
 def commit(staging: str, dest: str, replace: bool, keep_previous: bool = False) -> None:
     """Put ``staging`` at ``dest`` with ``dest``'s mode (0o755 for a new one); with
-    ``keep_previous`` a replaced tree becomes DEST.prev.
+    ``keep_previous`` a replaced tree becomes DEST.prev. The new tree is on disk before it
+    is renamed into place, and the renames before the replaced tree is deleted.
 
     It owns ``staging`` from the call on: if it fails, Ctrl-C included, DEST and DEST.prev are
     as they were and the new tree is removed."""
+    left = None
     try:
         os.chmod(staging, os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755)
+        _write_to_disk(staging)
         if not os.path.lexists(dest):
             os.rename(staging, dest)
-            return
-        check_destination(dest, replace)
-        if not keep_previous or not os.listdir(dest):
-            try:
-                os.rename(staging, dest)  # succeeds only over an empty directory
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-        left = _replace(staging, dest, previous_path(dest) if keep_previous else None)
+        else:
+            check_destination(dest, replace)
+            left = _into_existing(staging, dest, keep_previous)
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
     except BaseException as exc:
@@ -240,19 +286,27 @@ def commit(staging: str, dest: str, replace: bool, keep_previous: bool = False) 
         if isinstance(exc, OSError):
             raise DestinationError(describe_os_error(exc, dest)) from exc
         raise
+    with _after_commit("interrupted after %s was committed", dest):
+        _fsync_directory(os.path.dirname(dest))
     if left is not None:
-        try:
+        with _after_commit(
+            "interrupted while removing %s, the tree %s replaced; the next run removes what "
+            "is left", left, dest,
+        ):
             remove_tree(left)
-        except BaseException as exc:
-            if isinstance(exc, SystemExit | GeneratorExit):
-                raise
-            # Committed: raising now (Ctrl-C, SIGTERM) would report the deploy as failed, and
-            # DEST as it was, while the new tree is in place. The rest of the old tree keeps
-            # its temporary name, which the next run removes (clean_stale).
-            log.warning(
-                "interrupted while removing %s, the tree %s replaced; the next run removes "
-                "what is left", left, dest,
-            )
+
+
+@contextlib.contextmanager
+def _after_commit(message: str, *args: object) -> Iterator[None]:
+    """Cleanup once the new tree is in place: an interruption (Ctrl-C, SIGTERM) is logged with
+    ``message``, not raised, which would report the deploy as failed and DEST as it was. What
+    is left of an old tree keeps its temporary name, which the next run removes."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, SystemExit | GeneratorExit):
+            raise
+        log.warning(message, *args)
 
 
 def rollback(dest: str) -> None:
@@ -264,6 +318,7 @@ def rollback(dest: str) -> None:
             raise DestinationError(f"cannot roll back: {path!r} is not a directory")
     try:
         _swap_with_prev(prev, dest)
+        _fsync_directory(os.path.dirname(dest))
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
     except OSError as exc:
