@@ -65,3 +65,49 @@ def test_a_refused_writeback_hint_changes_nothing(
         for i in range(50):
             out.write(bytes([i]) * 37)
     assert target.read_bytes() == b"".join(bytes([i]) * 37 for i in range(50))
+
+
+def _leftover(parent: Path, pid: int) -> Path:
+    stale = parent / f".app.arcman-staging-{pid}-0badcafe"
+    stale.mkdir()
+    (stale / "f").write_text("x")
+    return stale
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="start times from /proc")
+def test_leftover_of_a_reused_pid_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a reboot (a power cut on a Pi) a dead run's pid may belong to a daemon: its
+    leftovers were kept for ever, as a live run's. A process that started after the leftover
+    last changed did not make it."""
+    import subprocess
+
+    with subprocess.Popen(["sleep", "30"]) as other:
+        try:
+            stale = _leftover(tmp_path, other.pid)
+            _atomic.clean_stale(str(tmp_path / "app"))
+            assert stale.exists()  # it started before: it may be the owner
+            started = _atomic._start_time(other.pid)
+            assert started is not None
+            monkeypatch.setattr(_atomic, "_start_time", lambda pid: started + 3600)
+            _atomic.clean_stale(str(tmp_path / "app"))
+            assert not stale.exists()
+        finally:
+            other.kill()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="start times from /proc")
+def test_start_time_is_when_the_process_started() -> None:
+    import subprocess
+    import time
+
+    before = time.time()
+    with subprocess.Popen(["sleep", "30"]) as other:
+        try:
+            started = _atomic._start_time(other.pid)
+            assert started is not None
+            assert before - _atomic._CLOCK_SLACK <= started <= time.time() + _atomic._CLOCK_SLACK
+        finally:
+            other.kill()
+    assert _atomic._start_time(2**22 + 7) is None  # no such process

@@ -36,7 +36,11 @@ def sibling(path: str, marker: str) -> str:
     return os.path.join(parent, f".{name}{marker}{os.getpid()}-{os.urandom(4).hex()}")
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, leftover: str) -> bool:
+    """Whether the process that made ``leftover`` may still be running: a process with its
+    pid exists and, where the system tells (Linux), it started before ``leftover`` last
+    changed. After a reboot (a power cut on a Pi) pids are handed out again: a daemon given
+    a dead run's pid kept that run's leftovers from ever being cleaned."""
     if pid == os.getpid():
         return True
     try:
@@ -44,8 +48,30 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # EPERM: it exists, under another user
+        pass
+    started = _start_time(pid)
+    try:
+        # ctime, not mtime: extraction sets directories' mtimes, often to years ago.
+        changed = os.lstat(leftover).st_ctime
+    except OSError:
         return True
-    return True
+    return started is None or started <= changed + _CLOCK_SLACK
+
+
+_CLOCK_SLACK = 2.0  # seconds: /proc's boot time is whole seconds
+
+
+def _start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from Linux's /proc; None
+    where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name in (...) may hold spaces
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def clean_stale(path: str, *, including_own: bool = False) -> None:
@@ -68,9 +94,9 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
         if match is None or match["name"] != name:
             continue
         pid = int(match["pid"])
-        if _alive(pid) and not (including_own and pid == os.getpid()):
-            continue
         stale = os.path.join(parent, candidate)
+        if _alive(pid, stale) and not (including_own and pid == os.getpid()):
+            continue
         if match["kind"] == "old" and not os.path.lexists(path):
             with contextlib.suppress(OSError):
                 os.rename(stale, path)
