@@ -360,6 +360,20 @@ def test_get_stats(tmp_path: Path, sample_tree: Path) -> None:
     assert manager.get_stats()["pool_alive"] is False
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs for 2 workers")
+def test_pool_is_sized_by_the_operation_config(tmp_path: Path, sample_tree: Path) -> None:
+    """A config passed to one call sizes the pool it runs on: the manager's pool of 1 worker
+    took every parallel operation, whatever size the call asked for."""
+    with ArchiveManager(ArchiveConfig(thread_pool_size=1)) as manager:
+        manager.create_archive(
+            sample_tree, tmp_path / "a.tar.gz", ArchiveConfig(thread_pool_size=2)
+        )
+        assert {size: pool._max_workers for size, pool in manager._pools.items()} == {2: 2}
+        manager.verify_archive(tmp_path / "a.tar.gz")  # the manager's size: sequential
+        assert set(manager._pools) == {2}
+        assert manager.get_stats()["parallel_operations"] == 1
+
+
 def test_item_callback_hears_every_member_in_archive_order(
     tmp_path: Path, sample_tree: Path
 ) -> None:

@@ -28,9 +28,10 @@ class ArchiveManager:
     The create and extract pipelines are imported by the first operation that needs them, so
     a CLI run or a program that only creates does not load the other half.
 
-    One manager may be shared by many threads: operations run concurrently on its pool (of
-    ``config.thread_pool_size`` workers, started on first use) and are not serialized.
-    ``close()`` (or leaving the ``with`` block) shuts the pool down and joins its threads.
+    One manager may be shared by many threads: operations run concurrently on its pool of
+    ``thread_pool_size`` workers (the operation's config's: one pool per size asked for,
+    started on first use) and are not serialized. ``close()`` (or leaving the ``with`` block)
+    shuts the pools down and joins their threads.
     """
 
     def __init__(self, config: ArchiveConfig | None = None) -> None:
@@ -39,7 +40,7 @@ class ArchiveManager:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified as operations end
         self._running: dict[int, int] = {}  # operations running, by thread
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[int, ThreadPoolExecutor] = {}  # by size
         self._closed = False
 
     def __enter__(self) -> ArchiveManager:
@@ -63,8 +64,8 @@ class ArchiveManager:
             self._closed = True
             while self._running:
                 self._idle.wait()
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = self._pools, {}
+        for pool in pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _begin(self) -> None:
@@ -86,11 +87,12 @@ class ArchiveManager:
         with self._lock:
             if not config.enable_parallelization or config.thread_pool_size == 1:
                 return None
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.config.thread_pool_size, thread_name_prefix="arcman-worker"
+            size = config.thread_pool_size
+            if size not in self._pools:
+                self._pools[size] = ThreadPoolExecutor(
+                    max_workers=size, thread_name_prefix="arcman-worker"
                 )
-            return self._pool.submit
+            return self._pools[size].submit
 
     def _run(
         self,
@@ -99,8 +101,7 @@ class ArchiveManager:
         work: Callable[[ArchiveConfig, Submit | None, PhaseClock], T],
         measure: Callable[[T], tuple[int, int, int]],
     ) -> T:
-        _checked(self.config)  # it sizes the pool
-        cfg = self.config if config is None else _checked(config)
+        cfg = _checked(self.config if config is None else config)
         self._begin()
         error: Exception | None = None
         try:
@@ -238,7 +239,7 @@ class ArchiveManager:
         stats = self._stats.snapshot()
         with self._lock:
             stats["pool_size"] = self.config.thread_pool_size
-            stats["pool_alive"] = self._pool is not None
+            stats["pool_alive"] = bool(self._pools)
         return stats
 
 
