@@ -104,6 +104,17 @@ def test_corrupt_archive_is_3(tmp_path: Path, archive: Path) -> None:
     assert_error(arcman("verify", archive, "--json"), 3)
 
 
+@pytest.mark.parametrize("size", [512, 10240, 1 << 20])
+def test_empty_or_zeroed_tar_is_3(tmp_path: Path, size: int) -> None:
+    """`tar cf x.tar -T /dev/null` (10,240 zero bytes), or a zeroed download: exit 3 with a
+    reason, not 2 ("not an archive arcman recognizes", a usage error)."""
+    empty = tmp_path / "empty.tar"
+    empty.write_bytes(bytes(size))
+    for command in (["verify", empty], ["list", empty], ["extract", empty, "-C", tmp_path / "d"]):
+        assert "zeros" in assert_error(arcman(*command), 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.tar"]
+
+
 def test_unsafe_archive_is_3(tmp_path: Path) -> None:
     evil = write_tar(tmp_path / "evil.tar", [tar_file("../escape")])
     line = assert_error(arcman("extract", evil, "-C", tmp_path / "dest"), 3)

@@ -77,6 +77,13 @@ class CompressionFormat(enum.Enum):
             return cls.TAR
         if not head:
             raise CorruptArchiveError(f"{os.fspath(path)!r} is empty")
+        if not head.strip(b"\0"):
+            # An empty tar (`tar cf x.tar -T /dev/null`) or a zeroed file: neither says what
+            # it is, and as a tar it would extract to nothing (or empty DEST under --replace).
+            raise CorruptArchiveError(
+                f"{os.fspath(path)!r} starts with zeros where a tar header belongs: an empty tar "
+                "or a zeroed file, which arcman does not take for an archive"
+            )
         raise UnsupportedFormatError(f"{os.fspath(path)!r} is not an archive arcman recognizes")
 
 
