@@ -178,6 +178,10 @@ def test_each_skip_is_reported_once_on_stderr(
         ["create", "SRC", "-o", "OUT.tar", "--threads", "0"],
         ["extract", "ARCHIVE"],
         ["verify", "--bogus", "ARCHIVE"],
+        # Options that would do nothing there: rollback and config run no archive operation.
+        ["rollback", "DEST", "--stats"],
+        ["rollback", "DEST", "--threads", "2"],
+        ["config", "--no-parallel"],
     ],
 )
 def test_usage_errors_are_2(tmp_path: Path, sample_tree: Path, argv: list[str]) -> None:

@@ -52,13 +52,16 @@ def _examples(*lines: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    common.add_argument("-v", "--verbose", action="count", default=0,
+    # Every command's output options; the archive commands' (common) also their work's.
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    output.add_argument("-v", "--verbose", action="count", default=0,
                         help="-vv: an internal error's traceback (warnings are shown anyway)")
-    common.add_argument("-q", "--quiet", action="store_true", help="only errors, no progress bar")
-    common.add_argument("--threads", type=int, metavar="N",
-                        help="worker threads (env ARCMAN_THREADS, config 'threads')")
+    output.add_argument("-q", "--quiet", action="store_true", help="only errors, no progress bar")
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument("--threads", type=int, metavar="N",
+                         help="worker threads (env ARCMAN_THREADS, config 'threads')")
+    common = argparse.ArgumentParser(add_help=False, parents=[output, threads])
     common.add_argument("--no-parallel", action="store_true", help="run every stage on one thread")
     common.add_argument("--stats", action="store_true", help="print timing statistics after")
 
@@ -163,14 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
                       "executable bit): for a reproducible archive and its source tree")
 
     rollback = sub.add_parser(
-        "rollback", parents=[common], help="swap DEST with DEST.prev (undo a deploy)",
+        "rollback", parents=[output], help="swap DEST with DEST.prev (undo a deploy)",
         **_examples("arcman extract v2.tar.zst -C /opt/app --replace --keep-previous",
                     "arcman rollback /opt/app      # back to v1; run again to return to v2"),
     )
     rollback.add_argument("dest")
 
     config = sub.add_parser(
-        "config", parents=[common], help="show the effective configuration and its sources",
+        "config", parents=[output, threads],
+        help="show the effective configuration and its sources",
         **_examples("arcman config", "arcman config src/ --json",
                     "ARCMAN_THREADS=2 arcman config"),
     )
