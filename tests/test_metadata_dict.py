@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -105,3 +107,31 @@ def test_json_pieces_are_json_dumps(
         record = {**other, "names": NameList(names), "entries": EntryList(entries)}
         plain = {**other, "names": names, "entries": [e.to_dict() for e in entries]}
         assert "".join(json_pieces(record, indent=indent)) == json.dumps(plain, indent=indent)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda d: d.pop("format"), "lacks ['format']"),
+        (lambda d: d.pop("checksum_sha256"), "lacks ['checksum_sha256']"),
+        (lambda d: d.update(format="rar"), "'format'"),
+        (lambda d: d.update(files=None), "'files'"),
+        (lambda d: d.update(files=[1]), "'files'"),
+        (lambda d: d.update(file_count="3"), "'file_count'"),
+        (lambda d: d.update(file_count=True), "'file_count'"),
+        (lambda d: d.update(timings={"x": "1"}), "'timings'"),
+        (lambda d: d.update(extra=1), "unknown ArchiveMetadata fields: ['extra']"),
+    ],
+)
+def test_from_dict_names_what_is_wrong(change: Any, words: str) -> None:
+    """A .meta sidecar is input: what is missing or of the wrong type is a ValueError naming
+    the field (it was a KeyError, a TypeError, or an object whose to_dict() then failed)."""
+    data = ArchiveMetadata(
+        "a.tar.gz", CompressionFormat.TAR_GZ, "2026-01-01T00:00:00+00:00", 2, 10, 5, "ab",
+        files=["x"],
+    ).to_dict()
+    change(data)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        ArchiveMetadata.from_dict(data)
+    with pytest.raises(ValueError, match="mapping"):
+        ArchiveMetadata.from_dict([])  # type: ignore[arg-type]

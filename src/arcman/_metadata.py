@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -105,14 +105,52 @@ class ArchiveMetadata:
         return json_pieces(self.shallow_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArchiveMetadata:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchiveMetadata:
+        """The record ``to_dict`` made (a ``.meta`` sidecar's JSON, say); anything else is a
+        ValueError naming the field: a sidecar is input like any other."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"ArchiveMetadata record must be a mapping, not {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(fields)
         if unknown:
             raise ValueError(f"unknown ArchiveMetadata fields: {sorted(unknown)}")
+        unset = dataclasses.MISSING
+        missing = [n for n, f in fields.items() if n not in data
+                   and f.default is unset and f.default_factory is unset]
+        if missing:
+            raise ValueError(f"ArchiveMetadata record lacks {missing}")
+        for name, value in data.items():
+            if not _RECORD_TYPES[name](value):
+                raise ValueError(f"ArchiveMetadata field {name!r} has a wrong value: {value!r:.80}")
         values = dict(data)
         values["format"] = CompressionFormat(values["format"])
         return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+_RECORD_TYPES: dict[str, Callable[[Any], bool]] = {
+    "filename": lambda v: isinstance(v, str),
+    "format": lambda v: v in {f.value for f in CompressionFormat},
+    "created_at": lambda v: isinstance(v, str),
+    "file_count": _is_int,
+    "uncompressed_size": _is_int,
+    "compressed_size": _is_int,
+    "checksum_sha256": lambda v: isinstance(v, str),
+    "files": _is_strings,
+    "timings": lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(t, int | float) and not isinstance(t, bool)
+        for k, t in v.items()
+    ),
+    "verification": lambda v: isinstance(v, str),
+    "skipped": _is_strings,
+}
 
 
 @dataclass(frozen=True, slots=True)
