@@ -3,10 +3,14 @@ media, mount points, a 32-bit time_t) do differently from a Linux developer's ex
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
+import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,18 +173,76 @@ def test_a_full_file_system_at_the_case_probe_is_a_destination_error(
 ) -> None:
     """The probe file that tells a case-insensitive file system (macOS, FAT) may not fit
     (ENOSPC, a full FAT16 root directory): its OSError escaped as an internal error."""
-    import builtins
-
     archive = _archive(tmp_path)
-    real = builtins.open
+    real = os.open
 
-    def probe_fails(file: object, *args: object, **kwargs: object) -> object:
-        if "arcman-case-" in str(file):
+    def probe_fails(file: str, *args: Any, **kwargs: Any) -> int:
+        if "arcman-probe-" in str(file):
             raise OSError(28, os.strerror(28), file)
-        return real(file, *args, **kwargs)  # type: ignore[call-overload]
+        return real(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", probe_fails)
+    monkeypatch.setattr(os, "open", probe_fails)
     dest = tmp_path / "dest"
     assert main(["extract", str(archive), "-C", str(dest), "-q"]) == 5
     assert "no space left on device" in capsys.readouterr().err
     assert not dest.exists() and not [n for n in os.listdir(tmp_path) if "staging" in n]
+
+
+def _like_fat(monkeypatch: pytest.MonkeyPatch, root: Path, mask: int) -> None:
+    """chmod and fchmod under ``root`` as Linux's vfat and exfat drivers treat them (mounted
+    with umask ``mask``): every inode shows 0o777 & ~mask, and a chmod is EPERM unless its
+    read and execute bits are those, and its write bits all of them or (files) none."""
+    shown = 0o777 & ~mask
+    real_chmod, real_fchmod = os.chmod, os.fchmod
+
+    def allowed(is_dir: bool, mode: int) -> bool:
+        perm = mode & 0o777 & ~mask
+        write = perm & 0o222
+        return perm & 0o555 == shown & 0o555 and (
+            write == shown & 0o222 or (not is_dir and not write)
+        )
+
+    def chmod(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
+        full = os.path.abspath(os.fspath(path))
+        if full.startswith(f"{root}/") and not allowed(os.path.isdir(full), mode):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), full)
+        real_chmod(path, mode, *args, **kwargs)
+
+    def fchmod(fd: int, mode: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{root}/") and not allowed(
+            stat.S_ISDIR(os.fstat(fd).st_mode), mode
+        ):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+        real_fchmod(fd, mode)
+
+    monkeypatch.setattr(os, "chmod", chmod)
+    monkeypatch.setattr(os, "fchmod", fchmod)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds an fd's path in /proc")
+@pytest.mark.parametrize("mask", [0o022, 0o000], ids=["umask=022", "umask=000"])
+def test_a_file_system_without_modes_gets_the_tree_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    mask: int,
+) -> None:
+    """A Pi's boot partition or a USB stick (FAT, exFAT) refuses every chmod it cannot store:
+    an archive with a 0700 directory (or any tree, on a umask=000 mount) could not be
+    extracted there at all. The probe finds out, and the tree is extracted with the file
+    system's defaults and a warning."""
+    tree = tmp_path / "tree"
+    (tree / "private").mkdir(parents=True)
+    (tree / "private" / "key").write_text("secret\n")
+    (tree / "private" / "key").chmod(0o600)
+    (tree / "private").chmod(0o700)
+    (tree / "run.sh").write_text("#!/bin/sh\n")
+    (tree / "run.sh").chmod(0o755)
+    archive = tmp_path / "app.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(tree, archive)
+    fat = tmp_path / "boot"
+    fat.mkdir()
+    _like_fat(monkeypatch, fat, mask)
+    assert main(["extract", str(archive), "-C", str(fat / "app")]) == 0
+    assert "keeps no Unix permissions" in caplog.text
+    assert (fat / "app" / "private" / "key").read_text() == "secret\n"
+    assert (fat / "app" / "run.sh").read_text() == "#!/bin/sh\n"

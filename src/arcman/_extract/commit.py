@@ -263,16 +263,21 @@ def _into_existing(staging: str, dest: str, keep_previous: bool) -> str | None:
     return _replace(staging, dest, previous_path(dest) if keep_previous else None)
 
 
-def commit(staging: str, dest: str, replace: bool, keep_previous: bool = False) -> None:
-    """Put ``staging`` at ``dest`` with ``dest``'s mode (0o755 for a new one); with
-    ``keep_previous`` a replaced tree becomes DEST.prev. The new tree is on disk before it
+def commit(
+    staging: str, dest: str, replace: bool, keep_previous: bool = False, *,
+    apply_mode: bool = True,
+) -> None:
+    """Put ``staging`` at ``dest`` with ``dest``'s mode (0o755 for a new one; none where
+    ``apply_mode`` is false: a file system without modes); with ``keep_previous`` a replaced
+    tree becomes DEST.prev. The new tree is on disk before it
     is renamed into place, and the renames before the replaced tree is deleted.
 
     It owns ``staging`` from the call on: if it fails, Ctrl-C included, DEST and DEST.prev are
     as they were and the new tree is removed."""
     left = None
     try:
-        os.chmod(staging, os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755)
+        if apply_mode:
+            os.chmod(staging, os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755)
         _write_to_disk(staging)
         if not os.path.lexists(dest):
             os.rename(staging, dest)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import stat
 import tarfile
 import threading
 import zlib
@@ -57,6 +59,8 @@ from .stage import HashSink, MemberSink, StagingTree
 
 if TYPE_CHECKING:  # zipfile (~4.5 ms with pathlib) is imported by the zip paths only
     import zipfile
+
+log = logging.getLogger("arcman")
 
 SMALL_MEMBER = 1024 * 1024
 _META_HEAD = 64 * 1024  # of the .meta sidecar: its fields before the member list
@@ -316,18 +320,27 @@ def _listed_path(name: str, fmt: CompressionFormat) -> str | None:
         return name
 
 
-def _case_insensitive(directory: str) -> bool:
-    """Whether the staging file system folds case (macOS and Windows defaults do)."""
-    name = f"arcman-case-{os.urandom(4).hex()}"
+def _probe(directory: str) -> tuple[bool, bool]:
+    """What the staging file system does with names and modes, told by one probe file:
+    whether it folds case (macOS's and Windows's defaults do), and whether it keeps Unix modes
+    (FAT and exFAT, a Pi's boot partition or a USB stick, refuse a chmod they cannot store,
+    EPERM, or ENOSYS through FUSE; some network file systems accept it and drop it)."""
+    name = f"arcman-probe-{os.urandom(4).hex()}"
+    path = os.path.join(directory, name)
     try:
-        with open(os.path.join(directory, name), "w"):
-            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:  # ENOSPC, EDQUOT, a FAT16 root directory that is full
         raise DestinationError(describe_os_error(exc, os.path.dirname(directory))) from exc
     try:
-        return os.path.exists(os.path.join(directory, name.upper()))
+        try:
+            os.fchmod(fd, 0o640)
+            keeps_modes = stat.S_IMODE(os.fstat(fd).st_mode) == 0o640
+        except OSError:
+            keeps_modes = False
+        return os.path.exists(os.path.join(directory, name.upper())), keeps_modes
     finally:
-        os.unlink(os.path.join(directory, name))
+        os.close(fd)
+        os.unlink(path)
 
 
 def _known_size(archive_path: str, fmt: CompressionFormat) -> int | None:
@@ -377,12 +390,19 @@ def extract_archive(
     sink: StagingTree | None = None
     try:
         ensure_space(staging, _known_size(archive_path, fmt))
+        folds_case, keeps_modes = _probe(staging)
+        if not keeps_modes:
+            log.warning(
+                "the file system of %s keeps no Unix permissions (FAT or exFAT?): the tree gets "
+                "its defaults, not the archive's modes", dest,
+            )
         sink = StagingTree(
             staging, submit, members_share(config.memory_budget), clock,
             preserve_permissions=config.preserve_permissions,
             preserve_timestamps=config.preserve_timestamps,
+            apply_modes=keeps_modes,
         )
-        guard = _guard(config, fmt, _case_insensitive(staging))
+        guard = _guard(config, fmt, folds_case)
         with scan_archive(
             archive_path, sink, guard, config, submit, clock, verify=verify_integrity
         ) as scan:
@@ -393,7 +413,8 @@ def extract_archive(
         remove_tree(staging)
         raise
     with clock.measure("commit"):
-        commit(staging, dest, replace, keep_previous)  # owns staging: removes it if it fails
+        # commit owns staging from here: it removes it if it fails.
+        commit(staging, dest, replace, keep_previous, apply_mode=keeps_modes)
     return _metadata(archive_path, scan, clock, verify_integrity)
 
 

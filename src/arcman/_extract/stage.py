@@ -143,13 +143,17 @@ class StagingTree:
         *,
         preserve_permissions: bool,
         preserve_timestamps: bool,
+        apply_modes: bool = True,
     ) -> None:
+        """``apply_modes=False`` for a file system that keeps no Unix modes (FAT): no chmod
+        at all, which it would refuse, and files and directories get its defaults."""
         self.root = root
         self._prefix = os.path.join(root, "")
         self._budget = ByteBudget(budget)
         self._batches = FileBatches(submit, self._budget, self._write, clock, "extraction")
         self._clock = clock
         self._perms = preserve_permissions
+        self._modes = apply_modes
         self._times = preserve_timestamps
         self._umask = current_umask()
         self._dirs: dict[str, tuple[int, int]] = {}
@@ -205,7 +209,7 @@ class StagingTree:
         so that, as always, the mode does not depend on the umask. Until the commit the staging
         tree's directories are 0o700, so no one else can reach the file either way."""
         final = safe_mode(mode, False) if self._perms else 0o644
-        if self._umask is not None and not final & self._umask:
+        if not self._modes or (self._umask is not None and not final & self._umask):
             return os.open(self._abs(path), _WRITE_FLAGS, final), None
         return os.open(self._abs(path), _WRITE_FLAGS, 0o600), final
 
@@ -289,6 +293,7 @@ class StagingTree:
                 full = self._abs(path)
                 listed = self._dirs.get(path)
                 mode = safe_mode(listed[0], True) if listed and self._perms else 0o755
-                self._guarded(f"mode {mode:04o} of {path}", os.chmod, full, mode)
+                if self._modes:
+                    self._guarded(f"mode {mode:04o} of {path}", os.chmod, full, mode)
                 if listed and self._times:
                     self._guarded(f"mtime of {path}", _set_mtime, full, listed[1])
