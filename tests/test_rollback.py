@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -342,3 +343,60 @@ def test_write_to_disk_syncs_where_there_is_no_syncfs(
     monkeypatch.setattr(commit_module.sys, "platform", "linux")
     commit_module._write_to_disk(str(tmp_path))  # syncfs: no sync() of every file system
     assert synced == [True]
+
+
+_KILLED_AT = """
+import os, sys
+from arcman._extract import commit
+dest, step, command = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+commit._exchange = lambda a, b: False  # the fallback: renames only
+if command == "extract":
+    staging = commit.make_staging(dest)
+    with open(os.path.join(staging, "VERSION"), "w") as f:
+        f.write("v2")
+real, calls = os.rename, []
+def rename(src, dst):
+    calls.append(src)
+    if len(calls) == step:
+        os._exit(9)  # SIGKILL, a power cut: no handler runs
+    real(src, dst)
+os.rename = rename
+if command == "extract":
+    commit.commit(staging, dest, True, keep_previous=True)
+else:
+    commit.rollback(dest)
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "step"),
+    [("extract", n) for n in range(1, 6)] + [("rollback", n) for n in (1, 2, 3)],
+)
+def test_a_kill_between_two_renames_of_the_fallback_loses_no_deployment(
+    tmp_path: Path, command: str, step: int
+) -> None:
+    """Without an exchange call, a keep-previous commit and a rollback take three renames.
+    Killed after the new tree took DEST's place, the tree on its way to DEST.prev was under
+    an -old- name, which the next run deleted (DEST existed): the previous deployment (for a
+    rollback, the one rolled back from) was lost. Whatever step is killed, the next run finds
+    one deployment at DEST and the other at DEST.prev."""
+    dest, prev = tmp_path / "app", tmp_path / "app.prev"
+    for tree, version in ((dest, "v1"), (prev, "v0")):
+        tree.mkdir()
+        (tree / "VERSION").write_text(version)
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT, str(dest), str(step), command], check=False
+    )
+    assert child.returncode == 9
+    os.rmdir(commit_module.make_staging(str(dest)))  # the next run's cleanup
+    found = (
+        (dest / "VERSION").read_text(),
+        (prev / "VERSION").read_text() if prev.exists() else "-",
+    )
+    # ("v1", "v2"): killed while the new tree waited under DEST.prev's name (the older .prev
+    # was to be discarded anyway); DEST is as it was.
+    expected = {
+        "extract": [("v1", "v0"), ("v1", "v2"), ("v2", "v1")],
+        "rollback": [("v1", "v0"), ("v0", "v1")],
+    }
+    assert found in expected[command]

@@ -25,7 +25,12 @@ from ._errors import DestinationError
 TEMP_MARKER = ".arcman-tmp-"
 STAGING_MARKER = ".arcman-staging-"
 OLD_MARKER = ".arcman-old-"
-_SIBLING = re.compile(r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old)-(?P<pid>\d+)-[0-9a-f]{8}")
+# The tree that a keep-previous commit or a rollback (without an exchange call) moves from
+# DEST on its way to DEST.prev: after a crash it belongs at DEST or DEST.prev, never deleted.
+PREV_MARKER = ".arcman-prev-"
+_SIBLING = re.compile(
+    r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old|prev)-(?P<pid>\d+)-[0-9a-f]{8}"
+)
 
 log = logging.getLogger("arcman")
 
@@ -97,10 +102,17 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
         stale = os.path.join(parent, candidate)
         if _alive(pid, stale) and not (including_own and pid == os.getpid()):
             continue
-        if match["kind"] == "old" and not os.path.lexists(path):
+        if match["kind"] in ("old", "prev") and not os.path.lexists(path):
             with contextlib.suppress(OSError):
                 os.rename(stale, path)
                 log.warning("restored %s from %s, left by an interrupted run", path, candidate)
+                continue
+        previous = os.path.join(parent, name + ".prev")
+        if match["kind"] == "prev" and not os.path.lexists(previous):
+            # Killed after the new tree took DEST's place, before this one took DEST.prev's.
+            with contextlib.suppress(OSError):
+                os.rename(stale, previous)
+                log.warning("kept %s as %s, left by an interrupted run", candidate, previous)
                 continue
         log.warning("removing %s, left by an interrupted run (pid %s)", stale, match["pid"])
         if os.path.isdir(stale) and not os.path.islink(stale):

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from .._atomic import (
     OLD_MARKER,
+    PREV_MARKER,
     STAGING_MARKER,
     clean_stale,
     describe_os_error,
@@ -135,12 +136,15 @@ def previous_path(dest: str) -> str:
     return dest.rstrip(os.sep) + ".prev"
 
 
-def _swap(staging: str, dest: str) -> tuple[str, bool]:
+def _swap(staging: str, dest: str, marker: str = OLD_MARKER) -> tuple[str, bool]:
     """Put the new tree at ``dest``; return where the old tree is now, and whether they were
-    exchanged atomically. A failure leaves both where they were."""
+    exchanged atomically. A failure leaves both where they were. Without an exchange call the
+    old tree is moved aside under a ``marker`` name, which says what clean_stale does with it
+    after a crash: OLD_MARKER's is put back at a missing ``dest`` or deleted, PREV_MARKER's
+    is kept (at ``dest`` or ``dest``.prev)."""
     if _exchange(staging, dest):
         return staging, True
-    old = sibling(dest, OLD_MARKER)
+    old = sibling(dest, marker)
     os.rename(dest, old)
     try:
         os.rename(staging, dest)
@@ -168,7 +172,10 @@ def _swap_with_prev(prev: str, dest: str) -> None:
     """Exchange the trees at ``prev`` and ``dest``. Without an exchange call, the third rename
     (the old tree to ``prev``) failing puts both back; if that fails too, _Stranded says
     where the old tree is."""
-    old, exchanged = _swap(prev, dest)
+    # PREV_MARKER: killed after the second rename, DEST holds the other tree and this one
+    # belongs at ``prev``; under OLD_MARKER the next run deleted it (the kept deployment,
+    # or for a rollback the one rolled back from).
+    old, exchanged = _swap(prev, dest, PREV_MARKER)
     if exchanged:
         return
     try:
