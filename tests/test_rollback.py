@@ -400,3 +400,24 @@ def test_a_kill_between_two_renames_of_the_fallback_loses_no_deployment(
         "rollback": [("v1", "v0"), ("v0", "v1")],
     }
     assert found in expected[command]
+
+
+def test_a_prev_that_is_a_symlink_is_unlinked_and_what_it_points_to_untouched(
+    tmp_path: Path,
+) -> None:
+    """A DEST.prev symlink, discarded by a keep-previous deploy, was walked through: the
+    directories it points to were made owner-writable (a 0o555 conf became 0o755), and the
+    link was left beside DEST with a warning."""
+    v1 = _release(tmp_path, "v1")
+    dest, prev = tmp_path / "app", tmp_path / "app.prev"
+    dest.mkdir()
+    (dest / "VERSION").write_text("v0")
+    outside = tmp_path / "elsewhere"
+    (outside / "conf").mkdir(parents=True)
+    (outside / "conf").chmod(0o555)
+    prev.symlink_to(outside)
+    with ArchiveManager() as manager:
+        manager.extract_archive(v1, dest, replace=True, keep_previous=True)
+    assert (prev / "VERSION").read_text() == "v0"
+    assert ((outside / "conf").stat().st_mode & 0o777) == 0o555
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".app")]

@@ -128,7 +128,18 @@ def remove_tree(path: str) -> None:
 
     Without CAP_DAC_OVERRIDE, rmtree cannot empty a directory that its owner made read-only
     (a deployed tree's ``chmod 555 conf``); each of the tree's directories is then given back
-    its owner's rwx, which the owner may always do, and the removal tried again."""
+    its owner's rwx, which the owner may always do, and the removal tried again.
+
+    A symlink or a file (a DEST.prev that was one, moved aside) is unlinked: os.walk follows
+    a symlink given as its top, and the chmod below reached the directories it points to."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove %s: %s", path, exc)
+        return
     shutil.rmtree(path, ignore_errors=True)
     if not os.path.lexists(path):
         return
