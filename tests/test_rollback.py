@@ -421,3 +421,39 @@ def test_a_prev_that_is_a_symlink_is_unlinked_and_what_it_points_to_untouched(
     assert (prev / "VERSION").read_text() == "v0"
     assert ((outside / "conf").stat().st_mode & 0o777) == 0o555
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".app")]
+
+
+def test_a_write_back_error_reported_by_syncfs_is_not_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncfs failing (EIO: the staged files' data did not reach the disk) was taken for
+    "no syncfs": sync() was called, which reports nothing, and the tree was committed."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("syncfs is Linux's")
+    real = ctypes.CDLL
+
+    class Libc:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self._real = real(None, use_errno=True)
+
+        def syncfs(self, fd: int) -> int:
+            ctypes.set_errno(errno.EIO)
+            return -1
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+    v1, v2 = _release(tmp_path, "v1"), _release(tmp_path, "v2")
+    dest = tmp_path / "app"
+    with ArchiveManager() as manager:
+        manager.extract_archive(v1, dest)
+    monkeypatch.setattr(ctypes, "CDLL", Libc)
+    with pytest.raises(DestinationError, match="Input/output error"), ArchiveManager() as m:
+        m.extract_archive(v2, dest, replace=True)
+    assert (dest / "VERSION").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".app", "app"))) == [
+        "app", "app-v1.tar.zst", "app-v1.tar.zst.meta", "app-v1.tar.zst.sha256",
+        "app-v2.tar.zst", "app-v2.tar.zst.meta", "app-v2.tar.zst.sha256",
+    ]

@@ -237,8 +237,14 @@ def _write_to_disk(tree: str) -> None:
             try:
                 if syncfs(fd) == 0:
                     return
+                err = ctypes.get_errno()
             finally:
                 os.close(fd)
+            # A write-back error (EIO from a failing SD card, ENOSPC or EDQUOT on NFS; Linux
+            # 5.8+ reports them here): the tree's data may be lost, so it is not committed.
+            # sync() reports nothing: it is for a syncfs that does not exist.
+            if err != errno.ENOSYS:
+                raise OSError(err, os.strerror(err), tree)
     if hasattr(os, "sync"):
         os.sync()
 
