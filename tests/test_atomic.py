@@ -67,47 +67,51 @@ def test_a_refused_writeback_hint_changes_nothing(
     assert target.read_bytes() == b"".join(bytes([i]) * 37 for i in range(50))
 
 
-def _leftover(parent: Path, pid: int) -> Path:
-    stale = parent / f".app.arcman-staging-{pid}-0badcafe"
-    stale.mkdir()
+def _leftover(parent: Path, owner: str) -> Path:
+    stale = parent / f".app.arcman-staging-{owner}-0badcafe"
+    stale.mkdir(parents=True)
     (stale / "f").write_text("x")
     return stale
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="start times from /proc")
-def test_leftover_of_a_reused_pid_is_removed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process identities from /proc")
+def test_leftover_of_a_reused_pid_is_removed(tmp_path: Path) -> None:
     """After a reboot (a power cut on a Pi) a dead run's pid may belong to a daemon: its
-    leftovers were kept for ever, as a live run's. A process that started after the leftover
-    last changed did not make it."""
+    leftovers were kept for ever, as a live run's. The name's tag of its maker's identity
+    (boot id and start time since boot) tells the two apart; a name without a tag (an older
+    arcman's) keeps the pid-only check."""
     import subprocess
 
     with subprocess.Popen(["sleep", "30"]) as other:
         try:
-            stale = _leftover(tmp_path, other.pid)
-            _atomic.clean_stale(str(tmp_path / "app"))
-            assert stale.exists()  # it started before: it may be the owner
-            started = _atomic._start_time(other.pid)
-            assert started is not None
-            monkeypatch.setattr(_atomic, "_start_time", lambda pid: started + 3600)
-            _atomic.clean_stale(str(tmp_path / "app"))
-            assert not stale.exists()
+            tag = _atomic._identity(other.pid)
+            assert tag is not None and tag == _atomic._identity(other.pid)
+            other_tag = f"{(int(tag, 16) + 1) % 0x10000:04x}"
+            running = _leftover(tmp_path / "a", f"{other.pid}-{tag}")
+            untagged = _leftover(tmp_path / "b", str(other.pid))
+            reused = _leftover(tmp_path / "c", f"{other.pid}-{other_tag}")
+            for sub in "abc":
+                _atomic.clean_stale(str(tmp_path / sub / "app"))
+            assert running.exists() and untagged.exists()
+            assert not reused.exists()
         finally:
             other.kill()
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="start times from /proc")
-def test_start_time_is_when_the_process_started() -> None:
-    import subprocess
-    import time
+def test_own_leftover_from_before_a_reboot_is_removed(tmp_path: Path) -> None:
+    """This very pid, with another identity: a run before a reboot that had the same pid."""
+    tag = _atomic._identity("self")
+    if tag is None:
+        pytest.skip("no process identities here")
+    other_tag = f"{(int(tag, 16) + 1) % 0x10000:04x}"
+    stale = _leftover(tmp_path, f"{os.getpid()}-{other_tag}")
+    live = _leftover(tmp_path, f"{os.getpid()}-{tag}")
+    _atomic.clean_stale(str(tmp_path / "app"))
+    assert not stale.exists() and live.exists()
 
-    before = time.time()
-    with subprocess.Popen(["sleep", "30"]) as other:
-        try:
-            started = _atomic._start_time(other.pid)
-            assert started is not None
-            assert before - _atomic._CLOCK_SLACK <= started <= time.time() + _atomic._CLOCK_SLACK
-        finally:
-            other.kill()
-    assert _atomic._start_time(2**22 + 7) is None  # no such process
+
+def test_temporary_names_carry_the_tag_and_match_the_pattern(tmp_path: Path) -> None:
+    name = os.path.basename(_atomic.sibling(str(tmp_path / "app"), _atomic.STAGING_MARKER))
+    match = _atomic._SIBLING.fullmatch(name)
+    assert match is not None and match["name"] == "app" and int(match["pid"]) == os.getpid()
+    assert match["tag"] == _atomic._identity("self")

@@ -13,7 +13,6 @@ import errno
 import logging
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -24,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from arcman import ArchiveConfig, ArchiveManager, DestinationError, SourceError
+from arcman import ArchiveConfig, ArchiveManager, DestinationError, SourceError, _atomic
 from arcman._atomic import clean_stale
 from arcman._create import collect
 
-LEFTOVER = re.compile(r"\..+\.arcman-(tmp|staging|old)-\d+-[0-9a-f]{8}")
+LEFTOVER = _atomic._SIBLING  # what clean_stale recognizes
 
 
 def snapshot(root: Path) -> dict[str, bytes | str]:

@@ -28,55 +28,58 @@ OLD_MARKER = ".arcman-old-"
 # The tree that a keep-previous commit or a rollback (without an exchange call) moves from
 # DEST on its way to DEST.prev: after a crash it belongs at DEST or DEST.prev, never deleted.
 PREV_MARKER = ".arcman-prev-"
+# pid, then (where the system tells) a tag of the process's identity, then a random part.
 _SIBLING = re.compile(
-    r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old|prev)-(?P<pid>\d+)-[0-9a-f]{8}"
+    r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old|prev)-(?P<pid>\d+)-"
+    r"(?:(?P<tag>[0-9a-f]{4})-)?[0-9a-f]{8}"
 )
 
 log = logging.getLogger("arcman")
 
 
 def sibling(path: str, marker: str) -> str:
-    """A fresh temporary name beside ``path`` that records this process's pid."""
+    """A fresh temporary name beside ``path`` that records this process: its pid and, on
+    Linux, a tag of its identity (see _identity)."""
     parent, name = os.path.split(path)
-    return os.path.join(parent, f".{name}{marker}{os.getpid()}-{os.urandom(4).hex()}")
+    tag = _identity("self")
+    owner = f"{os.getpid()}-{tag}" if tag is not None else str(os.getpid())
+    return os.path.join(parent, f".{name}{marker}{owner}-{os.urandom(4).hex()}")
 
 
-def _alive(pid: int, leftover: str) -> bool:
-    """Whether the process that made ``leftover`` may still be running: a process with its
-    pid exists and, where the system tells (Linux), it started before ``leftover`` last
-    changed. After a reboot (a power cut on a Pi) pids are handed out again: a daemon given
-    a dead run's pid kept that run's leftovers from ever being cleaned."""
+def _identity(pid: int | str) -> str | None:
+    """Four hex digits of a hash of the boot's id and process ``pid``'s start, in clock ticks
+    since the boot (Linux's /proc; None elsewhere). After a reboot (a power cut on a Pi) pids
+    are handed out again, and a daemon given a dead run's pid kept that run's leftovers from
+    ever being removed; the tag tells them apart. Neither part moves when the wall clock is
+    stepped, as NTP steps a Pi's, which has no real-time clock, after it boots."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name in (...) may hold spaces
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            boot = f.read().strip()
+        started = fields[19]  # field 22: starttime
+    except (OSError, IndexError):
+        return None
+    return hashlib.sha256(boot + b":" + started).hexdigest()[:4]
+
+
+def _alive(pid: int, tag: str | None) -> bool:
+    """Whether the process that made a temporary (``pid``, and its ``tag`` where the name has
+    one) may still be running. A tag that does not match, or that cannot be read, counts
+    against only when it is known to differ: deleting a live run's tree is worse than
+    keeping a dead one's."""
     if pid == os.getpid():
-        return True
+        return tag is None or tag == _identity("self")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # EPERM: it exists, under another user
         pass
-    started = _start_time(pid)
-    try:
-        # ctime, not mtime: extraction sets directories' mtimes, often to years ago.
-        changed = os.lstat(leftover).st_ctime
-    except OSError:
+    if tag is None:
         return True
-    return started is None or started <= changed + _CLOCK_SLACK
-
-
-_CLOCK_SLACK = 2.0  # seconds: /proc's boot time is whole seconds
-
-
-def _start_time(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), from Linux's /proc; None
-    where that cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()  # the name in (...) may hold spaces
-        with open("/proc/stat", "rb") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
+    current = _identity(pid)
+    return current is None or current == tag
 
 
 def clean_stale(path: str, *, including_own: bool = False) -> None:
@@ -100,7 +103,7 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
             continue
         pid = int(match["pid"])
         stale = os.path.join(parent, candidate)
-        if _alive(pid, stale) and not (including_own and pid == os.getpid()):
+        if _alive(pid, match["tag"]) and not (including_own and pid == os.getpid()):
             continue
         if match["kind"] in ("old", "prev") and not os.path.lexists(path):
             with contextlib.suppress(OSError):
