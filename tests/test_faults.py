@@ -479,6 +479,51 @@ def test_source_changing_between_collection_and_reading(
     assert list(tmp_path.iterdir()) == [sample_tree]  # no archive, no temporaries
 
 
+@pytest.mark.parametrize("archive_name", ["a.tar.gz", "a.zip"])
+@pytest.mark.parametrize("name", ["a.txt", "sub/big.bin"])  # read whole, and streamed
+def test_source_file_rewritten_in_place_while_read(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+    archive_name: str,
+) -> None:
+    """A file rewritten in place at the same size while it is read (an editor, a build step)
+    passes every size check; the bytes read are then part old, part new. That is an error,
+    not a member whose manifest SHA-256 vouches for a version of the file that never was."""
+    from arcman._create import read
+
+    victim = sample_tree / name
+    size = victim.stat().st_size
+
+    def rewrite() -> None:
+        with open(victim, "r+b") as f:
+            f.write(b"\xaa" * size)
+
+    if name == "a.txt":  # read whole by _read_exactly: rewritten just after
+        real = read._read_exactly
+
+        def read_then_rewrite(fd: int, path: str, n: int) -> bytes:
+            data = real(fd, path, n)
+            if path.endswith(name):
+                rewrite()
+            return data
+
+        monkeypatch.setattr(read, "_read_exactly", read_then_rewrite)
+        config = ArchiveConfig()
+    else:  # streamed: rewritten after its first chunk
+
+        def on_bytes(done: int, total: int) -> None:
+            if not rewritten and done >= read.CHUNK_SIZE:
+                rewritten.append(True)
+                rewrite()
+
+        rewritten: list[bool] = []
+        config = ArchiveConfig(progress_callback=on_bytes)
+    with ArchiveManager(config) as manager, pytest.raises(SourceError) as info:
+        manager.create_archive(sample_tree, tmp_path / archive_name)
+    assert "changed while it was being read" in str(info.value)
+    assert info.value.path is not None and info.value.path.endswith(name)
+    assert list(tmp_path.iterdir()) == [sample_tree]  # no archive, no temporaries
+
+
 @pytest.mark.parametrize("name", ["a.txt", "sub/big.bin"])  # read whole, and streamed
 def test_source_file_replaced_by_a_fifo(
     tmp_path: Path, sample_tree: Path, after_collection: Callable[[Callable[[], None]], None],

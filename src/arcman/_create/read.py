@@ -68,7 +68,7 @@ class LargeFile:
     ) -> None:
         self.entry = entry
         self._path = path
-        self._fd = _open_checked(path, entry, follow_symlinks)
+        self._fd, self._opened = _open_checked(path, entry, follow_symlinks)
         self._hash = hashlib.sha256()
         self._clock = clock
         self.sha256 = ""
@@ -90,6 +90,7 @@ class LargeFile:
                     self.on_chunk(len(chunk))
             if os.read(self._fd, 1):
                 raise SourceError(f"{self._path!r} grew while it was being read", self._path)
+            _check_unchanged(self._fd, self._opened, self._path)
         except OSError as exc:
             raise SourceError(f"cannot read {self._path!r}: {exc.strerror}", self._path) from exc
         finally:
@@ -195,9 +196,10 @@ class ContentReader:
     def _load(self, entry: SourceEntry) -> Loaded | Skipped:
         path = os.path.join(self._root, entry.path)
         try:
-            fd = _open_checked(path, entry, self._follow)
+            fd, opened = _open_checked(path, entry, self._follow)
             try:
                 data = _read_exactly(fd, path, entry.size)
+                _check_unchanged(fd, opened, path)
             finally:
                 os.close(fd)
         except SourceError as exc:
@@ -211,8 +213,11 @@ def _is_small(entry: SourceEntry) -> bool:
     return entry.kind == FILE and entry.size <= SMALL_FILE_LIMIT
 
 
-def _open_checked(path: str, entry: SourceEntry, follow_symlinks: bool) -> int:
-    """Open a regular file that still has the size collection saw; a swap is an error."""
+def _open_checked(
+    path: str, entry: SourceEntry, follow_symlinks: bool
+) -> tuple[int, os.stat_result]:
+    """Open a regular file that still has the size collection saw; a swap is an error.
+    Return the descriptor and its stat, for _check_unchanged once the file is read."""
     flags = _OPEN_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
         fd = os.open(path, flags)
@@ -222,7 +227,18 @@ def _open_checked(path: str, entry: SourceEntry, follow_symlinks: bool) -> int:
     if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
         os.close(fd)
         raise SourceError(f"{path!r} changed while the archive was being made", path)
-    return fd
+    return fd, st
+
+
+def _check_unchanged(fd: int, opened: os.stat_result, path: str) -> None:
+    """Raise SourceError if the file was written while it was read (as GNU tar's "file changed
+    as we read it"): a rewrite in place at the same size passes the size checks, but the bytes
+    read are then part old and part new, a version of the file that never existed."""
+    st = os.fstat(fd)
+    if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (
+        opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns
+    ):
+        raise SourceError(f"{path!r} changed while it was being read", path)
 
 
 def _read_exactly(fd: int, path: str, size: int) -> bytes:
