@@ -247,6 +247,35 @@ def test_dry_run_fails_or_skips_an_unlistable_directory_as_create_does(
     assert names == [e["path"] for e in plan["included"]] == ["a.txt", "locked"]
 
 
+def test_dry_run_fails_or_skips_an_unreadable_file_as_create_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file without read permission is listed by collection (a stat is enough) but cannot be
+    opened: the plan must fail (exit 4) or skip it (exit 6) as create does, not list it as
+    archived with exit 0."""
+    root = _build(tmp_path / "t", {"a.txt": "", "secret": "s"})
+    real_open = os.open
+    denied = str(root / "secret")
+
+    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) == denied:  # as chmod 600 does to anyone but its owner and root
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+    archive = tmp_path / "a.tar"
+    for args in (["--dry-run"], ["-o", str(archive)]):
+        assert main(["create", str(root), *args]) == 4
+        assert f"cannot read {denied!r}: Permission denied" in capsys.readouterr().err
+    assert main(["create", str(root), "--dry-run", "--skip-unreadable", "--json"]) == 6
+    plan = json.loads(capsys.readouterr().out)
+    assert [e["path"] for e in plan["skipped"]] == ["secret"]
+    assert main(["create", str(root), "-o", str(archive), "--skip-unreadable", "-q"]) == 6
+    with ArchiveManager() as manager:
+        names = [e.name for e in manager.list_archive(archive)]
+    assert names == [e["path"] for e in plan["included"]] == ["a.txt"]
+
+
 @pytest.mark.parametrize("ext", ["tar.gz", "zip"])
 def test_dry_run_refuses_the_names_create_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ext: str

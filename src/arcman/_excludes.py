@@ -146,6 +146,7 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
     """
     from ._create.collect import Collector, check_name
     from ._formats import CompressionFormat
+    from ._manifest import FILE
 
     collection = Collector(
         source,
@@ -156,12 +157,21 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
         skip_errors=config.on_error == "skip",
         name_check=functools.partial(check_name, zip_rules=config.format is CompressionFormat.ZIP),
     ).collect()
-    result = Plan([(e.path, e.kind, e.size) for e in collection.entries],
-                  skipped=collection.skipped)
-    kept = {e.path for e in collection.entries} | {""}
-    skipped = {path for path, _ in collection.skipped}
-    excludes = Excludes(config.exclude_patterns)
     root = os.path.realpath(source)
+    result = Plan(skipped=collection.skipped)
+    for e in collection.entries:
+        # A file create could not open (no read permission) fails it or is skipped by it:
+        # collection only stats it, so the plan opens it as create's reader does.
+        reason = _unopenable(os.path.join(root, e.path), config) if e.kind == FILE else None
+        if reason is None:
+            result.included.append((e.path, e.kind, e.size))
+        elif config.on_error == "skip":
+            result.skipped.append((e.path, reason))
+        else:
+            raise SourceError(reason, e.path)
+    kept = {path for path, _, _ in result.included} | {""}
+    skipped = {path for path, _ in result.skipped}
+    excludes = Excludes(config.exclude_patterns)
     for directory, dirs, files in os.walk(root, followlinks=config.follow_symlinks):
         dirs.sort()  # report in archive order
         rel = os.path.relpath(directory, root).replace(os.sep, "/")
@@ -182,3 +192,15 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
                 pattern = config.exclude_patterns[decision[0]]
                 result.excluded.append((path, f"pattern {pattern!r} from {origins[decision[0]]}"))
     return result
+
+
+def _unopenable(path: str, config: ArchiveConfig) -> str | None:
+    """Why create's reader could not open the file ``path`` (its message), or None."""
+    from ._create.read import _OPEN_FLAGS
+
+    flags = _OPEN_FLAGS | (0 if config.follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.close(os.open(path, flags))
+    except OSError as exc:
+        return f"cannot read {path!r}: {exc.strerror}"
+    return None
