@@ -276,6 +276,22 @@ def test_dry_run_fails_or_skips_an_unreadable_file_as_create_does(
     assert names == [e["path"] for e in plan["included"]] == ["a.txt"]
 
 
+def test_dry_run_leaves_out_the_output_inside_the_tree_as_create_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`create . -o app.tar.gz` keeps the archive (and its sidecars) out of itself: a dry run
+    with the same -o, after an earlier create, must not list them as going in."""
+    root = _build(tmp_path / "t", {"a.txt": "x"})
+    out = str(root / "app.tar.gz")
+    assert main(["create", str(root), "-o", out, "-q"]) == 0
+    assert main(["create", str(root), "-o", out, "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    with ArchiveManager() as manager:
+        assert main(["create", str(root), "-o", out, "-q"]) == 0
+        names = [e.name for e in manager.list_archive(out)]
+    assert [e["path"] for e in plan["included"]] == names == ["a.txt"]
+
+
 @pytest.mark.parametrize("ext", ["tar.gz", "zip"])
 def test_dry_run_refuses_the_names_create_refuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], ext: str

@@ -323,7 +323,7 @@ def _dry_run(
     """The plan, and the exit code ``create`` would give (6 if it would skip paths)."""
     from ._excludes import plan
 
-    result = plan(args.source, config, settings["excludes"].origins)
+    result = plan(args.source, config, settings["excludes"].origins, args.output)
     out = {
         "source": args.source,
         "included": [{"path": p, "type": k, "size": s} for p, k, s in result.included],

@@ -139,10 +139,13 @@ class Plan:
         return sum(size for _, _, size in self.included)
 
 
-def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
+def plan(
+    source: str, config: ArchiveConfig, origins: list[str], output: str | None = None
+) -> Plan:
     """Run the real collector, then name the pattern that excluded each top-most left-out path.
 
     A path the collector cannot archive fails the plan, or is skipped, as it would ``create``.
+    ``output`` (-o) and its sidecars are left out, as create leaves them out of the archive.
     """
     from ._create.collect import Collector, check_name
     from ._formats import CompressionFormat
@@ -151,7 +154,9 @@ def plan(source: str, config: ArchiveConfig, origins: list[str]) -> Plan:
     collection = Collector(
         source,
         exclude_patterns=config.exclude_patterns,
-        exclude_paths=set(),
+        exclude_paths=set() if output is None else {
+            os.path.abspath(output + suffix) for suffix in ("", ".sha256", ".meta")
+        },
         follow_symlinks=config.follow_symlinks,
         max_file_size=config.max_file_size,
         skip_errors=config.on_error == "skip",
