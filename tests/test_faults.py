@@ -103,6 +103,41 @@ def test_disk_full_during_create(
     assert snapshot(out) == before  # old archive and sidecars intact, no temporaries
 
 
+@pytest.mark.parametrize("sidecar", [".sha256", ".meta"])
+def test_disk_full_while_a_sidecar_is_written_keeps_the_old_archive(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch, sidecar: str
+) -> None:
+    """The disk fills up with the new archive complete but its sidecar not yet written (a
+    .meta listing a bigger tree than the old one): the run fails (exit 5), so the old
+    archive and its sidecars must still be there, not the new archive without its .meta."""
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = out / "a.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+    before = snapshot(out)
+    real_fdopen = os.fdopen
+
+    class FullAtFlush(_FullDisk):  # writes are buffered: the disk is found full on flushing
+        def write(self, data: Any) -> int:
+            return int(self._inner.write(data))
+
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        # The sidecar's temporary (.a.tar.gz.meta.arcman-tmp-...) finds the disk full.
+        file = real_fdopen(fd, *args, **kwargs)
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        return FullAtFlush(file, 0) if name.startswith(f".a.tar.gz{sidecar}.") else file
+
+    monkeypatch.setattr("arcman._atomic.os.fdopen", fdopen)
+    (sample_tree / "new.txt").write_text("changed")
+    with ArchiveManager() as manager, pytest.raises(DestinationError, match="no space"):
+        manager.create_archive(sample_tree, archive)
+    assert snapshot(out) == before  # old archive and sidecars intact, no temporaries
+
+
 @pytest.mark.parametrize("ext", [".tar.gz", ".tar.zst", ".tar"])
 def test_disk_full_while_a_small_archive_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str

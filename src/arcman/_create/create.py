@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-from .._atomic import AtomicFile, clean_stale, write_atomically
+from .._atomic import AtomicFile, clean_stale
 from .._config import ArchiveConfig
 from .._errors import ConfigError, UnsupportedFormatError
 from .._formats import CompressionFormat
@@ -59,6 +59,7 @@ def create_archive(
     read_skips: list[str] = []
     total = files = 0
     with (
+        _Sidecars() as sidecars,  # committed last, after the archive
         AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
         ExitStack() as threads,  # the sink's, ended with the block
     ):
@@ -127,37 +128,69 @@ def create_archive(
             total += nbytes
             files += entry.kind == FILE
         writer.close()
-    progress.finish()
-    skipped = [f"{path}: {reason}" for path, reason in collector.skipped] + read_skips
-    for line in skipped:
-        log.warning("skipped %s", line)
-    table = collector.entries
+        progress.finish()
+        skipped = [f"{path}: {reason}" for path, reason in collector.skipped] + read_skips
+        for line in skipped:
+            log.warning("skipped %s", line)
+        table = collector.entries
 
-    metadata = ArchiveMetadata(
-        filename=archive_path,
-        format=fmt,
-        created_at=utc_timestamp(epoch),
-        file_count=files,
-        uncompressed_size=total,
-        compressed_size=out.size,
-        checksum_sha256=out.sha256,
-        # The table's own names when every row was written: no second list of a big tree.
-        files=table.names if not unread else NameList(
-            name for row, name in enumerate(table.names) if row not in unread
-        ),
-        timings=clock.snapshot(),
-        verification="manifest",
-        skipped=skipped,
-    )
-    if config.create_checksums:
-        line = f"{metadata.checksum_sha256}  {os.path.basename(archive_path)}\n"
-        write_atomically(checksum_path, line.encode("utf-8", "surrogateescape"))
-    if config.include_metadata:
-        with AtomicFile(meta_path) as meta:
+        metadata = ArchiveMetadata(
+            filename=archive_path,
+            format=fmt,
+            created_at=utc_timestamp(epoch),
+            file_count=files,
+            uncompressed_size=total,
+            compressed_size=out.size,
+            checksum_sha256=out.sha256,
+            # The table's own names when every row was written: no second list of a big tree.
+            files=table.names if not unread else NameList(
+                name for row, name in enumerate(table.names) if row not in unread
+            ),
+            timings=clock.snapshot(),
+            verification="manifest",
+            skipped=skipped,
+        )
+        # The sidecars are written (to temporaries) before the archive is renamed into place,
+        # and renamed after it: a disk that fills up while they are written fails the run
+        # with the old archive still in place, instead of after replacing it.
+        if config.create_checksums:
+            line = f"{metadata.checksum_sha256}  {os.path.basename(archive_path)}\n"
+            sidecars.add(checksum_path).write(line.encode("utf-8", "surrogateescape"))
+        if config.include_metadata:
+            meta = sidecars.add(meta_path)
             for chunk in metadata.json_chunks():
                 meta.write(chunk.encode())
             meta.write(b"\n")
+        sidecars.flush()  # out of their buffers: a full disk shows now, not at their commit
     return metadata
+
+
+class _Sidecars:
+    """The sidecars' AtomicFiles, written while the archive is still a temporary: committed
+    when the block ends without error (after the archive's own commit), else discarded."""
+
+    def __init__(self) -> None:
+        self._files: list[AtomicFile] = []
+
+    def add(self, path: str) -> AtomicFile:
+        self._files.append(AtomicFile(path))
+        return self._files[-1]
+
+    def flush(self) -> None:
+        for f in self._files:
+            f.flush()
+
+    def __enter__(self) -> _Sidecars:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                for f in self._files:
+                    f.commit()
+        finally:
+            for f in self._files:
+                f.discard()  # nothing left to remove once committed
 
 
 def _output_format(requested: CompressionFormat | None, path: str) -> CompressionFormat:
