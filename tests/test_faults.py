@@ -532,16 +532,15 @@ def test_source_file_rewritten_in_place_while_read(
         with open(victim, "r+b") as f:
             f.write(b"\xaa" * size)
 
-    if name == "a.txt":  # read whole by _read_exactly: rewritten just after
-        real = read._read_exactly
+    if name == "a.txt":  # read whole: rewritten once read, before it is checked
+        real = read._check_unchanged
 
-        def read_then_rewrite(fd: int, path: str, n: int) -> bytes:
-            data = real(fd, path, n)
+        def rewrite_then_check(fd: int, entry: Any, path: str) -> None:
             if path.endswith(name):
                 rewrite()
-            return data
+            real(fd, entry, path)
 
-        monkeypatch.setattr(read, "_read_exactly", read_then_rewrite)
+        monkeypatch.setattr(read, "_check_unchanged", rewrite_then_check)
         config = ArchiveConfig()
     else:  # streamed: rewritten after its first chunk
 
@@ -554,7 +553,7 @@ def test_source_file_rewritten_in_place_while_read(
         config = ArchiveConfig(progress_callback=on_bytes)
     with ArchiveManager(config) as manager, pytest.raises(SourceError) as info:
         manager.create_archive(sample_tree, tmp_path / archive_name)
-    assert "changed while it was being read" in str(info.value)
+    assert "changed while the archive was being made" in str(info.value)
     assert info.value.path is not None and info.value.path.endswith(name)
     assert list(tmp_path.iterdir()) == [sample_tree]  # no archive, no temporaries
 

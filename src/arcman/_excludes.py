@@ -201,11 +201,10 @@ def plan(
 
 def _unopenable(path: str, config: ArchiveConfig) -> str | None:
     """Why create's reader could not open the file ``path`` (its message), or None."""
-    from ._create.read import _OPEN_FLAGS
+    from ._create.read import _open
 
-    flags = _OPEN_FLAGS | (0 if config.follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
-        os.close(os.open(path, flags))
-    except OSError as exc:
-        return f"cannot read {path!r}: {exc.strerror}"
+        os.close(_open(path, config.follow_symlinks))
+    except SourceError as exc:
+        return str(exc)
     return None

@@ -24,7 +24,7 @@ from .._errors import SourceError, UnsafeMemberError
 from .._excludes import Excludes
 from .._extract.safety import normalize_name
 from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
-from .entries import EntryTable
+from .entries import EntryTable, change_stamp
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
 
 
@@ -34,8 +34,8 @@ class Collection:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-# One entry as EntryTable.add takes it: path, kind, size, mode, mtime, uid, gid, target.
-_Row = tuple[str, str, int, int, int, int, int, "str | None"]
+# One entry as EntryTable.add takes it: path, kind, size, mode, mtime, uid, gid, target, stamp.
+_Row = tuple[str, str, int, int, int, int, int, "str | None", int]
 _Ancestors = frozenset[tuple[int, int]]
 # A scan returns the directory's entries as (path, row, ancestors). ``ancestors`` is set for a
 # directory to descend into; ``row`` is None for one whose name was refused (skipped, but its
@@ -193,7 +193,7 @@ class Collector:
             row: _Row | None = None
             if self._storable(path):
                 row = (path, kind, size, stat.S_IMODE(mode), int(st.st_mtime), st.st_uid,
-                       st.st_gid, target)
+                       st.st_gid, target, change_stamp(st))
             elif below is None:
                 continue
             yield path, row, below

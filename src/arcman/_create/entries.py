@@ -9,6 +9,7 @@ table hands out one transient SourceEntry at a time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,7 +20,14 @@ from .._names import NameList
 _KINDS = (FILE, DIR, SYMLINK)
 _KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _MODE_BITS = 12  # stat.S_IMODE fits in 12 bits; the kind's code goes above them
-_COLUMNS = "HQqI"  # kind and mode, size, mtime, owner index
+_COLUMNS = "HQqII"  # kind and mode, size, mtime, owner index, change stamp
+
+
+def change_stamp(st: os.stat_result) -> int:
+    """What tells that a file changed since it was looked at: its ctime, which every write,
+    chmod or rename moves (mtime can be set back), in nanoseconds, cut to 32 bits to keep the
+    table's row small (a change by an exact multiple of 4.3 s alone goes unseen)."""
+    return st.st_ctime_ns & 0xFFFFFFFF
 
 
 @dataclass(slots=True)
@@ -34,6 +42,7 @@ class SourceEntry:
     uid: int
     gid: int
     target: str | None = None
+    stamp: int = 0  # change_stamp when collected: reading checks the file is still that one
 
 
 class EntryTable:
@@ -51,13 +60,13 @@ class EntryTable:
 
     def add(
         self, path: str, kind: str, size: int, mode: int, mtime: int, uid: int, gid: int,
-        target: str | None,
+        target: str | None, stamp: int = 0,
     ) -> None:
         if target is not None:
             self._targets[len(self._rows)] = target
         self.names.append(path)
         owner = self._owner_ids.setdefault((uid, gid), len(self._owner_ids))
-        self._rows.append((_KIND_CODES[kind] << _MODE_BITS | mode, size, mtime, owner))
+        self._rows.append((_KIND_CODES[kind] << _MODE_BITS | mode, size, mtime, owner, stamp))
         self.total_bytes += size
 
     def __len__(self) -> int:
@@ -68,7 +77,7 @@ class EntryTable:
         targets = self._targets
         mask = (1 << _MODE_BITS) - 1
         rows = zip(self.names, self._rows, strict=True)
-        for i, (path, (kind_mode, size, mtime, owner)) in enumerate(rows):
+        for i, (path, (kind_mode, size, mtime, owner, stamp)) in enumerate(rows):
             uid, gid = owners[owner]
             yield SourceEntry(path, _KINDS[kind_mode >> _MODE_BITS], size, kind_mode & mask,
-                              mtime, uid, gid, targets.get(i))
+                              mtime, uid, gid, targets.get(i), stamp)

@@ -31,6 +31,7 @@ from .._manifest import FILE
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, Submit, is_tiny_batch, start
 from .collect import SourceEntry
+from .entries import change_stamp
 
 SMALL_FILE_LIMIT = 1024 * 1024
 BATCH_FILES = 64
@@ -38,7 +39,7 @@ BATCH_BYTES = 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
 WINDOW = 64
 # O_NONBLOCK: a FIFO put in a file's place would block the open until a writer came, before
-# _open_checked could refuse it; regular files ignore the flag.
+# it could be refused; regular files ignore the flag.
 _OPEN_FLAGS = (
     os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     | getattr(os, "O_NONBLOCK", 0)
@@ -68,7 +69,7 @@ class LargeFile:
     ) -> None:
         self.entry = entry
         self._path = path
-        self._fd, self._opened = _open_checked(path, entry, follow_symlinks)
+        self._fd = _open(path, follow_symlinks)
         self._hash = hashlib.sha256()
         self._clock = clock
         self.sha256 = ""
@@ -81,6 +82,7 @@ class LargeFile:
                 started = time.perf_counter()
                 chunk = os.read(self._fd, min(CHUNK_SIZE, remaining))
                 if not chunk:
+                    _check_unchanged(self._fd, self.entry, self._path)  # a swap says so
                     raise SourceError(f"{self._path!r} shrank while it was being read", self._path)
                 self._hash.update(chunk)
                 self._clock.add("hashing", time.perf_counter() - started)
@@ -88,9 +90,9 @@ class LargeFile:
                 yield chunk
                 if self.on_chunk is not None:
                     self.on_chunk(len(chunk))
+            _check_unchanged(self._fd, self.entry, self._path)
             if os.read(self._fd, 1):
                 raise SourceError(f"{self._path!r} grew while it was being read", self._path)
-            _check_unchanged(self._fd, self._opened, self._path)
         except OSError as exc:
             raise SourceError(f"cannot read {self._path!r}: {exc.strerror}", self._path) from exc
         finally:
@@ -196,10 +198,9 @@ class ContentReader:
     def _load(self, entry: SourceEntry) -> Loaded | Skipped:
         path = os.path.join(self._root, entry.path)
         try:
-            fd, opened = _open_checked(path, entry, self._follow)
+            fd = _open(path, self._follow)
             try:
-                data = _read_exactly(fd, path, entry.size)
-                _check_unchanged(fd, opened, path)
+                data = _read_exactly(fd, entry, path)
             finally:
                 os.close(fd)
         except SourceError as exc:
@@ -213,35 +214,32 @@ def _is_small(entry: SourceEntry) -> bool:
     return entry.kind == FILE and entry.size <= SMALL_FILE_LIMIT
 
 
-def _open_checked(
-    path: str, entry: SourceEntry, follow_symlinks: bool
-) -> tuple[int, os.stat_result]:
-    """Open a regular file that still has the size collection saw; a swap is an error.
-    Return the descriptor and its stat, for _check_unchanged once the file is read."""
+def _open(path: str, follow_symlinks: bool) -> int:
+    """Open a source file for reading: not through a symlink unless following them, and never
+    blocking (O_NONBLOCK: a FIFO put in a file's place would wait for a writer)."""
     flags = _OPEN_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
     try:
-        fd = os.open(path, flags)
+        return os.open(path, flags)
     except OSError as exc:
         raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
-        os.close(fd)
-        raise SourceError(f"{path!r} changed while the archive was being made", path)
-    return fd, st
 
 
-def _check_unchanged(fd: int, opened: os.stat_result, path: str) -> None:
-    """Raise SourceError if the file was written while it was read (as GNU tar's "file changed
-    as we read it"): a rewrite in place at the same size passes the size checks, but the bytes
-    read are then part old and part new, a version of the file that never existed."""
+def _check_unchanged(fd: int, entry: SourceEntry, path: str) -> None:
+    """Raise SourceError unless the open file is still the one collection saw: a regular file
+    of its size and change_stamp. Checked once the file is read (one fstat), so that it also
+    catches a rewrite in place at the same size while it was read, whose bytes would be part
+    old and part new, a version of the file that never existed (GNU tar: "file changed as we
+    read it"); and a swap for a FIFO or another file."""
     st = os.fstat(fd)
-    if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (
-        opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size or (
+        change_stamp(st) != entry.stamp
     ):
-        raise SourceError(f"{path!r} changed while it was being read", path)
+        raise SourceError(f"{path!r} changed while the archive was being made", path)
 
 
-def _read_exactly(fd: int, path: str, size: int) -> bytes:
+def _read_exactly(fd: int, entry: SourceEntry, path: str) -> bytes:
+    """The whole small file, checked with _check_unchanged."""
+    size = entry.size
     try:
         data = os.read(fd, size + 1) if size else os.read(fd, 1)
         while len(data) < size:
@@ -251,6 +249,7 @@ def _read_exactly(fd: int, path: str, size: int) -> bytes:
             data += more
     except OSError as exc:
         raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+    _check_unchanged(fd, entry, path)  # before the size: a swap says so
     if len(data) != size:
         raise SourceError(f"{path!r} changed size while it was being read", path)
     return data
