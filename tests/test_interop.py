@@ -173,6 +173,22 @@ def test_arcman_extracts_tool_archives(tmp_path: Path, tree: Path, case: str) ->
     assert snapshot(tmp_path / "dest", mtimes=False) == _expected(tree)
 
 
+@pytest.mark.parametrize("fmt", ["gnu", "oldgnu"])
+def test_arcman_extracts_gnu_incremental_archives(tmp_path: Path, tree: Path, fmt: str) -> None:
+    """GNU tar -G keeps atime and ctime where ustar keeps a name prefix: not a directory."""
+    if tool("tar") is None or b"GNU tar" not in subprocess.run(
+        ["tar", "--version"], capture_output=True
+    ).stdout:
+        pytest.skip("GNU tar is not installed")
+    archive = tmp_path / "incremental.tar"
+    _run("tar", f"--format={fmt}", "-G", "-cf", archive, "a.txt", "sub/deep/zero", cwd=tree)
+    dest = tmp_path / "dest"
+    _arcman_extract(archive, dest)
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == [
+        "a.txt", "sub", "sub/deep", "sub/deep/zero"
+    ]
+
+
 def test_arcman_extracts_zip_r(tmp_path: Path, tree: Path) -> None:
     if tool("zip") is None:
         pytest.skip("zip is not installed")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from arcman._extract.members import _tar_kind
+from arcman._extract.members import TarHeader, _tar_kind
 from arcman._extract.ustar import BLOCK, byte_sum, parse_plain
 
 
@@ -27,10 +27,11 @@ class _Source:
 
 
 def tarfile_reads(block: bytes) -> tuple[str, str, int, int, int, str, int] | None:
-    """What tarfile makes of ``block``: the fields parse_plain returns, or None if it refuses."""
+    """What tarfile (as arcman reads through it: ``TarHeader``) makes of ``block``: the fields
+    parse_plain returns, or None if it refuses."""
     source = _Source(block + bytes(8 * BLOCK))
     try:
-        info = tarfile.TarInfo.fromtarfile(source)  # type: ignore[arg-type]
+        info = TarHeader.fromtarfile(source)  # type: ignore[arg-type]
     except (tarfile.TarError, ValueError, UnicodeError, EOFError):
         return None
     kind, _ = _tar_kind(info)
@@ -190,3 +191,25 @@ def test_names_and_prefixes(name: str, prefix: str, type_: bytes) -> None:
 def test_byte_sum_is_sum(data: bytes) -> None:
     """Exact for every length, all-0xff data included (where adler32's modulus would wrap)."""
     assert byte_sum(data) == sum(data)
+
+
+def gnu_incremental_header(name: str, type_: bytes, uid: int = 0) -> bytes:
+    """A GNU-format header as ``tar -G`` writes it: atime and ctime where ustar has the prefix."""
+    info = tarfile.TarInfo(name)
+    info.type, info.uid, info.mtime = type_, uid, 1_700_000_000
+    info.size = 3 if type_ == tarfile.REGTYPE else 0
+    block = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    return with_checksum(put(block, 345, b"15305310750\0" * 2))
+
+
+@pytest.mark.parametrize("type_", [tarfile.REGTYPE, tarfile.DIRTYPE])
+def test_gnu_incremental_times_are_no_name_prefix(type_: bytes) -> None:
+    block = gnu_incremental_header("dir/run.sh", type_)
+    header = parse_plain(block)
+    assert header is not None and header.name == "dir/run.sh"
+    assert_agrees(block)
+    # A base-256 uid sends the header to tarfile: it must read the name the same way.
+    big = gnu_incremental_header("dir/run.sh", type_, uid=8**8)
+    assert parse_plain(big) is None
+    read = tarfile_reads(big)
+    assert read is not None and read[0] == "dir/run.sh"

@@ -17,13 +17,13 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
-from .ustar import BLOCK, parse_plain
+from .ustar import BLOCK, GNU_MAGIC, parse_plain
 from .ustar import HARDLINK as HARDLINK
 from .ustar import SPECIAL as SPECIAL
 
@@ -77,6 +77,20 @@ def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
     if info.isfifo():
         return SPECIAL, "fifo"
     return SPECIAL, f"tar member type {info.type!r}"
+
+
+class TarHeader(tarfile.TarInfo):
+    """tarfile's TarInfo, except that a GNU header's bytes where ustar keeps the name prefix are
+    not taken for one: GNU tar keeps the atime and ctime there in incremental archives, which
+    tarfile read as a directory ('15305310750/file'). GNU tar and bsdtar ignore them."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        obj = super().frombuf(buf, encoding, errors)
+        if buf[257:265] == GNU_MAGIC and buf[345] and obj.type not in tarfile.GNU_TYPES:
+            name = tarfile.nts(buf[0:100], encoding, errors)  # type: ignore[attr-defined]
+            obj.name = name.rstrip("/") if obj.isdir() else name
+        return obj
 
 
 class _HeaderSource:
@@ -199,7 +213,7 @@ def _mtime(info: tarfile.TarInfo) -> int:
 def _next_header(source: _HeaderSource) -> tarfile.TarInfo | None:
     """The next member's header, or None at the end-of-archive marker."""
     try:
-        return tarfile.TarInfo.fromtarfile(source)  # type: ignore[arg-type]
+        return TarHeader.fromtarfile(source)  # type: ignore[arg-type]
     except _END_MARKER:
         return None
     except _NO_HEADER as exc:

@@ -34,6 +34,9 @@ _NUMBER = re.compile(rb" *([0-7]*) *(?:\0|\Z)")
 # digits, NUL, space), devices as octal zeros or left empty. One match reads all of them.
 _CANONICAL = re.compile(rb"([0-7]{7})\0[0-7]{7}\0[0-7]{7}\0([0-7]{11})\0([0-7]{11})\0([0-7]{6})\0 ")
 _NO_DEVICE = (b"0000000\0" * 2, bytes(16))
+# GNU tar's magic ("ustar  \0"): its headers never hold a name prefix; in incremental archives
+# (-G, --listed-incremental) the prefix's bytes hold the atime and ctime instead.
+GNU_MAGIC = b"ustar  \0"
 _KINDS = {b"0": FILE, b"\0": FILE, b"5": DIR, b"2": SYMLINK, b"1": HARDLINK}
 _CHECKSUM_SPACES = 8 * ord(" ")  # the checksum is summed with its own field as spaces
 
@@ -90,7 +93,7 @@ def parse_plain(block: bytes) -> PlainHeader | None:
         kind = DIR
     if kind == DIR:
         path = path.rstrip("/")
-    if prefix[0] and (head := _text(prefix)):
+    if prefix[0] and block[257:265] != GNU_MAGIC and (head := _text(prefix)):
         path = head + "/" + path
         if kind == DIR:
             path = path.rstrip("/")
