@@ -37,6 +37,8 @@ MAX_TARGET_BYTES = 4095
 # most 4 KiB each; GNU tar's own pax records (times, sizes, xattrs) are far below this.
 MAX_HEADER_BYTES = 1024 * 1024
 _ZIP_LOCAL_HEADER = 30
+_ZIP_SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFCHR: "device file", stat.S_IFBLK: "device file",
+                stat.S_IFSOCK: "socket"}
 _ZIP_END_RECORD = 22
 # tarfile's header errors (not in typeshed): the end-of-archive marker, and a stream that ends
 # where a header is due.
@@ -328,17 +330,19 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             raise CorruptArchiveError(f"zip entry {info.filename!r} is encrypted (not supported)")
         unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
         mode = stat.S_IMODE(unix_mode)
+        detail = ""
         if info.is_dir():
             kind, mode = DIR, mode or 0o755
         elif stat.S_ISLNK(unix_mode):
             kind = SYMLINK
         elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):  # 0: permissions only (zipfile)
             kind = SPECIAL
+            detail = _ZIP_SPECIAL.get(stat.S_IFMT(unix_mode), f"zip file type {unix_mode:o}")
         else:
             kind, mode = FILE, mode or 0o644
         member = Member(
             _zip_name(info), kind, info.file_size, mode, _zip_mtime(info, dos_in_utc),
-            end=info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size,
+            detail=detail, end=info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size,
         )
         try:
             if kind == SYMLINK:
