@@ -189,6 +189,17 @@ def test_arcman_extracts_gnu_incremental_archives(tmp_path: Path, tree: Path, fm
     ]
 
 
+def test_arcman_extracts_zip_of_a_pipe(tmp_path: Path) -> None:
+    """``cmd | zip`` (Info-ZIP reading stdin) marks the member a FIFO; unzip extracts a file."""
+    if tool("zip") is None:
+        pytest.skip("zip is not installed")
+    archive = tmp_path / "piped.zip"
+    with archive.open("wb") as out:  # input= feeds zip's stdin through a pipe
+        subprocess.run(["zip", "-q", "-", "-"], input=b"dump\n" * 1000, stdout=out, check=True)
+    _arcman_extract(archive, tmp_path / "dest")
+    assert (tmp_path / "dest" / "-").read_bytes() == b"dump\n" * 1000
+
+
 def test_arcman_extracts_zip_r(tmp_path: Path, tree: Path) -> None:
     if tool("zip") is None:
         pytest.skip("zip is not installed")

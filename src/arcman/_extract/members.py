@@ -37,8 +37,11 @@ MAX_TARGET_BYTES = 4095
 # most 4 KiB each; GNU tar's own pax records (times, sizes, xattrs) are far below this.
 MAX_HEADER_BYTES = 1024 * 1024
 _ZIP_LOCAL_HEADER = 30
-_ZIP_SPECIAL = {stat.S_IFIFO: "fifo", stat.S_IFCHR: "device file", stat.S_IFBLK: "device file",
-                stat.S_IFSOCK: "socket"}
+_ZIP_SPECIAL = {stat.S_IFCHR: "device file", stat.S_IFBLK: "device file", stat.S_IFSOCK: "socket"}
+# What a zip member's Unix file type may say of a regular file: nothing (zipfile's writestr),
+# S_IFREG, or S_IFIFO, which Info-ZIP records for data it read from a pipe (``cmd | zip``,
+# ``zip out.zip -``). A zip member is always data: unzip, bsdtar, 7z and zipfile extract it.
+_ZIP_FILE_TYPES = (0, stat.S_IFREG, stat.S_IFIFO)
 _ZIP_END_RECORD = 22
 # tarfile's header errors (not in typeshed): the end-of-archive marker, and a stream that ends
 # where a header is due.
@@ -335,7 +338,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             kind, mode = DIR, mode or 0o755
         elif stat.S_ISLNK(unix_mode):
             kind = SYMLINK
-        elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):  # 0: permissions only (zipfile)
+        elif stat.S_IFMT(unix_mode) not in _ZIP_FILE_TYPES:
             kind = SPECIAL
             detail = _ZIP_SPECIAL.get(stat.S_IFMT(unix_mode), f"zip file type {unix_mode:o}")
         else:
