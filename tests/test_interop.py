@@ -200,6 +200,20 @@ def test_arcman_extracts_zip_of_a_pipe(tmp_path: Path) -> None:
     assert (tmp_path / "dest" / "-").read_bytes() == b"dump\n" * 1000
 
 
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_arcman_extracts_gnu_tar_with_a_volume_label(tmp_path: Path, tree: Path, fmt: str) -> None:
+    """tar -V writes a volume label header first: not a member, and no reason to refuse."""
+    if tool("tar") is None or b"GNU tar" not in subprocess.run(
+        ["tar", "--version"], capture_output=True
+    ).stdout:
+        pytest.skip("GNU tar is not installed")
+    archive = tmp_path / "labelled.tar"
+    _run("tar", f"--format={fmt}", "-V", "release 1.0", "-cf", archive, "a.txt", cwd=tree)
+    dest = tmp_path / "dest"
+    _arcman_extract(archive, dest)
+    assert sorted(os.listdir(dest)) == ["a.txt"]
+
+
 def test_arcman_extracts_zip_r(tmp_path: Path, tree: Path) -> None:
     if tool("zip") is None:
         pytest.skip("zip is not installed")

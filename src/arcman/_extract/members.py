@@ -37,6 +37,7 @@ MAX_TARGET_BYTES = 4095
 # most 4 KiB each; GNU tar's own pax records (times, sizes, xattrs) are far below this.
 MAX_HEADER_BYTES = 1024 * 1024
 _ZIP_LOCAL_HEADER = 30
+_VOLUME_LABEL = b"V"
 _ZIP_SPECIAL = {stat.S_IFCHR: "device file", stat.S_IFBLK: "device file", stat.S_IFSOCK: "socket"}
 # What a zip member's Unix file type may say of a regular file: nothing (zipfile's writestr),
 # S_IFREG, or S_IFIFO, which Info-ZIP records for data it read from a pipe (``cmd | zip``,
@@ -181,6 +182,12 @@ def tar_members(
             else:
                 source.fileobj = _Replay(stream, block)
                 info = _next_header(source)
+                # GNU tar's volume label (tar -V) names the archive, not a member: GNU tar and
+                # bsdtar extract without it.
+                while info is not None and info.type == _VOLUME_LABEL:
+                    _skip_to(stream, source.offset)
+                    source.fileobj = _Replay(stream, b"")
+                    info = _next_header(source)
                 source.fileobj = stream
                 plain = _inert(pax_headers)
                 member = _tar_member(info, stream) if info is not None else None
