@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import os
 import shutil
+import struct
 import subprocess
 import tarfile
 import zipfile
@@ -125,6 +126,33 @@ def test_zip_mtimes_beyond_the_fields_are_clamped(
         with ArchiveManager() as manager:
             manager.extract_archive(archive, dest)
     assert int((dest / "f").stat().st_mtime) == stored
+
+
+@pytest.mark.parametrize("mtime", [-152_391_233, 1_796_575_421, 10_413_792_000])
+def test_zip_ntfs_mtime_is_read(tmp_path: Path, mtime: int) -> None:
+    """7-Zip keeps exact mtimes in an NTFS extra field (its DOS time is rounded up to even
+    seconds and clamped to 1980-2107): arcman reads that, as 7-Zip does."""
+    filetime = (mtime + 11_644_473_600) * 10_000_000
+    ntfs = struct.pack("<HHIHHQQQ", 0x000A, 32, 0, 1, 24, filetime, filetime, filetime)
+    info = zipfile.ZipInfo("f", date_time=(1980, 1, 1, 0, 0, 0))
+    info.extra = ntfs
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        z.writestr(info, b"x")
+    _arcman_extract(tmp_path / "a.zip", tmp_path / "dest")
+    assert int((tmp_path / "dest" / "f").stat().st_mtime) == mtime
+
+
+def test_arcman_reads_7z_zip_mtimes(tmp_path: Path) -> None:
+    if tool("7z") is None:
+        pytest.skip("7z is not installed")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name, mtime in [("old", -152_391_233), ("odd", 1_796_575_421), ("far", 10_413_792_000)]:
+        (source / name).write_text(name)
+        os.utime(source / name, (mtime, mtime))
+    _run("7z", "a", "-tzip", tmp_path / "a.zip", ".", cwd=source)
+    _arcman_extract(tmp_path / "a.zip", tmp_path / "dest")
+    assert snapshot(tmp_path / "dest") == snapshot(source)
 
 
 def test_zipfile_reads_arcman_zips(tmp_path: Path, tree: Path) -> None:

@@ -258,14 +258,17 @@ def _check_end_of_archive(stream: DecompressedStream) -> None:
 
 
 def _zip_mtime(info: zipfile.ZipInfo, dos_in_utc: bool) -> int:
-    """The extended-timestamp field when present (exact), else the DOS time.
+    """The extended-timestamp field when present (exact), else the NTFS field's mtime (7-Zip
+    writes it: 100 ns since 1601, any year), else the DOS time (2-second steps, 1980-2107).
 
-    The field is signed, as Info-ZIP writes it (before 1970 it is negative), unless the DOS
-    date is 2038 or later: then it holds unsigned seconds up to 2106 (unzip's rule, and what
-    arcman writes). The DOS time is local time, as Info-ZIP, zipfile and bsdtar write it and
-    unzip reads it, except in arcman's own zips, which write it in UTC to be reproducible.
+    The extended-timestamp field is signed, as Info-ZIP writes it (before 1970 it is
+    negative), unless the DOS date is 2038 or later: then it holds unsigned seconds up to 2106
+    (unzip's rule, and what arcman writes). The DOS time is local time, as Info-ZIP, zipfile,
+    7-Zip and bsdtar write it and unzip reads it, except in arcman's own zips, which write it in
+    UTC to be reproducible.
     """
     extra = info.extra
+    ntfs: int | None = None
     i = 0
     while i + 4 <= len(extra):
         tag, size = struct.unpack_from("<HH", extra, i)
@@ -273,7 +276,11 @@ def _zip_mtime(info: zipfile.ZipInfo, dos_in_utc: bool) -> int:
         if tag == 0x5455 and len(body) >= 5 and body[0] & 1:
             seconds: int = struct.unpack_from("<i", body, 1)[0]
             return seconds + 2**32 if seconds < 0 and info.date_time[0] >= 2038 else seconds
+        if tag == 0x000A and ntfs is None:
+            ntfs = _ntfs_mtime(body)
         i += 4 + size
+    if ntfs is not None:
+        return ntfs
     import calendar
 
     fields = (*info.date_time, 0, 0, -1)
@@ -283,6 +290,19 @@ def _zip_mtime(info: zipfile.ZipInfo, dos_in_utc: bool) -> int:
         except (OverflowError, ValueError):
             pass  # a date the C library cannot place (damaged fields): taken as UTC
     return calendar.timegm(fields)
+
+
+def _ntfs_mtime(body: bytes) -> int | None:
+    """The mtime in an NTFS extra field's body (4 reserved bytes, then attributes; attribute 1
+    holds mtime, atime and ctime as FILETIMEs), in Unix seconds; None if it has none."""
+    j = 4
+    while j + 4 <= len(body):
+        attribute, size = struct.unpack_from("<HH", body, j)
+        if attribute == 1 and size >= 24 and j + 12 <= len(body):
+            filetime: int = struct.unpack_from("<Q", body, j + 4)[0]
+            return filetime // 10_000_000 - 11_644_473_600 if filetime else None
+        j += 4 + size
+    return None
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
