@@ -65,9 +65,8 @@ def _identity(pid: int | str) -> str | None:
 
 def _alive(pid: int, tag: str | None) -> bool:
     """Whether the process that made a temporary (``pid``, and its ``tag`` where the name has
-    one) may still be running. A tag that does not match, or that cannot be read, counts
-    against only when it is known to differ: deleting a live run's tree is worse than
-    keeping a dead one's."""
+    one) may still be running. Only a tag known to differ counts against it; one that cannot
+    be read counts for: deleting a live run's tree is worse than keeping a dead one's."""
     if pid == os.getpid():
         return tag is None or tag == _identity("self")
     try:
