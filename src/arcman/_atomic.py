@@ -17,6 +17,7 @@ import re
 import shutil
 import stat
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -135,12 +136,7 @@ def remove_tree(path: str) -> None:
     A symlink or a file (a DEST.prev that was one, moved aside) is unlinked: os.walk follows
     a symlink given as its top, and the chmod below reached the directories it points to."""
     if os.path.islink(path) or not os.path.isdir(path):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not remove %s: %s", path, exc)
+        _remove(os.unlink, path)
         return
     shutil.rmtree(path, ignore_errors=True)
     if not os.path.lexists(path):
@@ -150,8 +146,13 @@ def remove_tree(path: str) -> None:
             if not os.path.islink(name):  # chmod follows links: never outside the tree
                 with contextlib.suppress(OSError):
                     os.chmod(name, stat.S_IMODE(os.lstat(name).st_mode) | 0o700)
+    _remove(shutil.rmtree, path)
+
+
+def _remove(remove: Callable[[str], object], path: str) -> None:
+    """``remove(path)``; what is already gone is fine, what stays is a warning."""
     try:
-        shutil.rmtree(path)
+        remove(path)
     except FileNotFoundError:
         pass
     except OSError as exc:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TypeVar, overload
 
+T = TypeVar("T")
 BLOCK = 256  # rows per compressed block
 _LEVEL = 1  # these columns compress nearly as well at level 1, several times faster than at 6
 
@@ -69,3 +71,43 @@ class Columns:
         for b in range(len(self._blocks)):
             yield from self._block(b)
         yield from self._block(len(self._blocks))  # a copy: appending while iterating is safe
+
+
+class CompactSequence(Sequence[T]):
+    """What the compact results (NameList, EntryList) share as sequences: indexing with
+    negative indices and slices (a slice is a list), equality with any sequence of the same
+    items (a list, a tuple), no hash (they grow, like a list) and a short repr. A subclass
+    gives ``__len__``, ``__iter__`` and ``_item`` (an index already in range)."""
+
+    __slots__ = ()
+    _SHOWN = 3  # items in the repr
+
+    def _item(self, index: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._item(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{type(self).__name__} index out of range")
+        return self._item(index)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(other) == len(self) and all(
+                a == b for a, b in zip(self, other, strict=True)
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like list
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(item) for item in self[: self._SHOWN])
+        more = f", ... ({len(self)} in all)" if len(self) > self._SHOWN else ""
+        return f"{type(self).__name__}([{shown}{more}])"

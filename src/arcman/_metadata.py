@@ -8,9 +8,9 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any
 
-from ._columns import Columns
+from ._columns import Columns, CompactSequence
 from ._formats import CompressionFormat
 from ._names import NameList
 
@@ -172,7 +172,7 @@ class ArchiveEntry:
 _DIGEST = 32
 
 
-class EntryList(Sequence[ArchiveEntry]):
+class EntryList(CompactSequence[ArchiveEntry]):
     """``list_archive``'s result: a sequence of ArchiveEntry, each made when it is read.
 
     A list of ArchiveEntry objects cost ~0.5 KiB a member (the object, its name and its hex
@@ -182,6 +182,7 @@ class EntryList(Sequence[ArchiveEntry]):
     """
 
     __slots__ = ("_digests", "_kinds", "_names", "_rows", "_targets")
+    _SHOWN = 2
 
     def __init__(self, entries: Iterable[ArchiveEntry] = ()) -> None:
         self._names = NameList()
@@ -217,17 +218,7 @@ class EntryList(Sequence[ArchiveEntry]):
     def __len__(self) -> int:
         return len(self._names)
 
-    @overload
-    def __getitem__(self, index: int) -> ArchiveEntry: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[ArchiveEntry]: ...
-    def __getitem__(self, index: int | slice) -> ArchiveEntry | list[ArchiveEntry]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("EntryList index out of range")
+    def _item(self, index: int) -> ArchiveEntry:
         return self._entry(index, self._names[index], self._rows.row(index), list(self._kinds))
 
     def __iter__(self) -> Iterator[ArchiveEntry]:
@@ -235,17 +226,3 @@ class EntryList(Sequence[ArchiveEntry]):
         rows = zip(self._names, self._rows, strict=True)
         for index, (name, row) in enumerate(rows):
             yield self._entry(index, name, row, kinds)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == len(self) and all(
-                a == b for a, b in zip(self, other, strict=True)
-            )
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like list
-
-    def __repr__(self) -> str:
-        shown = ", ".join(repr(e) for e in self[:2])
-        more = f", ... ({len(self)} entries)" if len(self) > 2 else ""
-        return f"EntryList([{shown}{more}])"

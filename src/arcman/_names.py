@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
+from collections.abc import Iterable, Iterator
+
+from ._columns import CompactSequence
 
 BLOCK = 256
 _ENCODING = "utf-8"
@@ -22,7 +23,7 @@ _ERRORS = "surrogateescape"
 _LEVEL = 1  # names compress nearly as well at level 1, several times faster than at 6
 
 
-class NameList(Sequence[str]):
+class NameList(CompactSequence[str]):
     __slots__ = ("_blocks", "_cached", "_count", "_nbytes", "_open")
 
     def __init__(self, names: Iterable[str] = ()) -> None:
@@ -64,38 +65,13 @@ class NameList(Sequence[str]):
     def __len__(self) -> int:
         return self._count
 
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[str]: ...
-    def __getitem__(self, index: int | slice) -> str | list[str]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._count))]
-        if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
-            raise IndexError("NameList index out of range")
+    def _item(self, index: int) -> str:
         return self._block(index // BLOCK)[index % BLOCK]
 
     def __iter__(self) -> Iterator[str]:
         for b in range(len(self._blocks)):
             yield from self._block(b)
         yield from self._open[:]  # a copy: appending while iterating must not extend it
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to any sequence of the same names (a list, a tuple, another NameList)."""
-        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == len(self) and all(
-                a == b for a, b in zip(self, other, strict=True)
-            )
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like list
-
-    def __repr__(self) -> str:
-        shown = ", ".join(repr(n) for n in self[:3])
-        more = f", ... ({len(self)} names)" if len(self) > 3 else ""
-        return f"NameList([{shown}{more}])"
 
     def nbytes(self) -> int:
         """Bytes held by the compressed blocks (not counting the newest, open block)."""
