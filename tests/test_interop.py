@@ -201,13 +201,17 @@ def test_arcman_extracts_tool_archives(tmp_path: Path, tree: Path, case: str) ->
     assert snapshot(tmp_path / "dest", mtimes=False) == _expected(tree)
 
 
-@pytest.mark.parametrize("fmt", ["gnu", "oldgnu"])
-def test_arcman_extracts_gnu_incremental_archives(tmp_path: Path, tree: Path, fmt: str) -> None:
-    """GNU tar -G keeps atime and ctime where ustar keeps a name prefix: not a directory."""
+def _need_gnu_tar() -> None:
     if tool("tar") is None or b"GNU tar" not in subprocess.run(
         ["tar", "--version"], capture_output=True
     ).stdout:
         pytest.skip("GNU tar is not installed")
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "oldgnu"])
+def test_arcman_extracts_gnu_incremental_archives(tmp_path: Path, tree: Path, fmt: str) -> None:
+    """GNU tar -G keeps atime and ctime where ustar keeps a name prefix: not a directory."""
+    _need_gnu_tar()
     archive = tmp_path / "incremental.tar"
     _run("tar", f"--format={fmt}", "-G", "-cf", archive, "a.txt", "sub/deep/zero", cwd=tree)
     dest = tmp_path / "dest"
@@ -231,10 +235,7 @@ def test_arcman_extracts_zip_of_a_pipe(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["gnu", "posix"])
 def test_arcman_extracts_gnu_tar_with_a_volume_label(tmp_path: Path, tree: Path, fmt: str) -> None:
     """tar -V writes a volume label header first: not a member, and no reason to refuse."""
-    if tool("tar") is None or b"GNU tar" not in subprocess.run(
-        ["tar", "--version"], capture_output=True
-    ).stdout:
-        pytest.skip("GNU tar is not installed")
+    _need_gnu_tar()
     archive = tmp_path / "labelled.tar"
     _run("tar", f"--format={fmt}", "-V", "release 1.0", "-cf", archive, "a.txt", cwd=tree)
     dest = tmp_path / "dest"
