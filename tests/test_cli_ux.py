@@ -318,3 +318,24 @@ def test_extract_no_verify_does_not_say_verified(
     assert main(["extract", str(sample_archive), "-C", str(dest), "--no-verify"]) == 0
     out = capsys.readouterr().out
     assert "verified by" not in out and "not verified (--no-verify)" in out
+
+
+def test_ctrl_c_while_the_cli_loads_is_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The `arcman` script's entry point imports the CLI itself, so that Ctrl-C in that
+    window (~20 ms of imports) ends as an interrupted command: it printed a traceback."""
+    import importlib.abc
+
+    from arcman.__main__ import run
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, *args: object) -> None:
+            if name == "arcman._cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "arcman._cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert run() == 130
+    assert capsys.readouterr().err == "arcman: interrupted\n"
