@@ -16,6 +16,7 @@ from arcman import ArchiveManager, ConfigError, DestinationError
 from arcman._atomic import OLD_MARKER
 from arcman._cli import main
 from arcman._extract import commit as commit_module
+from arcman._extract.writeback import Writeback
 
 
 def _release(tmp_path: Path, version: str) -> Path:
@@ -319,7 +320,7 @@ def test_new_tree_is_on_disk_before_it_is_committed(
         events.append("remove")
         real_remove(path)
 
-    monkeypatch.setattr(commit_module, "_write_to_disk", lambda tree: events.append("sync"))
+    monkeypatch.setattr(Writeback, "finish", lambda self: events.append("sync"))
     monkeypatch.setattr(commit_module, "_fsync_directory", lambda d: events.append("fsync-dir"))
     monkeypatch.setattr(commit_module.os, "rename", rename)
     monkeypatch.setattr(commit_module, "_exchange", exchange)
@@ -330,19 +331,6 @@ def test_new_tree_is_on_disk_before_it_is_committed(
     renames = [i for i, e in enumerate(events) if e == "rename"]
     assert events.index("sync") < renames[0] and renames[-1] < events.index("fsync-dir")
     assert events.index("fsync-dir") < events.index("remove")
-
-
-def test_write_to_disk_syncs_where_there_is_no_syncfs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced: list[bool] = []
-    monkeypatch.setattr(commit_module.sys, "platform", "darwin")
-    monkeypatch.setattr(commit_module.os, "sync", lambda: synced.append(True), raising=False)
-    commit_module._write_to_disk(str(tmp_path))
-    assert synced == [True]
-    monkeypatch.setattr(commit_module.sys, "platform", "linux")
-    commit_module._write_to_disk(str(tmp_path))  # syncfs: no sync() of every file system
-    assert synced == [True]
 
 
 _KILLED_AT = """

@@ -22,7 +22,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 from .._atomic import (
     OLD_MARKER,
@@ -34,6 +33,8 @@ from .._atomic import (
     sibling,
 )
 from .._errors import DestinationError
+from . import syscalls
+from .writeback import Writeback
 
 _RENAME_EXCHANGE = 2
 _RENAME_SWAP = 2
@@ -106,32 +107,18 @@ def ensure_space(staging: str, needed: int | None) -> None:
         )
 
 
-def _libc() -> Any:
-    """The C library, for the calls Python's os module does not bind (renameat2, renamex_np,
-    syncfs). ctypes is imported here: ~2 ms that a run which does not commit skips."""
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _errno() -> int:
-    import ctypes
-
-    return ctypes.get_errno()
-
-
 def _exchange(a: str, b: str) -> bool:
     """Atomically swap two paths; False when the platform or file system cannot."""
     # Hand-written: Python's os module binds neither renameat2 (Linux 3.15+, glibc 2.28+)
     # nor renamex_np (macOS 10.12+).
     if sys.platform.startswith("linux"):
-        libc = _libc()
+        libc = syscalls.libc()
         renameat2 = getattr(libc, "renameat2", None)
         if renameat2 is None:
             return False
         result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     elif sys.platform == "darwin":
-        libc = _libc()
+        libc = syscalls.libc()
         renamex_np = getattr(libc, "renamex_np", None)
         if renamex_np is None:
             return False
@@ -140,7 +127,7 @@ def _exchange(a: str, b: str) -> bool:
         return False
     if result == 0:
         return True
-    err = _errno()
+    err = syscalls.last_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
         return False
     raise OSError(err, os.strerror(err), b)
@@ -236,31 +223,6 @@ def _replace(staging: str, dest: str, prev: str | None) -> str | None:
     return aside
 
 
-def _write_to_disk(tree: str) -> None:
-    """Wait until the staged tree's data is on disk. Renamed into place first, a power cut
-    could leave the committed tree with empty files (ext4 writes a new file's data later than
-    a rename: delayed allocation) while the replaced tree is already deleted. One syncfs of
-    the tree's file system, not an fsync a file: 20,000 fsyncs are 20,000 journal commits.
-    Python binds no syncfs; elsewhere than Linux, sync() flushes every file system."""
-    if sys.platform.startswith("linux"):
-        syncfs = getattr(_libc(), "syncfs", None)
-        if syncfs is not None:
-            fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                if syncfs(fd) == 0:
-                    return
-                err = _errno()
-            finally:
-                os.close(fd)
-            # A write-back error (EIO from a failing SD card, ENOSPC or EDQUOT on NFS; Linux
-            # 5.8+ reports them here): the tree's data may be lost, so it is not committed.
-            # sync() reports nothing: it is for a syncfs that does not exist.
-            if err != errno.ENOSYS:
-                raise OSError(err, os.strerror(err), tree)
-    if hasattr(os, "sync"):
-        os.sync()
-
-
 def _fsync_directory(path: str) -> None:
     """Make the renames in directory ``path`` durable (best effort: not every system lets a
     directory be opened or fsynced)."""
@@ -290,12 +252,16 @@ def _into_existing(staging: str, dest: str, keep_previous: bool) -> str | None:
 
 def commit(
     staging: str, dest: str, replace: bool, keep_previous: bool = False, *,
-    apply_mode: bool = True,
+    apply_mode: bool = True, writeback: Writeback | None = None,
 ) -> None:
     """Put ``staging`` at ``dest`` with ``dest``'s mode (0o755 for a new one; none where
     ``apply_mode`` is false: a file system without modes); with ``keep_previous`` a replaced
     tree becomes DEST.prev. The new tree is on disk before it is renamed into place, and the
-    renames before the replaced tree is deleted.
+    renames before the replaced tree is deleted: by ``writeback``, which has been writing
+    the tree out while it was extracted, if given. A power cut after the commit must not
+    leave the new tree with empty files (ext4 writes a new file's data later than a rename:
+    delayed allocation) while the replaced tree is already deleted. One syncfs of the tree's
+    file system, not an fsync a file: 20,000 fsyncs are 20,000 journal commits.
 
     It owns ``staging`` from the call on: if it fails, Ctrl-C included, DEST and DEST.prev are
     as they were and the new tree is removed."""
@@ -303,7 +269,9 @@ def commit(
     try:
         if apply_mode:
             os.chmod(staging, os.stat(dest).st_mode & 0o7777 if os.path.isdir(dest) else 0o755)
-        _write_to_disk(staging)
+        if writeback is None:
+            writeback = Writeback(staging, early=False)
+        writeback.finish()
         if not os.path.lexists(dest):
             os.rename(staging, dest)
         else:
@@ -312,6 +280,8 @@ def commit(
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
     except BaseException as exc:
+        if writeback is not None:
+            writeback.close()
         remove_tree(staging)
         if isinstance(exc, OSError):
             raise DestinationError(describe_os_error(exc, dest)) from exc

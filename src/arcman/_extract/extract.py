@@ -414,7 +414,10 @@ def extract_archive(
         raise
     with clock.measure("commit"):
         # commit owns staging from here: it removes it if it fails.
-        commit(staging, dest, replace, keep_previous, apply_mode=keeps_modes)
+        commit(
+            staging, dest, replace, keep_previous, apply_mode=keeps_modes,
+            writeback=sink.writeback,
+        )
     return _metadata(archive_path, scan, clock, verify_integrity)
 
 

@@ -1,7 +1,8 @@
 """Member sinks: where checked members go. StagingTree writes them, HashSink only hashes them.
 
 StagingTree writes into a private staging directory that only this operation knows: regular
-files through the worker pool (bounded by a byte budget), each hashed as it is written.
+files through the worker pool (bounded by a byte budget), each hashed as it is written, and
+told to its Writeback, which puts them on disk while the extraction goes on.
 Directories are made in archive order on the caller's thread; links, directory modes and
 directory mtimes are applied by finish(), after every file is written, so nothing is ever
 written through a link, and every symlink is then resolved on disk and refused if it leaves
@@ -23,6 +24,7 @@ from .._workers import ByteBudget, Submit
 from .batch import Digest, FileBatches
 from .members import Data
 from .safety import resolves_inside
+from .writeback import FILE_COST, Writeback
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -160,6 +162,12 @@ class StagingTree:
         self._made: set[str] = {""}
         self._symlinks: list[tuple[str, str, int]] = []
         self._hardlinks: list[tuple[str, str]] = []
+        # Last: nothing to close if the lines above fail. Early syncs are a thread of their
+        # own, which sequential mode does not start.
+        try:
+            self.writeback = Writeback(root, early=submit is not None)
+        except OSError as exc:  # out of file descriptors, say
+            raise DestinationError(describe_os_error(exc, root)) from exc
 
     def _abs(self, path: str) -> str:
         # Paths are relative and normalized by the guard: a concatenation, not os.path.join
@@ -190,9 +198,11 @@ class StagingTree:
             raise DestinationError(message) from exc
 
     def drain(self) -> None:
-        """Wait for the pool's pending writes, so that removing the tree cannot race them."""
+        """Wait for the pool's pending writes and an early sync, so that removing the tree
+        cannot race them."""
         self._batches.discard()
         self._budget.drain()
+        self.writeback.close()
 
     def add_dir(self, path: str, mode: int, mtime: int) -> None:
         self._ensure_parent(path)
@@ -229,6 +239,7 @@ class StagingTree:
                 self._finish_file(fd, pending, mtime)
             finally:
                 os.close(fd)
+            self.writeback.wrote(len(data) + FILE_COST)
             return digest
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
@@ -250,11 +261,13 @@ class StagingTree:
                     with self._clock.measure("extraction"):
                         digest.update(chunk)
                         _write_all(fd, chunk)
+                        self.writeback.wrote(len(chunk))
                 self._finish_file(fd, pending, mtime)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
+        self.writeback.wrote(FILE_COST)
         return digest.digest()
 
     def add_symlink(self, path: str, target: str, mtime: int) -> None:
