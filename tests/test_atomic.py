@@ -115,3 +115,51 @@ def test_temporary_names_carry_the_tag_and_match_the_pattern(tmp_path: Path) -> 
     match = _atomic._SIBLING.fullmatch(name)
     assert match is not None and match["name"] == "app" and int(match["pid"]) == os.getpid()
     assert match["tag"] == _atomic._identity("self")
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
+
+
+def _tree(path: Path, version: str) -> Path:
+    path.mkdir()
+    (path / "VERSION").write_text(version)
+    return path
+
+
+def test_a_waiting_new_tree_is_removed_and_an_exchanged_old_one_kept(tmp_path: Path) -> None:
+    """A -next- name records its tree's inode: still that tree, it was never deployed; another
+    one (the exchange happened) is DEST's old tree, which replaces the older DEST.prev."""
+    pid = _dead_pid()
+    for case, exchanged in (("a", False), ("b", True)):
+        (tmp_path / case).mkdir()
+        dest = _tree(tmp_path / case / "app", "new" if exchanged else "old")
+        _tree(tmp_path / case / "app.prev", "older")
+        waiting = _tree(tmp_path / case / "w", "old" if exchanged else "new")
+        recorded = (dest if exchanged else waiting).stat().st_ino
+        waiting.rename(tmp_path / case / f".app.arcman-next-{pid}-0badcafe-{recorded}")
+        _atomic.clean_stale(str(dest))
+        _atomic.clean_stale(str(tmp_path / case / "app.prev"))
+        state = [(p.name, (p / "VERSION").read_text()) for p in sorted(dest.parent.iterdir())]
+        if exchanged:
+            assert state == [("app", "new"), ("app.prev", "old")]
+        else:
+            assert state == [("app", "old"), ("app.prev", "older")]
+
+
+def test_a_deployed_tree_that_cannot_be_moved_back_is_never_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = _dead_pid()
+    kept = _tree(tmp_path / f".app.arcman-prev-{pid}-0badcafe", "old")
+
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(1, "Operation not permitted", dst)
+
+    monkeypatch.setattr(_atomic.os, "rename", refuse)
+    _atomic.clean_stale(str(tmp_path / "app"))
+    assert (kept / "VERSION").read_text() == "old"

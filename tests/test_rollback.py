@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from arcman import ArchiveManager, ConfigError, DestinationError
-from arcman._atomic import OLD_MARKER
+from arcman._atomic import OLD_MARKER, PREV_MARKER
 from arcman._cli import main
 from arcman._extract import commit as commit_module
 from arcman._extract.writeback import Writeback
@@ -164,10 +164,8 @@ def test_commit_that_cannot_be_undone_keeps_the_old_tree(
     real = os.rename
 
     def rename(src: str, dst: str) -> None:
-        # Only the new tree (waiting under .prev's name) and the older .prev put back may go
-        # to .prev: the old tree may not, nor the new one when it is put back.
-        allowed = "arcman-staging" in src or f".app.prev{OLD_MARKER}" in src
-        if dst == str(prev) and not allowed:
+        # The old tree, out of DEST under a -prev- name, can go neither on to .prev nor back.
+        if PREV_MARKER in src and dst in (str(prev), str(dest)):
             raise PermissionError(errno.EPERM, "Operation not permitted", dst)
         real(src, dst)
 
@@ -178,39 +176,6 @@ def test_commit_that_cannot_be_undone_keeps_the_old_tree(
     assert (where / "VERSION").read_text() == "v2"
     assert (dest / "VERSION").read_text() == "v3"
     assert (prev / "VERSION").read_text() == "v1"
-
-
-def test_kept_tree_is_never_under_a_temporary_name(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A crash (SIGKILL, power loss) between two steps of the commit must not leave the tree
-    being kept under a temporary name, which the next run deletes as an interrupted run's:
-    after every step, DEST's tree is at DEST or at DEST.prev. It was under the staging name
-    between the exchange and the rename to DEST.prev."""
-    v3, dest, prev = _deployed(tmp_path)
-    real_rename, real_exchange = os.rename, commit_module._exchange
-    seen: list[tuple[str, str]] = []
-
-    def check() -> None:
-        where = {p: (p / "VERSION").read_text() for p in (dest, prev) if p.exists()}
-        seen.append((where.get(dest, "-"), where.get(prev, "-")))
-        assert "v2" in where.values(), f"after {len(seen)} steps: {where}"
-
-    def rename(src: str, dst: str) -> None:
-        real_rename(src, dst)
-        check()
-
-    def exchange(a: str, b: str) -> bool:
-        done = real_exchange(a, b)
-        check()
-        return done
-
-    monkeypatch.setattr(commit_module.os, "rename", rename)
-    monkeypatch.setattr(commit_module, "_exchange", exchange)
-    with ArchiveManager() as manager:
-        manager.extract_archive(v3, dest, replace=True, keep_previous=True)
-    assert seen[-1] == ("v3", "v2")
-    assert (prev / "VERSION").read_text() == "v2"
 
 
 def test_older_prev_moved_aside_by_a_killed_commit_is_restored(tmp_path: Path) -> None:
@@ -445,3 +410,73 @@ def test_a_write_back_error_reported_by_syncfs_is_not_committed(
         "app", "app-v1.tar.zst", "app-v1.tar.zst.meta", "app-v1.tar.zst.sha256",
         "app-v2.tar.zst", "app-v2.tar.zst.meta", "app-v2.tar.zst.sha256",
     ]
+
+
+# Run in a child process: deploy v3 (or roll back) into DEST, killed (os._exit, as by SIGKILL:
+# no handler runs) right after the commit's KILL_AT-th rename or exchange in DEST's directory.
+_KILLED_CHILD = """
+import os, sys
+from arcman import ArchiveManager
+from arcman._extract import commit
+
+archive, dest, kill_at, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+parent = os.path.dirname(dest)
+real_rename, real_exchange, steps = os.rename, commit._exchange, [0]
+
+def step(path):
+    if os.path.dirname(path) == parent:
+        steps[0] += 1
+        if steps[0] == kill_at:
+            os._exit(9)
+
+def rename(src, dst):
+    real_rename(src, dst)
+    step(dst)
+
+def swap(a, b):
+    if exchange == "no":
+        return False
+    done = real_exchange(a, b)
+    step(b)
+    return done
+
+os.rename = rename
+commit._exchange = swap
+with ArchiveManager() as manager:
+    if archive == "rollback":
+        manager.rollback(dest)
+    else:
+        manager.extract_archive(archive, dest, replace=True, keep_previous=True)
+"""
+
+
+@pytest.mark.parametrize("exchange", ["yes", "no"], ids=["renameat2", "rename-fallback"])
+@pytest.mark.parametrize("operation", ["deploy", "rollback"])
+def test_a_commit_killed_at_any_step_is_settled_by_the_next_run(
+    tmp_path: Path, exchange: str, operation: str
+) -> None:
+    """SIGKILL or a power cut between any two steps of a keep-previous commit (or a rollback),
+    then the next run's cleanup: DEST and DEST.prev hold either the trees from before the
+    commit or those after it, never a tree that was not deployed at DEST.prev, and no
+    deployed tree is lost."""
+    before, after = ("v2", "v1"), ("v1", "v2") if operation == "rollback" else ("v3", "v2")
+    kill_at = 0
+    while True:
+        kill_at += 1
+        case = tmp_path / str(kill_at)
+        case.mkdir()
+        v3, dest, prev = _deployed(case)
+        archive = "rollback" if operation == "rollback" else str(v3)
+        child = subprocess.run(
+            [sys.executable, "-c", _KILLED_CHILD, archive, str(dest), str(kill_at), exchange],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert child.returncode in (0, 9), child.stderr
+        commit_module.clean_stale(str(dest))  # what the next run does first
+        commit_module.clean_stale(commit_module.previous_path(str(dest)))
+        state = tuple((p / "VERSION").read_text() for p in (dest, prev))
+        assert state in (before, after), f"killed after step {kill_at}: {state}"
+        assert sorted(p.name for p in dest.parent.iterdir()) == ["app", "app.prev"]
+        if child.returncode == 0:  # not killed: every step has been covered
+            assert state == after
+            break

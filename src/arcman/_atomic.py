@@ -29,22 +29,28 @@ OLD_MARKER = ".arcman-old-"
 # The tree that a keep-previous commit or a rollback (without an exchange call) moves from
 # DEST on its way to DEST.prev: after a crash it belongs at DEST or DEST.prev, never deleted.
 PREV_MARKER = ".arcman-prev-"
-# pid, then (where the system tells) a tag of the process's identity, then a random part.
+# The new tree of a keep-previous commit, waiting beside DEST to be exchanged with it. Its name
+# ends with the new tree's inode number, which tells a later run which tree is there after a
+# crash: the new one, never deployed (removed), or DEST's old one, exchanged out (a -prev-).
+NEXT_MARKER = ".arcman-next-"
+# pid, then (where the system tells) a tag of the process's identity, then a random part, then
+# for -next- the inode number.
 _SIBLING = re.compile(
-    r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old|prev)-(?P<pid>\d+)-"
-    r"(?:(?P<tag>[0-9a-f]{4})-)?[0-9a-f]{8}"
+    r"\.(?P<name>.+)\.arcman-(?P<kind>tmp|staging|old|prev|next)-(?P<pid>\d+)-"
+    r"(?:(?P<tag>[0-9a-f]{4})-)?[0-9a-f]{8}(?:-(?P<inode>\d+))?"
 )
 
 log = logging.getLogger("arcman")
 
 
-def sibling(path: str, marker: str) -> str:
+def sibling(path: str, marker: str, inode: int | None = None) -> str:
     """A fresh temporary name beside ``path`` that records this process: its pid and, on
-    Linux, a tag of its identity (see _identity)."""
+    Linux, a tag of its identity (see _identity); and ``inode`` if given (NEXT_MARKER)."""
     parent, name = os.path.split(path)
     tag = _identity("self")
     owner = f"{os.getpid()}-{tag}" if tag is not None else str(os.getpid())
-    return os.path.join(parent, f".{name}{marker}{owner}-{os.urandom(4).hex()}")
+    suffix = f"-{inode}" if inode is not None else ""
+    return os.path.join(parent, f".{name}{marker}{owner}-{os.urandom(4).hex()}{suffix}")
 
 
 def _identity(pid: int | str) -> str | None:
@@ -87,7 +93,10 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
 
     An ``-old-`` tree is what the non-atomic commit fallback had moved aside when it was
     interrupted; if ``path`` itself is missing, that tree is moved back instead of removed.
-    Siblings whose process is still running belong to a concurrent operation and are kept.
+    A ``-prev-`` tree (or a ``-next-`` one that is no longer the tree its name records) was
+    deployed at ``path`` and is on its way to ``path``.prev: it goes to ``path`` if that is
+    missing, else to ``path``.prev, replacing the older one there. Siblings whose process is
+    still running belong to a concurrent operation and are kept.
     ``including_own`` also removes this process's own: for the CLI after a signal, when its
     single operation is over, since a signal can land between a temporary's creation and the
     cleanup handler that would have removed it.
@@ -105,24 +114,58 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
         stale = os.path.join(parent, candidate)
         if _alive(pid, match["tag"]) and not (including_own and pid == os.getpid()):
             continue
-        if match["kind"] in ("old", "prev") and not os.path.lexists(path):
-            with contextlib.suppress(OSError):
-                os.rename(stale, path)
-                log.warning("restored %s from %s, left by an interrupted run", path, candidate)
+        kind = match["kind"]
+        if kind == "next":
+            try:
+                exchanged = os.lstat(stale).st_ino != int(match["inode"] or -1)
+            except OSError:
                 continue
-        previous = os.path.join(parent, name + ".prev")
-        if match["kind"] == "prev" and not os.path.lexists(previous):
+            kind = "prev" if exchanged else "staging"
+        if kind in ("old", "prev") and not os.path.lexists(path):
+            _put_back(stale, path)
+            continue
+        if kind == "prev":
             # Killed after the new tree took DEST's place, before this one took DEST.prev's.
-            with contextlib.suppress(OSError):
-                os.rename(stale, previous)
-                log.warning("kept %s as %s, left by an interrupted run", candidate, previous)
-                continue
+            _put_back(stale, os.path.join(parent, name + ".prev"))
+            continue
         log.warning("removing %s, left by an interrupted run (pid %s)", stale, match["pid"])
         if os.path.isdir(stale) and not os.path.islink(stale):
             remove_tree(stale)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(stale)
+
+
+def _put_back(stale: str, target: str) -> None:
+    """Move a deployed tree that a killed run left under a temporary name to ``target``. One
+    that cannot be moved stays where it is, with a warning, for the next run to try again:
+    it is never removed."""
+    try:
+        older = rename_over(stale, target)
+    except OSError as exc:
+        log.warning("cannot move %s, left by an interrupted run, to %s: %s; it stays there",
+                    stale, target, exc.strerror or exc)
+        return
+    log.warning("moved %s, left by an interrupted run, to %s", stale, target)
+    if older is not None:
+        remove_tree(older)
+
+
+def rename_over(source: str, path: str) -> str | None:
+    """Rename ``source`` to ``path``, which may hold a tree: that one is first moved aside, to
+    a name that a later run puts back at a missing ``path`` or removes. Return where it is
+    now, for the caller to remove; a failure leaves both where they were."""
+    aside = None
+    if os.path.lexists(path):
+        aside = sibling(path, OLD_MARKER)
+        os.rename(path, aside)
+    try:
+        os.rename(source, path)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, path)
+        raise
+    return aside
 
 
 def remove_tree(path: str) -> None:

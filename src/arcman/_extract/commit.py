@@ -7,9 +7,11 @@ one; the old tree is removed only after the swap. Where no exchange call exists 
 systems, or file systems that refuse it), the fallback renames the old tree aside and the new
 one in: a crash between those two renames leaves DEST missing and the old tree at a clearly
 named ``.DEST.arcman-old-*`` path beside it, which the next run moves back (clean_stale).
-Keeping the replaced tree as DEST.prev moves an older DEST.prev aside, renames the new tree
-to DEST.prev and exchanges it with DEST, so the replaced tree goes straight to DEST.prev and
-is never under a temporary name that cleanup would delete; a failure at any step puts every
+Keeping the replaced tree as DEST.prev renames the new tree to a -next- name beside DEST
+(which records its inode), exchanges it with DEST, and renames the old tree from there over
+DEST.prev: killed between any two steps, the next run finds names that say which tree is
+which and restores the trees from before the commit or those from after it, never putting an
+undeployed tree at DEST.prev or deleting a deployed one; a failure at any step puts every
 tree back. Before any rename the new tree is written to disk, so that a power cut after the
 commit cannot leave it with empty files while the old tree is gone.
 """
@@ -24,12 +26,14 @@ import sys
 from collections.abc import Iterator
 
 from .._atomic import (
+    NEXT_MARKER,
     OLD_MARKER,
     PREV_MARKER,
     STAGING_MARKER,
     clean_stale,
     describe_os_error,
     remove_tree,
+    rename_over,
     sibling,
 )
 from .._errors import DestinationError
@@ -162,28 +166,33 @@ def _unswap(staging: str, dest: str, old: str, exchanged: bool) -> None:
             raise OSError(errno.ENOTSUP, "cannot exchange the trees back", dest)
         return
     os.rename(dest, staging)
-    os.rename(old, dest)
+    try:
+        os.rename(old, dest)
+    except BaseException:
+        os.rename(staging, dest)  # DEST is never left missing: the new tree, then
+        raise
 
 
 class _Stranded(Exception):
     """Undoing a failed commit failed too: ``staging`` may now hold the old tree."""
 
 
-def _swap_with_prev(prev: str, dest: str) -> None:
-    """Exchange the trees at ``prev`` and ``dest``. Without an exchange call, the third rename
-    (the old tree to ``prev``) failing puts both back; if that fails too, _Stranded says
-    where the old tree is."""
-    # PREV_MARKER: killed after the second rename, DEST holds the other tree and this one
-    # belongs at ``prev``; under OLD_MARKER the next run deleted it (the kept deployment,
-    # or for a rollback the one rolled back from).
-    old, exchanged = _swap(prev, dest, PREV_MARKER)
-    if exchanged:
-        return
+def _swap_keeping(new: str, dest: str, prev: str) -> str | None:
+    """Put the tree at ``new`` at ``dest``, and ``dest``'s tree at ``prev`` (for a rollback,
+    ``new`` is ``prev``: the two are exchanged). Return the older tree moved aside from
+    ``prev``, for the caller to delete. A failure puts both trees back; if that fails too,
+    _Stranded says where the old tree is."""
+    # PREV_MARKER: killed after the old tree left DEST without an exchange call, the next run
+    # puts it back at DEST or on at ``prev`` (clean_stale); under OLD_MARKER it would be
+    # deleted (the kept deployment, or for a rollback the one rolled back from).
+    old, exchanged = _swap(new, dest, PREV_MARKER)
+    if old == prev:
+        return None
     try:
-        os.rename(old, prev)
+        return rename_over(old, prev)
     except BaseException as exc:
         try:
-            _unswap(prev, dest, old, exchanged)
+            _unswap(new, dest, old, exchanged)
         except OSError as undo:
             raise _Stranded(
                 f"cannot keep {dest!r}'s previous tree as {prev!r} ({exc}) nor put it back "
@@ -196,31 +205,25 @@ def _replace(staging: str, dest: str, prev: str | None) -> str | None:
     """Swap the new tree in at ``dest``; with ``prev``, the old tree becomes ``prev``.
 
     Return what is left to delete (the old tree, or the older ``prev`` moved aside). With
-    ``prev``, the new tree first takes ``prev``'s name and is then exchanged with ``dest``, so
-    the tree being kept is never under a temporary name, which the next run would delete
-    after a crash (SIGKILL, power loss) between two steps: at every instant ``dest`` holds the
-    old or the new tree, and the old one is at ``dest`` or ``prev``. Any failure, Ctrl-C
+    ``prev``, the new tree waits under a -next- name, which records its inode, to be swapped
+    with ``dest``; the old tree goes on to ``prev`` from there (from a -prev- name without an
+    exchange call). A crash (SIGKILL, power loss) between two steps leaves names from which
+    the next run restores either the trees from before the commit or those from after it
+    (clean_stale): ``prev`` never gets a tree that was not deployed. Any failure, Ctrl-C
     included, puts every tree back where it was, the new one at ``staging``."""
     if prev is None:
         return _swap(staging, dest)[0]
-    aside = None
-    if os.path.lexists(prev):
-        aside = sibling(prev, OLD_MARKER)
-        os.rename(prev, aside)
+    waiting = sibling(dest, NEXT_MARKER, inode=os.lstat(staging).st_ino)
+    os.rename(staging, waiting)
     try:
-        os.rename(staging, prev)
-        try:
-            _swap_with_prev(prev, dest)
-        except _Stranded:
-            raise
-        except BaseException:
-            os.rename(prev, staging)
-            raise
-    except BaseException as exc:
-        if aside is not None and not (isinstance(exc, _Stranded) and os.path.lexists(prev)):
-            os.rename(aside, prev)
+        return _swap_keeping(waiting, dest, prev)
+    except _Stranded:
         raise
-    return aside
+    except BaseException:
+        # Left there, the next run removes it: its inode says it is the new tree.
+        with contextlib.suppress(OSError):
+            os.rename(waiting, staging)
+        raise
 
 
 def _fsync_directory(path: str) -> None:
@@ -317,7 +320,7 @@ def rollback(dest: str) -> None:
         if not os.path.isdir(path) or os.path.islink(path):
             raise DestinationError(f"cannot roll back: {path!r} is not a directory")
     try:
-        _swap_with_prev(prev, dest)
+        _swap_keeping(prev, dest, prev)
         _fsync_directory(os.path.dirname(dest))
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
