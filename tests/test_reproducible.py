@@ -88,3 +88,15 @@ def test_reproducible_tar_has_no_owner_names(tmp_path: Path, sample_tree: Path) 
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
     assert {(m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, "", "")}
+
+
+def test_empty_source_date_epoch_counts_as_unset(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`SOURCE_DATE_EPOCH= make dist` (a Makefile's empty variable) gives no date: 0, as
+    Python's own py_compile takes it, not a usage error."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "")
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(archive), "--reproducible", "-q"]) == 0
+    with ArchiveManager() as manager:
+        assert {e.mtime for e in manager.list_archive(archive)} == {0}

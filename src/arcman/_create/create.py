@@ -232,7 +232,7 @@ def _fixed_mtime(config: ArchiveConfig) -> int | None:
     if not config.reproducible:
         return None
     env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env is None:
+    if not env:  # unset or empty (`SOURCE_DATE_EPOCH= make`): no date given, as for Python's own
         return 0
     try:
         return max(0, int(env))
