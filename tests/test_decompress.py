@@ -25,7 +25,9 @@ DATA = bytes(range(256)) * (PIECE // 200) + b"tail"  # two pieces, the last one 
 def decode(
     path: Path, threaded: bool, fmt: CompressionFormat = CompressionFormat.TAR_GZ
 ) -> bytes:
-    stream = DecompressedStream(str(path), fmt, PhaseClock(), threaded, read_ahead=16 * 2**20)
+    stream = DecompressedStream(
+        open(path, "rb"), fmt, PhaseClock(), threaded, read_ahead=16 * 2**20  # noqa: SIM115
+    )
     try:
         return stream.read()
     finally:

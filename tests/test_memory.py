@@ -17,13 +17,13 @@ import pytest
 from arcman import (
     ArchiveConfig,
     ArchiveManager,
-    CompressionFormat,
     ExtractionLimits,
     _manifest,
     _metadata,
 )
 from arcman._cli import main
 from arcman._extract import check, decompress, extract
+from arcman._extract.source import ArchiveSource
 
 SMALL, LARGE = 1_000, 6_000
 # Measured: ~125 bytes a member (the result's NameList, the guard's NameSet); the code before
@@ -100,8 +100,8 @@ def test_expanded_size_is_read_without_decoding_the_member_list(tmp_path: Path) 
     assert text.index('"uncompressed_size"') < text.index('\n  "files": [')
     # Never decoded, so a list that is not even JSON does not matter.
     meta.write_text(text[: text.index('\n  "files": [')] + '\n  "files": [ not json')
-    assert extract._known_size(str(archive), CompressionFormat.TAR) == 0
+    assert extract._known_size(ArchiveSource(str(archive))) == 0
     meta.write_text('{"uncompressed_size": 123}')
-    assert extract._known_size(str(archive), CompressionFormat.TAR) == 123
+    assert extract._known_size(ArchiveSource(str(archive))) == 123
     meta.write_text("not json")
-    assert extract._known_size(str(archive), CompressionFormat.TAR) is None
+    assert extract._known_size(ArchiveSource(str(archive))) is None

@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from types import FrameType
-    from typing import Any, NoReturn
+    from typing import IO, Any, NoReturn
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_UNSAFE = 0, 1, 2, 3
 EXIT_SOURCE, EXIT_DEST, EXIT_SKIPPED, EXIT_INTERNAL = 4, 5, 6, 70
@@ -93,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
             "arcman create src/ -o src.tar.gz --level 1 --exclude '*.pyc'",
             "arcman create . -o release.zip --gitignore --reproducible",
             "arcman create . -o release.tar.gz --gitignore --dry-run",
+            "arcman create build/ -o - --format tar.zst | ssh pi arcman extract - -C /opt/app",
         ),
     )
     create.add_argument("source", help="directory to archive")
-    create.add_argument("-o", "--output", help="archive to write (not needed with --dry-run)")
+    create.add_argument("-o", "--output", help="archive to write (not needed with --dry-run); "
+                        "- for standard output, with --format")
     create.add_argument("--format", choices=FORMATS,
                         help="format of an output without a known extension (must agree "
                         "with a known one); env ARCMAN_FORMAT and config 'format' only where "
@@ -134,9 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         **_examples(
             "arcman extract app.tar.zst -C /opt/app",
             "arcman extract app.tar.zst -C /opt/app --replace --keep-previous",
+            "ssh pi arcman extract - -C /opt/app --replace < app.tar.zst",
         ),
     )
-    extract.add_argument("archive")
+    extract.add_argument("archive", help="the archive file, or - for standard input")
     extract.add_argument("-C", "--directory", required=True, dest="dest", help="destination")
     extract.add_argument("--replace", action="store_true", help="swap out a non-empty DEST")
     extract.add_argument("--keep-previous", action="store_true",
@@ -146,11 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", parents=[common, limits], help="check an archive's integrity",
                             **_examples("arcman verify app.tar.gz",
                                         "arcman verify app.tar.gz --json"))
-    verify.add_argument("archive")
+    verify.add_argument("archive", help="the archive file, or - for standard input")
 
     listing = sub.add_parser("list", parents=[common], help="list an archive's members",
                              **_examples("arcman list app.tar.gz", "arcman list -l app.tar.gz"))
-    listing.add_argument("archive")
+    listing.add_argument("archive", help="the archive file, or - for standard input")
     listing.add_argument("-l", "--long", action="store_true", help="type, mode, size, sha256")
 
     diff = sub.add_parser(
@@ -159,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         **_examples("arcman diff app.tar.zst /opt/app",
                     "arcman diff app.tar.zst build/ --json"),
     )
-    diff.add_argument("archive")
+    diff.add_argument("archive", help="the archive file, or - for standard input")
     diff.add_argument("directory")
     diff.add_argument("--reproducible", action="store_true", default=None,
                       help="compare modes as create --reproducible stores them (only a file's "
@@ -352,7 +355,7 @@ def _operate(
     if args.command == "create":
         if not args.output:
             raise ValueError("create needs -o/--output (or --dry-run)")
-        meta = manager.create_archive(args.source, args.output, config)
+        meta = manager.create_archive(args.source, _output(args), config)
         if meta.skipped:
             code = EXIT_SKIPPED
             # The library logs each skip as a warning; -q hides warnings, never skips.
@@ -363,13 +366,15 @@ def _operate(
             f"created {args.output}: {meta.file_count} files, "
             f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
         )
+        if args.output == "-":  # no .sha256 sidecar: the checksum to compare on arrival
+            text += f", sha256 {meta.checksum_sha256}"
         return meta.shallow_dict(), text, code
     if args.command == "extract":
         if args.keep_previous and not args.replace:
             raise ValueError("--keep-previous needs --replace")
         keeps = args.keep_previous and _has_a_tree(args.dest)
         meta = manager.extract_archive(
-            args.archive, args.dest, config, not args.no_verify,
+            _archive(args), args.dest, config, not args.no_verify,
             replace=args.replace, keep_previous=args.keep_previous,
         )
         out = meta.shallow_dict()
@@ -387,7 +392,7 @@ def _operate(
             text += f"; previous tree kept as {out['previous']}"
         return out, text, code
     if args.command == "verify":
-        meta = manager.verify_archive(args.archive, config)
+        meta = manager.verify_archive(_archive(args), config)
         how = (
             "every member's SHA-256 matches the manifest"
             if meta.verification == "manifest"
@@ -397,11 +402,11 @@ def _operate(
     if args.command == "diff":
         from ._diff import diff_tree
 
-        result = diff_tree(manager.list_archive(args.archive, config), args.directory, config)
+        result = diff_tree(manager.list_archive(_archive(args), config), args.directory, config)
         text = "\n".join(result.lines()) if not result.same else "no differences"
         out = {"archive": args.archive, "directory": args.directory, **result.to_dict()}
         return out, text, EXIT_OK if result.same else EXIT_VERIFY
-    entries = manager.list_archive(args.archive, config)
+    entries = manager.list_archive(_archive(args), config)
     # Lines made as they are printed, and the entries streamed as JSON: a listing of a big
     # archive is never one string or one list of dicts in memory.
     lines = (
@@ -411,6 +416,30 @@ def _operate(
         else (e.name for e in entries)
     )
     return {"archive": args.archive, "entries": entries}, lines, code
+
+
+def _archive(args: argparse.Namespace) -> str | IO[bytes]:
+    """The archive argument: a path, or ``-`` for standard input (``ssh pi arcman extract -
+    -C /opt/app < app.tar.zst`` unpacks an archive that the Pi never stores)."""
+    if args.archive != "-":
+        return str(args.archive)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise ValueError("the archive '-' is standard input, which is a terminal: pipe one in")
+    return sys.stdin.buffer
+
+
+def _output(args: argparse.Namespace) -> str | IO[bytes]:
+    """create's -o: a path, or ``-`` for standard output (``arcman create app -o - --format
+    tar.zst | ssh pi arcman extract - -C /opt/app``); the result line then goes to stderr."""
+    if args.output != "-":
+        return str(args.output)
+    if sys.stdout.isatty():
+        raise ValueError("the output '-' is standard output, which is a terminal: redirect it")
+    return sys.stdout.buffer
+
+
+def _writes_stdout(args: argparse.Namespace) -> bool:
+    return args.command == "create" and getattr(args, "output", None) == "-"
 
 
 def _has_a_tree(dest: str) -> bool:
@@ -469,13 +498,14 @@ def _run(args: argparse.Namespace) -> int:
             table = _stats_table(stats)
             text = itertools.chain(_lines(text), [table]) if result_shown else table
             result_shown = True
+    report = sys.stderr if _writes_stdout(args) else sys.stdout  # stdout holds the archive
     if args.json:
         from ._metadata import json_pieces
 
-        sys.stdout.writelines(json_pieces(out))
-        sys.stdout.write("\n")
+        report.writelines(json_pieces(out))
+        report.write("\n")
     elif result_shown:
-        sys.stdout.writelines(line + "\n" for line in _lines(text))
+        report.writelines(line + "\n" for line in _lines(text))
     return code
 
 
@@ -517,7 +547,7 @@ def _clean_after_signal(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     targets: list[str] = []
-    if args.command == "create" and args.output is not None:  # None: a dry run (writes nothing)
+    if args.command == "create" and args.output not in (None, "-"):  # None: a dry run
         targets = [args.output, args.output + ".sha256", args.output + ".meta"]
     elif args.command in ("extract", "rollback"):
         from ._extract.commit import previous_path

@@ -7,6 +7,8 @@ import os
 
 from ._errors import CorruptArchiveError, SourceError, UnsupportedFormatError
 
+HEAD_SIZE = 512  # what detection reads: a tar header
+
 
 class CompressionFormat(enum.Enum):
     TAR = "tar"
@@ -53,11 +55,17 @@ class CompressionFormat(enum.Enum):
         not an unknown format: what is wrong is the input, not its kind."""
         try:
             with open(path, "rb") as f:
-                head = f.read(512)
+                head = f.read(HEAD_SIZE)
         except OSError as exc:
             raise SourceError(
                 f"cannot read {os.fspath(path)!r}: {exc.strerror}", os.fspath(path)
             ) from exc
+        return cls.detect_head(head, repr(os.fspath(path)))
+
+    @classmethod
+    def detect_head(cls, head: bytes, name: str) -> CompressionFormat:
+        """The format of an archive whose first HEAD_SIZE bytes (fewer: all of it) are
+        ``head``; ``name`` says which archive in an error."""
         if head.startswith(b"\x1f\x8b"):
             return cls.TAR_GZ
         if head.startswith(b"BZh"):
@@ -71,20 +79,20 @@ class CompressionFormat(enum.Enum):
             return cls.TAR_ZST
         if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
             return cls.ZIP
-        if len(head) == 512 and head[257:262] == b"ustar":
+        if len(head) == HEAD_SIZE and head[257:262] == b"ustar":
             return cls.TAR
-        if len(head) == 512 and _is_v7_tar_header(head):
+        if len(head) == HEAD_SIZE and _is_v7_tar_header(head):
             return cls.TAR
         if not head:
-            raise CorruptArchiveError(f"{os.fspath(path)!r} is empty")
+            raise CorruptArchiveError(f"{name} is empty")
         if not head.strip(b"\0"):
             # An empty tar (`tar cf x.tar -T /dev/null`) or a zeroed file: neither says what
             # it is, and as a tar it would extract to nothing (or empty DEST under --replace).
             raise CorruptArchiveError(
-                f"{os.fspath(path)!r} starts with zeros where a tar header belongs: an empty tar "
+                f"{name} starts with zeros where a tar header belongs: an empty tar "
                 "or a zeroed file, which arcman does not take for an archive"
             )
-        raise UnsupportedFormatError(f"{os.fspath(path)!r} is not an archive arcman recognizes")
+        raise UnsupportedFormatError(f"{name} is not an archive arcman recognizes")
 
 
 def _is_v7_tar_header(block: bytes) -> bool:

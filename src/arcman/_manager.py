@@ -3,13 +3,14 @@ pipelines in ``_create`` and ``_extract`` do the work."""
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from ._config import ArchiveConfig
 from ._errors import ArchiveError, ConfigError
@@ -144,11 +145,12 @@ class ArchiveManager:
     def create_archive(
         self,
         source_dir: str | os.PathLike[str],
-        archive_path: str | os.PathLike[str],
+        archive_path: str | os.PathLike[str] | IO[bytes],
         config: ArchiveConfig | None = None,
     ) -> ArchiveMetadata:
-        """Archive ``source_dir`` into ``archive_path`` (format from its extension)."""
-        source, archive = _path(source_dir), _path(archive_path)
+        """Archive ``source_dir`` into ``archive_path`` (format from its extension), or into
+        a binary stream (format from ``config.format``), with no sidecars."""
+        source, archive = _path(source_dir), _archive(archive_path)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._create.create import create_archive as _create
@@ -159,7 +161,7 @@ class ArchiveManager:
 
     def extract_archive(
         self,
-        archive_path: str | os.PathLike[str],
+        archive_path: str | os.PathLike[str] | IO[bytes],
         dest_dir: str | os.PathLike[str],
         config: ArchiveConfig | None = None,
         verify_integrity: bool = True,
@@ -172,8 +174,10 @@ class ArchiveManager:
         With ``replace`` and ``keep_previous`` the replaced tree is kept as ``<dest_dir>.prev``
         (an older one is discarded) so that ``rollback(dest_dir)`` can bring it back;
         ``keep_previous`` without ``replace`` is a ConfigError, as it would keep nothing.
+        ``archive_path`` may also be a binary stream (``sys.stdin.buffer``, a socket's or an
+        HTTP response's), read once from where it is (see ``_archive``).
         """
-        archive, dest = _path(archive_path), _path(dest_dir)
+        archive, dest = _archive(archive_path), _path(dest_dir)
         flags = {"verify_integrity": verify_integrity, "replace": replace,
                  "keep_previous": keep_previous}
         for name, value in flags.items():
@@ -194,12 +198,13 @@ class ArchiveManager:
         return self._run("extract", config, work, _sizes)
 
     def verify_archive(
-        self, archive_path: str | os.PathLike[str], config: ArchiveConfig | None = None
+        self, archive_path: str | os.PathLike[str] | IO[bytes], config: ArchiveConfig | None = None
     ) -> ArchiveMetadata:
         """Check everything that can be checked; raise IntegrityError naming what failed
         (UnsafeMemberError/LimitExceededError for what extraction would refuse, SourceError for
-        an unreadable file, UnsupportedFormatError for one that is no archive)."""
-        archive = _path(archive_path)
+        an unreadable file, UnsupportedFormatError for one that is no archive). A stream is
+        read as extract_archive reads one."""
+        archive = _archive(archive_path)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._extract import extract as _extract
@@ -208,17 +213,17 @@ class ArchiveManager:
 
         return self._run("verify", config, work, _sizes)
 
-    def verify_archive_integrity(self, archive_path: str | os.PathLike[str]) -> bool:
+    def verify_archive_integrity(self, archive_path: str | os.PathLike[str] | IO[bytes]) -> bool:
         """True when the archive is intact; otherwise it raises as ``verify_archive`` does."""
         self.verify_archive(archive_path)
         return True
 
     def list_archive(
-        self, archive_path: str | os.PathLike[str], config: ArchiveConfig | None = None
+        self, archive_path: str | os.PathLike[str] | IO[bytes], config: ArchiveConfig | None = None
     ) -> Sequence[ArchiveEntry]:
         """Every member, checked as ``verify_archive`` checks them, in archive order: a
         sequence that makes each ArchiveEntry as it is read (a few dozen bytes a member)."""
-        archive = _path(archive_path)
+        archive = _archive(archive_path)
 
         def work(
             cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
@@ -251,6 +256,23 @@ def _path(value: object) -> str:
     if not isinstance(path, str):
         raise TypeError(f"expected a str or os.PathLike[str] path, not {path!r}")
     return path
+
+
+def _archive(value: object) -> str | IO[bytes]:
+    """An archive argument: a path, or a binary stream (anything with ``read`` or ``write``).
+    A stream is read from its current position to its end, once: no sidecars, no zip (its
+    directory is at its end), no size known in advance (a progress total of 0 until the
+    end); or written, with no sidecars."""
+    if isinstance(value, str | os.PathLike):
+        return _path(value)
+    if callable(getattr(value, "read", None)) or callable(getattr(value, "write", None)):
+        if isinstance(value, io.TextIOBase):
+            raise TypeError(
+                "an archive stream must be binary: sys.stdin.buffer, sys.stdout.buffer, a file "
+                "opened with 'rb' or 'wb'"
+            )
+        return value  # type: ignore[return-value]  # duck-typed: read(n) or write(b)
+    return _path(value)
 
 
 def _checked(config: object) -> ArchiveConfig:

@@ -23,14 +23,17 @@ class Progress:
 
     The callbacks run under a lock, so they are never called concurrently; ``done`` only grows
     and never passes ``total``; ``finish()`` always ends the series at ``(total, total)``.
+    A total of None is not known in advance (an archive read from a stream): the callback
+    then gets 0 as the total until ``finish()`` reports ``(done, done)``.
     The item callback, when configured, hears the name of each member as it is reached.
     """
 
-    def __init__(self, config: ArchiveConfig, total: int) -> None:
+    def __init__(self, config: ArchiveConfig, total: int | None) -> None:
         self._callback = config.progress_callback
         self._on_item = config.progress_item_callback
         self._lock = threading.Lock()
-        self.total = max(total, 0)
+        self._known = total is not None
+        self.total = max(total or 0, 0)
         self.done = 0
 
     def advance(self, nbytes: int, item: str | None = None) -> None:
@@ -43,7 +46,9 @@ class Progress:
                 if on_item is not None and item is not None:
                     on_item(item)
                 if callback is not None:
-                    self.done = min(self.total, self.done + nbytes)
+                    self.done += nbytes
+                    if self._known:
+                        self.done = min(self.total, self.done)
                     callback(self.done, self.total)
             except Exception as exc:
                 raise CallbackFailed(exc) from exc
@@ -58,7 +63,10 @@ class Progress:
         if self._callback is None:
             return
         with self._lock:
-            if self.done != self.total or self.total == 0:
+            report = not self._known or self.done != self.total or self.total == 0
+            if not self._known:
+                self._known, self.total = True, self.done
+            if report:
                 self.done = self.total
                 try:
                     self._callback(self.total, self.total)

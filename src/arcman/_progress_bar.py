@@ -53,7 +53,7 @@ def progress_bar(
     task = bar.add_task(description, total=None, item="")
 
     def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
+        bar.update(task, completed=done, total=total or None)  # 0: not known (a stream)
 
     def reached(name: str) -> None:
         bar.update(task, item=name)

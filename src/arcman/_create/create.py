@@ -1,22 +1,24 @@
 """Create: collect -> read and hash -> write (tar or zip records, in order) -> compress.
 
 ``create_archive`` wires the stages together for one operation and writes the archive, and its
-``.sha256`` and ``.meta`` sidecars, atomically.
+``.sha256`` and ``.meta`` sidecars, atomically; or writes the archive to a stream (stdout).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
 
-from .._atomic import AtomicFile, clean_stale
+from .._atomic import AtomicFile, clean_stale, describe_os_error
 from .._config import ArchiveConfig
-from .._errors import ConfigError, UnsupportedFormatError
+from .._errors import ConfigError, DestinationError, UnsupportedFormatError
 from .._formats import CompressionFormat
 from .._manifest import FILE, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
@@ -41,33 +43,45 @@ def sidecar_paths(archive_path: str) -> tuple[str, str]:
 
 def create_archive(
     source_dir: str,
-    archive_path: str,
+    archive: str | IO[bytes],
     config: ArchiveConfig,
     submit: Submit | None,
     clock: PhaseClock,
 ) -> ArchiveMetadata:
-    archive_path = os.path.abspath(archive_path)
-    fmt = _output_format(config.format, archive_path)
+    if isinstance(archive, str):
+        archive_path = os.path.abspath(archive)
+        fmt = _output_format(config.format, archive_path)
+    elif config.format is None:
+        raise ConfigError("an archive written to a stream needs a format (--format)")
+    else:
+        fmt = config.format
     level = config.level_for(fmt)
-    checksum_path, meta_path = sidecar_paths(archive_path)
     skip = config.on_error == "skip"
-
-    for output in (archive_path, checksum_path, meta_path):
-        clean_stale(output)  # a killed run's temporaries must not be archived, nor linger
     epoch = _fixed_mtime(config)
+    # Opened last: a ConfigError above leaves no temporary behind.
+    out: AtomicFile | StreamOutput
+    if isinstance(archive, str):
+        checksum_path, meta_path = sidecar_paths(archive_path)
+        for output in (archive_path, checksum_path, meta_path):
+            clean_stale(output)  # a killed run's temporaries must not be archived, nor linger
+        out = AtomicFile(archive_path, supersedes=(checksum_path, meta_path))
+        excluded = {archive_path, checksum_path, meta_path, out.temp_path}
+    else:
+        out = StreamOutput(archive)
+        archive_path, excluded = out.name, set()
     unread: set[int] = set()  # rows of the table that were skipped while reading
     read_skips: list[str] = []
     total = files = 0
     with (
         _Sidecars() as sidecars,  # committed last, after the archive
-        AtomicFile(archive_path, supersedes=(checksum_path, meta_path)) as out,
+        out,
         ExitStack() as threads,  # the sink's, ended with the block
     ):
         collector = Collector(
             source_dir,
             exclude_patterns=config.exclude_patterns,
             # The archive's temporary too: the tree is still being walked while it fills.
-            exclude_paths={archive_path, checksum_path, meta_path, out.temp_path},
+            exclude_paths=excluded,
             follow_symlinks=config.follow_symlinks,
             max_file_size=config.max_file_size,
             skip_errors=skip,
@@ -152,7 +166,10 @@ def create_archive(
         )
         # The sidecars are written (to temporaries) before the archive is renamed into place,
         # and renamed after it: a disk that fills up while they are written fails the run
-        # with the old archive still in place, instead of after replacing it.
+        # with the old archive still in place, instead of after replacing it. A stream has
+        # none (its checksum is in the result).
+        if isinstance(out, StreamOutput):
+            return metadata
         if config.create_checksums:
             line = f"{metadata.checksum_sha256}  {os.path.basename(archive_path)}\n"
             sidecars.add(checksum_path).write(line.encode("utf-8", "surrogateescape"))
@@ -163,6 +180,50 @@ def create_archive(
             meta.write(b"\n")
         sidecars.flush()  # out of their buffers: a full disk shows now, not at their commit
     return metadata
+
+
+class StreamOutput:
+    """An archive written to a stream (stdout, a socket): hashed and counted as AtomicFile
+    does, with nothing to rename. A failure midway leaves the reader a truncated archive,
+    which arcman refuses as a whole (its manifest is the last member) and tar reports."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        if not callable(getattr(stream, "write", None)):
+            raise TypeError(f"cannot write an archive to {stream!r}: it has no write()")
+        self._stream = stream
+        label = getattr(stream, "name", None)
+        self.name = label if isinstance(label, str) else "<stream>"
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def write(self, data: Any) -> int:
+        try:
+            self._stream.write(data)
+        except OSError as exc:  # EPIPE: the reader is gone
+            raise DestinationError(describe_os_error(exc, self.name)) from exc
+        self._hash.update(data)
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, self.name)) from exc
+
+    def __enter__(self) -> StreamOutput:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.flush()
 
 
 class _Sidecars:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -131,11 +130,10 @@ class DecompressedStream:
     """
 
     def __init__(
-        self, path: str, fmt: CompressionFormat, clock: PhaseClock, threaded: bool,
+        self, raw: IO[bytes], fmt: CompressionFormat, clock: PhaseClock, threaded: bool,
         read_ahead: int,
     ) -> None:
-        self._raw = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.compressed_size = os.fstat(self._raw.fileno()).st_size
+        self._raw = raw  # closed by close()
         self._decoder = open_decoder(self._raw, fmt)
         self._clock = clock
         self._buffer = memoryview(b"")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from .._atomic import describe_os_error, remove_tree
 from .._config import ArchiveConfig
@@ -55,6 +55,7 @@ from .commit import check_destination, commit, ensure_space, make_staging
 from .decompress import DecompressedStream
 from .members import HARDLINK, Data, Member, open_zip, tar_members, zip_members
 from .safety import MemberGuard, normalize_name
+from .source import ArchiveSource
 from .stage import HashSink, MemberSink, StagingTree
 
 if TYPE_CHECKING:  # zipfile (~4.5 ms with pathlib) is imported by the zip paths only
@@ -165,7 +166,7 @@ def _expected_checksum(archive_path: str) -> str | None:
 
 
 def scan_archive(
-    archive_path: str,
+    source: ArchiveSource,
     sink: MemberSink,
     guard: MemberGuard | None,
     config: ArchiveConfig,
@@ -174,18 +175,19 @@ def scan_archive(
     *,
     verify: bool,
 ) -> Scan:
-    fmt = CompressionFormat.detect(archive_path)
-    expected = _expected_checksum(archive_path) if verify else None
+    path = source.path
+    expected = _expected_checksum(path) if verify and path is not None else None
     stop = threading.Event()  # set if the scan fails: the archive's hash is not waited for
     checksum_job: Future[str] | None = (
-        start(submit, _hash_file, archive_path, stop) if expected is not None else None
+        start(submit, _hash_file, path, stop) if path is not None and expected is not None
+        else None
     )
-    size = os.path.getsize(archive_path)
-    scan = Scan(fmt, size)
+    size = source.size
+    scan = Scan(source.fmt, size or 0)
     progress = Progress(config, size)
     try:
         _scan_members(
-            archive_path, scan, sink, guard, submit, clock, progress,
+            source, scan, sink, guard, submit, clock, progress,
             verify=verify, read_ahead=codec_share(config.memory_budget),
         )
         with clock.measure("verification"):
@@ -196,7 +198,7 @@ def scan_archive(
                 scan.checksum = checksum_job.result()
                 if scan.checksum != expected:
                     raise IntegrityError(
-                        f"{os.path.basename(archive_path)} does not match its .sha256 checksum"
+                        f"{os.path.basename(source.name)} does not match its .sha256 checksum"
                     )
     except BaseException:
         stop.set()
@@ -207,7 +209,7 @@ def scan_archive(
 
 
 def _scan_members(
-    archive_path: str,
+    source: ArchiveSource,
     scan: Scan,
     sink: MemberSink,
     guard: MemberGuard | None,
@@ -224,13 +226,14 @@ def _scan_members(
     announced = False  # whether the archive says it carries a manifest
     archive: zipfile.ZipFile | None = None
     try:
-        if scan.fmt is CompressionFormat.ZIP:
-            archive = open_zip(archive_path)
+        if source.path is not None and scan.fmt is CompressionFormat.ZIP:
+            archive = open_zip(source.path)
             announced = archive.comment == ZIP_MANIFEST_MARK
             members = zip_members(archive)
         else:
             stream = DecompressedStream(
-                archive_path, scan.fmt, clock, threaded=submit is not None, read_ahead=read_ahead
+                source.open(), scan.fmt, clock, threaded=submit is not None,
+                read_ahead=read_ahead,
             )
             members = tar_members(stream, clock, pax_headers)
         zip_end = 0
@@ -258,6 +261,8 @@ def _scan_members(
             else:
                 progress.reach(member.end, member.name)
         sink.flush()
+        if source.path is None and stream is not None:  # a stream's size: what was read of it
+            scan.compressed_size = stream.consumed
     except ArchiveError:
         raise
     except _READ_ERRORS as exc:
@@ -343,14 +348,16 @@ def _probe(directory: str) -> tuple[bool, bool]:
         os.unlink(path)
 
 
-def _known_size(archive_path: str, fmt: CompressionFormat) -> int | None:
+def _known_size(source: ArchiveSource) -> int | None:
     """The expanded size, when the archive declares it before extraction: from a zip's central
-    directory, or from the ``.meta`` sidecar arcman writes beside every archive."""
-    if fmt is CompressionFormat.ZIP:
-        with open_zip(archive_path) as archive:
+    directory, or from the ``.meta`` sidecar arcman writes beside every archive file."""
+    if source.path is None:
+        return None
+    if source.fmt is CompressionFormat.ZIP:
+        with open_zip(source.path) as archive:
             return sum(info.file_size for info in archive.infolist())
     try:
-        with open(archive_path + ".meta", encoding="utf-8") as f:
+        with open(source.path + ".meta", encoding="utf-8") as f:
             head = f.read(_META_HEAD)
         # The member list follows the sizes: a million names are not decoded for one number
         # (json.load of the whole sidecar was the peak of extracting a million files).
@@ -370,7 +377,7 @@ def _guard(config: ArchiveConfig, fmt: CompressionFormat, case_insensitive: bool
 
 
 def extract_archive(
-    archive_path: str,
+    archive: str | IO[bytes],
     dest_dir: str,
     config: ArchiveConfig,
     submit: Submit | None,
@@ -381,15 +388,12 @@ def extract_archive(
     keep_previous: bool = False,
 ) -> ArchiveMetadata:
     dest = os.path.abspath(dest_dir)
-    # Now: the commit may replace the working directory itself (``-C .``), after which a
-    # relative path can no longer be resolved.
-    archive_path = os.path.abspath(archive_path)
-    fmt = CompressionFormat.detect(archive_path)
+    source = ArchiveSource(archive)
     check_destination(dest, replace)
     staging = make_staging(dest)
     sink: StagingTree | None = None
     try:
-        ensure_space(staging, _known_size(archive_path, fmt))
+        ensure_space(staging, _known_size(source))
         folds_case, keeps_modes = _probe(staging)
         if not keeps_modes:
             log.warning(
@@ -402,9 +406,9 @@ def extract_archive(
             preserve_timestamps=config.preserve_timestamps,
             apply_modes=keeps_modes,
         )
-        guard = _guard(config, fmt, folds_case)
+        guard = _guard(config, source.fmt, folds_case)
         with scan_archive(
-            archive_path, sink, guard, config, submit, clock, verify=verify_integrity
+            source, sink, guard, config, submit, clock, verify=verify_integrity
         ) as scan:
             sink.finish()
     except BaseException:
@@ -418,28 +422,29 @@ def extract_archive(
             staging, dest, replace, keep_previous, apply_mode=keeps_modes,
             writeback=sink.writeback,
         )
-    return _metadata(archive_path, scan, clock, verify_integrity)
+    return _metadata(source, scan, clock, verify_integrity)
 
 
 def verify_archive(
-    archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+    archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
 ) -> ArchiveMetadata:
-    fmt = CompressionFormat.detect(archive_path)
+    source = ArchiveSource(archive)
     sink = HashSink(submit, members_share(config.memory_budget), clock)
     with scan_archive(
-        archive_path, sink, _guard(config, fmt, False), config, submit, clock, verify=True
+        source, sink, _guard(config, source.fmt, False), config, submit, clock, verify=True
     ) as scan:
         sink.finish()
-        return _metadata(archive_path, scan, clock, True)
+        return _metadata(source, scan, clock, True)
 
 
 def list_archive(
-    archive_path: str, config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+    archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
 ) -> EntryList:
     """Every member with its SHA-256: from the manifest when there is one (once every member
     has been checked against it, as verify does), else computed."""
     sink = HashSink(submit, members_share(config.memory_budget), clock)
-    with scan_archive(archive_path, sink, None, config, submit, clock, verify=True) as scan:
+    source = ArchiveSource(archive)
+    with scan_archive(source, sink, None, config, submit, clock, verify=True) as scan:
         if scan.manifest is not None:
             return EntryList(
                 ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
@@ -452,10 +457,10 @@ def list_archive(
 
 
 def _metadata(
-    archive_path: str, scan: Scan, clock: PhaseClock, verified: bool
+    source: ArchiveSource, scan: Scan, clock: PhaseClock, verified: bool
 ) -> ArchiveMetadata:
     return ArchiveMetadata(
-        filename=os.path.abspath(archive_path),
+        filename=source.path or source.name,
         format=scan.fmt,
         created_at=utc_timestamp(),
         file_count=scan.file_count,

@@ -1,0 +1,269 @@
+"""Archives read from a stream (a pipe, stdin, a socket) and written to one (stdout)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from arcman import (
+    ArchiveConfig,
+    ArchiveManager,
+    CompressionFormat,
+    ConfigError,
+    CorruptArchiveError,
+    IntegrityError,
+    UnsupportedFormatError,
+)
+from helpers import snapshot
+
+TAR_FORMATS = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst")
+
+
+class Trickle(io.RawIOBase):
+    """A pipe as a socket or an HTTP response gives it: no seek, no size, and each read
+    returns at most the next of ``steps`` bytes (then 64 KiB), whatever was asked."""
+
+    def __init__(self, data: bytes, steps: list[int] | None = None) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self._steps = list(steps or [])
+        self.read_to = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        step = self._steps.pop(0) if self._steps else 65536
+        n = min(len(buffer), max(step, 1), len(self._data) - self.read_to)
+        buffer[:n] = self._data[self.read_to : self.read_to + n]
+        self.read_to += n
+        return n
+
+
+def _archive(tmp_path: Path, tree: Path, fmt: str) -> Path:
+    archive = tmp_path / f"app.{fmt}"
+    with ArchiveManager() as manager:
+        manager.create_archive(tree, archive)
+    return archive
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["pool", "sequential"])
+@pytest.mark.parametrize("fmt", TAR_FORMATS)
+def test_extract_from_a_stream_matches_the_file(
+    tmp_path: Path, sample_tree: Path, fmt: str, parallel: bool
+) -> None:
+    data = _archive(tmp_path, sample_tree, fmt).read_bytes()
+    stream = Trickle(data)
+    config = ArchiveConfig(enable_parallelization=parallel)
+    with ArchiveManager(config) as manager:
+        meta = manager.extract_archive(stream, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(sample_tree)
+    assert meta.verification == "manifest"  # no sidecar: the manifest inside checks every file
+    assert meta.compressed_size == len(data) == stream.read_to
+    assert meta.filename == "<stream>"
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(fmt=st.sampled_from(TAR_FORMATS), steps=st.lists(st.integers(1, 5000), max_size=40))
+def test_short_reads_anywhere_give_the_same_tree(
+    tmp_path_factory: pytest.TempPathFactory, fmt: str, steps: list[int]
+) -> None:
+    """A stream may return fewer bytes than asked at any point, the format's magic bytes
+    included: detection and decoding see the same bytes as from the file."""
+    tmp_path = tmp_path_factory.mktemp("s")
+    tree = tmp_path / "src"
+    (tree / "d").mkdir(parents=True)
+    for i in range(5):
+        (tree / "d" / f"f{i}").write_bytes(bytes([i]) * (i * 1000 + 1))
+    data = _archive(tmp_path, tree, fmt).read_bytes()
+    with ArchiveManager() as manager:
+        manager.extract_archive(Trickle(data, steps), tmp_path / "out")
+        listed = [e.name for e in manager.list_archive(Trickle(data, steps))]
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+    assert "d/f4" in listed
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize("damage", ["member data", "truncated"])
+def test_a_damaged_stream_leaves_the_destination_as_it_was(
+    tmp_path: Path, sample_tree: Path, damage: str
+) -> None:
+    """The stream is extracted as it arrives, yet nothing is committed before its end has
+    been read and checked: the deployed tree stays, and nothing is left beside it."""
+    data = _archive(tmp_path, sample_tree, "tar").read_bytes()
+    dest = tmp_path / "opt" / "app"
+    dest.mkdir(parents=True)
+    (dest / "VERSION").write_text("v1")
+    # Cut in half, or a.txt's content changed, which only the manifest at the end tells.
+    bad = data[: len(data) // 2] if damage == "truncated" else _flip(data, data.index(b"hello\n"))
+    with pytest.raises((IntegrityError, CorruptArchiveError)), ArchiveManager() as manager:
+        manager.extract_archive(Trickle(bad), dest, replace=True)
+    assert sorted(os.listdir(dest.parent)) == ["app"]
+    assert os.listdir(dest) == ["VERSION"]
+
+
+def test_a_zip_stream_is_refused_before_anything_is_written(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    data = _archive(tmp_path, sample_tree, "zip").read_bytes()
+    with pytest.raises(UnsupportedFormatError, match="save it to a file"), ArchiveManager() as m:
+        m.extract_archive(Trickle(data), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_text_stream_is_a_type_error(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="binary"), ArchiveManager() as manager:
+        manager.verify_archive(io.StringIO("x"))
+
+
+def test_progress_from_a_stream_has_no_total_until_its_end(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    data = _archive(tmp_path, sample_tree, "tar.gz").read_bytes()
+    calls: list[tuple[int, int]] = []
+    config = ArchiveConfig(progress_callback=lambda done, total: calls.append((done, total)))
+    with ArchiveManager(config) as manager:
+        manager.verify_archive(Trickle(data))
+    assert calls[-1] == (len(data), len(data))
+    assert all(total == 0 for _, total in calls[:-1])
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def _pipe(data: bytes) -> io.BufferedReader:
+    """A real pipe (what ``ssh`` or ``curl |`` gives), fed from a thread."""
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with open(write_end, "wb") as out:
+            out.write(data)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return open(read_end, "rb")
+
+
+def test_verify_and_list_a_pipe(tmp_path: Path, sample_tree: Path) -> None:
+    data = _archive(tmp_path, sample_tree, "tar.zst").read_bytes()
+    with ArchiveManager() as manager, _pipe(data) as one, _pipe(data) as two:
+        meta = manager.verify_archive(one)
+        names = {e.name for e in manager.list_archive(two)}
+    assert meta.verification == "manifest" and meta.file_count == 4
+    assert {"a.txt", "sub/big.bin", "link"} <= names
+
+
+def _cli(args: list[str], stdin: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "arcman", *args], stdin=stdin, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def test_cli_extracts_standard_input(tmp_path: Path, sample_tree: Path) -> None:
+    archive = _archive(tmp_path, sample_tree, "tar.gz")
+    dest = tmp_path / "app"
+    with open(archive, "rb") as stdin:
+        done = _cli(["extract", "-", "-C", str(dest)], stdin)
+    assert done.returncode == 0, done.stderr
+    assert "verified by manifest" in done.stdout
+    assert snapshot(dest) == snapshot(sample_tree)
+    with open(archive, "rb") as stdin:
+        listed = _cli(["list", "-"], stdin)
+    assert "sub/big.bin" in listed.stdout.split()
+
+
+def test_cli_refuses_a_terminal_as_the_archive(tmp_path: Path) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        done = _cli(["verify", "-"], terminal)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "arcman: error: the archive '-' is standard input, which is a terminal: pipe one in"
+    )
+
+
+def test_cli_zip_on_standard_input_is_a_one_line_error(tmp_path: Path, sample_tree: Path) -> None:
+    archive = _archive(tmp_path, sample_tree, "zip")
+    with open(archive, "rb") as stdin:
+        done = _cli(["extract", "-", "-C", str(tmp_path / "out")], stdin)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "save it to a file first" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", [*TAR_FORMATS, "zip"])
+def test_create_into_a_stream_writes_the_same_archive_as_into_a_file(
+    tmp_path: Path, sample_tree: Path, fmt: str
+) -> None:
+    """Reproducible, the stream's bytes are the file's; and no sidecar is written anywhere."""
+    config = ArchiveConfig(reproducible=True, format=CompressionFormat(fmt))
+    stream = io.BytesIO()
+    with ArchiveManager(config) as manager:
+        meta = manager.create_archive(sample_tree, stream)
+        manager.create_archive(sample_tree, tmp_path / f"a.{fmt}")
+    assert stream.getvalue() == (tmp_path / f"a.{fmt}").read_bytes()
+    assert meta.compressed_size == len(stream.getvalue())
+    assert meta.checksum_sha256 == hashlib.sha256(stream.getvalue()).hexdigest()
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [f"a.{fmt}", f"a.{fmt}.sha256", f"a.{fmt}.meta", "src"]
+    )
+
+
+def test_create_into_a_stream_needs_a_format(tmp_path: Path, sample_tree: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a format"), ArchiveManager() as manager:
+        manager.create_archive(sample_tree, io.BytesIO())
+
+
+def test_cli_pipes_create_into_extract(tmp_path: Path, sample_tree: Path) -> None:
+    """arcman create ... -o - | arcman extract - -C DEST: no archive file anywhere, and the
+    result line (with the checksum, as there is no sidecar) on stderr, out of the stream."""
+    dest = tmp_path / "app"
+    create = subprocess.Popen(
+        [sys.executable, "-m", "arcman", "create", str(sample_tree), "-o", "-",
+         "--format", "tar.zst"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=False,
+    )
+    assert create.stdout is not None
+    extracted = _cli(["extract", "-", "-C", str(dest)], create.stdout)
+    create.stdout.close()
+    _, err = create.communicate(timeout=120)
+    assert create.returncode == 0, err
+    assert extracted.returncode == 0, extracted.stderr
+    assert snapshot(dest) == snapshot(sample_tree)
+    assert re.fullmatch(rb"created -: 4 files, .* sha256 [0-9a-f]{64}\n", err)
+    assert sorted(os.listdir(tmp_path)) == ["app", "src"]
+
+
+def test_cli_refuses_to_write_an_archive_to_a_terminal(tmp_path: Path, sample_tree: Path) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "arcman", "create", str(sample_tree), "-o", "-",
+             "--format", "tar"],
+            stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=120,
+        )
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert done.returncode == 2
+    assert "standard output, which is a terminal" in done.stderr
