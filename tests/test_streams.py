@@ -70,6 +70,7 @@ def test_extract_from_a_stream_matches_the_file(
     assert snapshot(tmp_path / "out") == snapshot(sample_tree)
     assert meta.verification == "manifest"  # no sidecar: the manifest inside checks every file
     assert meta.compressed_size == len(data) == stream.read_to
+    assert meta.checksum_sha256 == hashlib.sha256(data).hexdigest()  # hashed as it passed
     assert meta.filename == "<stream>"
 
 
@@ -267,3 +268,41 @@ def test_cli_refuses_to_write_an_archive_to_a_terminal(tmp_path: Path, sample_tr
         os.close(terminal)
     assert done.returncode == 2
     assert "standard output, which is a terminal" in done.stderr
+
+
+def test_a_stream_is_read_to_its_end_and_checked_against_the_sha256_given(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    """A tar's end can come well before the stream's (zeros that a blocking factor or a
+    device adds): the checksum covers the whole stream, and a wrong one commits nothing.
+    Sequentially, as nothing reads ahead there."""
+    data = _archive(tmp_path, sample_tree, "tar").read_bytes() + bytes(12 * 2**20)
+    digest = hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "app"
+    dest.mkdir()
+    (dest / "VERSION").write_text("v1")
+    with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
+        with pytest.raises(IntegrityError, match="does not match the SHA-256 given"):
+            manager.extract_archive(Trickle(data), dest, replace=True,
+                                    expected_sha256=hashlib.sha256(b"other").hexdigest())
+        assert os.listdir(dest) == ["VERSION"]
+        meta = manager.extract_archive(Trickle(data), dest, replace=True,
+                                       expected_sha256=digest.upper())
+    assert meta.checksum_sha256 == digest and meta.compressed_size == len(data)
+    assert snapshot(dest) == snapshot(sample_tree)
+
+
+def test_cli_sha256_replaces_the_sidecar_for_a_file(tmp_path: Path, sample_tree: Path) -> None:
+    archive = _archive(tmp_path, sample_tree, "tar.gz")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    sidecar = Path(f"{archive}.sha256")
+    sidecar.write_text(hashlib.sha256(b"stale").hexdigest() + "  app.tar.gz\n")
+    assert _cli(["verify", str(archive)], None).returncode == 1  # the sidecar disagrees
+    done = _cli(["verify", str(archive), "--sha256", digest], None)
+    assert done.returncode == 0, done.stderr
+    wrong = _cli(["extract", str(archive), "-C", str(tmp_path / "out"), "--sha256", "0" * 64],
+                 None)
+    assert wrong.returncode == 1 and "does not match the SHA-256 given" in wrong.stderr
+    assert not (tmp_path / "out").exists()
+    bad = _cli(["verify", str(archive), "--sha256", "abc"], None)
+    assert bad.returncode == 2 and "64 hex digits" in bad.stderr

@@ -27,6 +27,10 @@ EXIT_SOURCE, EXIT_DEST, EXIT_SKIPPED, EXIT_INTERNAL = 4, 5, 6, 70
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
 
 FORMATS = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip")
+SHA256_HELP = (
+    "the archive's expected SHA-256, from a channel you trust: checked instead of its .sha256 "
+    "sidecar (for - the only check of the archive as a whole)"
+)
 
 
 class _Terminated(BaseException):
@@ -145,11 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--keep-previous", action="store_true",
                          help="with --replace: keep the replaced tree as DEST.prev for rollback")
     extract.add_argument("--no-verify", action="store_true", help="skip manifest/sidecar checks")
+    extract.add_argument("--sha256", metavar="HEX", help=SHA256_HELP)
 
     verify = sub.add_parser("verify", parents=[common, limits], help="check an archive's integrity",
                             **_examples("arcman verify app.tar.gz",
                                         "arcman verify app.tar.gz --json"))
     verify.add_argument("archive", help="the archive file, or - for standard input")
+    verify.add_argument("--sha256", metavar="HEX", help=SHA256_HELP)
 
     listing = sub.add_parser("list", parents=[common], help="list an archive's members",
                              **_examples("arcman list app.tar.gz", "arcman list -l app.tar.gz"))
@@ -375,7 +381,7 @@ def _operate(
         keeps = args.keep_previous and _has_a_tree(args.dest)
         meta = manager.extract_archive(
             _archive(args), args.dest, config, not args.no_verify,
-            replace=args.replace, keep_previous=args.keep_previous,
+            replace=args.replace, keep_previous=args.keep_previous, expected_sha256=args.sha256,
         )
         out = meta.shallow_dict()
         how = (
@@ -383,6 +389,8 @@ def _operate(
             if meta.verification != "none"
             else "not verified (--no-verify)"
         )
+        if args.sha256:
+            how += " and the SHA-256 given"
         text = (
             f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
             f"to {args.dest}, {how}"
@@ -392,7 +400,7 @@ def _operate(
             text += f"; previous tree kept as {out['previous']}"
         return out, text, code
     if args.command == "verify":
-        meta = manager.verify_archive(_archive(args), config)
+        meta = manager.verify_archive(_archive(args), config, expected_sha256=args.sha256)
         how = (
             "every member's SHA-256 matches the manifest"
             if meta.verification == "manifest"

@@ -168,6 +168,7 @@ class ArchiveManager:
         *,
         replace: bool = False,
         keep_previous: bool = False,
+        expected_sha256: str | None = None,
     ) -> ArchiveMetadata:
         """Extract into ``dest_dir`` through a verified staging tree, then commit atomically.
 
@@ -175,7 +176,10 @@ class ArchiveManager:
         (an older one is discarded) so that ``rollback(dest_dir)`` can bring it back;
         ``keep_previous`` without ``replace`` is a ConfigError, as it would keep nothing.
         ``archive_path`` may also be a binary stream (``sys.stdin.buffer``, a socket's or an
-        HTTP response's), read once from where it is (see ``_archive``).
+        HTTP response's), read once from where it is (see ``_archive``). ``expected_sha256``
+        is the archive's SHA-256 (hex) from a channel you trust: checked instead of its
+        .sha256 sidecar, and for a stream the only check of the archive as a whole; a
+        mismatch is an IntegrityError, with nothing committed.
         """
         archive, dest = _archive(archive_path), _path(dest_dir)
         flags = {"verify_integrity": verify_integrity, "replace": replace,
@@ -186,6 +190,7 @@ class ArchiveManager:
                 raise ConfigError(f"{name} must be a bool, not {value!r}")
         if keep_previous and not replace:
             raise ConfigError("keep_previous needs replace=True: without it nothing is replaced")
+        expected = _digest(expected_sha256)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._extract import extract as _extract
@@ -193,23 +198,25 @@ class ArchiveManager:
             return _extract.extract_archive(
                 archive, dest, cfg, submit, clock,
                 verify_integrity=verify_integrity, replace=replace, keep_previous=keep_previous,
+                expected_sha256=expected,
             )
 
         return self._run("extract", config, work, _sizes)
 
     def verify_archive(
-        self, archive_path: str | os.PathLike[str] | IO[bytes], config: ArchiveConfig | None = None
+        self, archive_path: str | os.PathLike[str] | IO[bytes], config: ArchiveConfig | None = None,
+        *, expected_sha256: str | None = None,
     ) -> ArchiveMetadata:
         """Check everything that can be checked; raise IntegrityError naming what failed
         (UnsafeMemberError/LimitExceededError for what extraction would refuse, SourceError for
-        an unreadable file, UnsupportedFormatError for one that is no archive). A stream is
-        read as extract_archive reads one."""
-        archive = _archive(archive_path)
+        an unreadable file, UnsupportedFormatError for one that is no archive). A stream, and
+        ``expected_sha256``, are taken as extract_archive takes them."""
+        archive, expected = _archive(archive_path), _digest(expected_sha256)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
             from ._extract import extract as _extract
 
-            return _extract.verify_archive(archive, cfg, submit, clock)
+            return _extract.verify_archive(archive, cfg, submit, clock, expected)
 
         return self._run("verify", config, work, _sizes)
 
@@ -273,6 +280,16 @@ def _archive(value: object) -> str | IO[bytes]:
             )
         return value  # type: ignore[return-value]  # duck-typed: read(n) or write(b)
     return _path(value)
+
+
+def _digest(value: object) -> str | None:
+    """An expected SHA-256 as 64 lowercase hex digits (None: none given)."""
+    if value is None:
+        return None
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if len(text) != 64 or text.strip("0123456789abcdef"):
+        raise ConfigError(f"expected_sha256 must be 64 hex digits, not {value!r}")
+    return text
 
 
 def _checked(config: object) -> ArchiveConfig:

@@ -174,9 +174,15 @@ def scan_archive(
     clock: PhaseClock,
     *,
     verify: bool,
+    expected_sha256: str | None = None,
 ) -> Scan:
+    """Read every member of ``source`` into ``sink`` and check what can be checked: the
+    members against the manifest (``verify``), the archive against ``expected_sha256`` if
+    given, else against its .sha256 sidecar (``verify``)."""
     path = source.path
-    expected = _expected_checksum(path) if verify and path is not None else None
+    expected = expected_sha256
+    if expected is None and verify and path is not None:
+        expected = _expected_checksum(path)
     stop = threading.Event()  # set if the scan fails: the archive's hash is not waited for
     checksum_job: Future[str] | None = (
         start(submit, _hash_file, path, stop) if path is not None and expected is not None
@@ -196,10 +202,11 @@ def scan_archive(
                 check_against_manifest(scan.observed, scan.manifest)
             if checksum_job is not None:
                 scan.checksum = checksum_job.result()
-                if scan.checksum != expected:
-                    raise IntegrityError(
-                        f"{os.path.basename(source.name)} does not match its .sha256 checksum"
-                    )
+            elif path is None:
+                scan.checksum = source.streamed_sha256()
+            if expected is not None and scan.checksum != expected:
+                what = "its .sha256 checksum" if expected_sha256 is None else "the SHA-256 given"
+                raise IntegrityError(f"{os.path.basename(source.name)} does not match {what}")
     except BaseException:
         stop.set()
         scan.close()
@@ -261,7 +268,8 @@ def _scan_members(
             else:
                 progress.reach(member.end, member.name)
         sink.flush()
-        if source.path is None and stream is not None:  # a stream's size: what was read of it
+        if source.path is None and stream is not None:
+            # All of it: the parser reads past the tar's end, to check that only zeros follow.
             scan.compressed_size = stream.consumed
     except ArchiveError:
         raise
@@ -386,6 +394,7 @@ def extract_archive(
     verify_integrity: bool,
     replace: bool,
     keep_previous: bool = False,
+    expected_sha256: str | None = None,
 ) -> ArchiveMetadata:
     dest = os.path.abspath(dest_dir)
     source = ArchiveSource(archive)
@@ -408,7 +417,8 @@ def extract_archive(
         )
         guard = _guard(config, source.fmt, folds_case)
         with scan_archive(
-            source, sink, guard, config, submit, clock, verify=verify_integrity
+            source, sink, guard, config, submit, clock, verify=verify_integrity,
+            expected_sha256=expected_sha256,
         ) as scan:
             sink.finish()
     except BaseException:
@@ -426,12 +436,14 @@ def extract_archive(
 
 
 def verify_archive(
-    archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+    archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock,
+    expected_sha256: str | None = None,
 ) -> ArchiveMetadata:
     source = ArchiveSource(archive)
     sink = HashSink(submit, members_share(config.memory_budget), clock)
     with scan_archive(
-        source, sink, _guard(config, source.fmt, False), config, submit, clock, verify=True
+        source, sink, _guard(config, source.fmt, False), config, submit, clock, verify=True,
+        expected_sha256=expected_sha256,
     ) as scan:
         sink.finish()
         return _metadata(source, scan, clock, True)

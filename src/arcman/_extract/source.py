@@ -10,6 +10,7 @@ directory is at its end, cannot come from one.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from typing import IO, cast
@@ -23,6 +24,7 @@ class ArchiveSource:
 
     def __init__(self, archive: str | IO[bytes]) -> None:
         self._stream: IO[bytes] | None = None
+        self._reader: _Replay | None = None
         if isinstance(archive, str):
             # Absolute now: an extraction's commit may replace the working directory itself
             # (``-C .``), after which a relative path can no longer be resolved.
@@ -55,9 +57,15 @@ class ArchiveSource:
             return open(self.path, "rb")
         if self._stream is None:
             raise RuntimeError(f"{self.name} can be read only once")
-        reader = _Replay(self._head, self._stream, self.name)
+        self._reader = _Replay(self._head, self._stream, self.name)
         self._stream = None
-        return cast("IO[bytes]", reader)  # a RawIOBase: read, readinto and tell, all they use
+        return cast("IO[bytes]", self._reader)  # a RawIOBase: read, readinto, tell: all they use
+
+    def streamed_sha256(self) -> str:
+        """The SHA-256 of what has been read of a stream (all of it once its scan is over):
+        hashed as it passed, since it cannot be read again."""
+        assert self._reader is not None, "a stream's checksum is known once it has been read"
+        return self._reader.sha256.hexdigest()
 
 
 def _read_fully(stream: IO[bytes], n: int, name: str) -> bytes:
@@ -87,6 +95,7 @@ class _Replay(io.RawIOBase):
         self._stream = stream
         self._name = name
         self._position = 0
+        self.sha256 = hashlib.sha256()
 
     def readable(self) -> bool:
         return True
@@ -101,6 +110,7 @@ class _Replay(io.RawIOBase):
             view[filled : filled + len(rest)] = rest
             filled += len(rest)
         self._position += filled
+        self.sha256.update(view[:filled])
         return filled
 
     def tell(self) -> int:
