@@ -234,6 +234,22 @@ def test_list_prints_a_name_that_is_not_utf8_as_its_bytes(tmp_path: Path) -> Non
         assert proc.stdout.rstrip(b"\n").endswith(b"caf\xe9.txt")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO to warn about")
+def test_a_warning_names_a_file_that_is_not_utf8_by_its_bytes(tmp_path: Path) -> None:
+    """As ls shows it, not as Python's surrogate escape (caf\\udce9)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    os.mkfifo(os.path.join(os.fsencode(source), b"caf\xe9"))  # skipped, with a warning
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "arcman", "create", str(source), "-o", str(tmp_path / "a.tar"),
+         "--skip-unreadable"],
+        capture_output=True, env=env,
+    )
+    assert proc.returncode == 6, proc.stderr  # files skipped
+    assert b"skipped caf\xe9: special file" in proc.stderr
+
+
 def test_quiet_keeps_a_stats_table_asked_for(
     tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -582,10 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         min(args.verbose, 2)
     ]
     logging.basicConfig(level=level, format="arcman: %(levelname)s [%(threadName)s] %(message)s")
-    if hasattr(sys.stdout, "reconfigure"):
-        # Names are bytes on POSIX: one that is not UTF-8 is printed back as its bytes, as ls
-        # and tar print it, instead of failing to encode in a UTF-8 locale.
-        sys.stdout.reconfigure(errors="surrogateescape")
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            # Names are bytes on POSIX: one that is not UTF-8 is printed back as its bytes, as
+            # ls prints it, instead of failing to encode in a UTF-8 locale (stdout) or showing
+            # as Python's "\udce9" in a warning (stderr).
+            stream.reconfigure(errors="surrogateescape")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     previous_int = signal.getsignal(signal.SIGINT)
     try:
