@@ -201,6 +201,15 @@ def test_cli_refuses_a_terminal_as_the_archive(tmp_path: Path) -> None:
     )
 
 
+def test_cli_says_standard_input_is_closed(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["/bin/sh", "-c", f"exec {sys.executable} -m arcman verify - <&-"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "standard input, which is closed" in done.stderr
+
+
 def test_cli_zip_on_standard_input_is_a_one_line_error(tmp_path: Path, sample_tree: Path) -> None:
     archive = _archive(tmp_path, sample_tree, "zip")
     with open(archive, "rb") as stdin:

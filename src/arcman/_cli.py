@@ -431,7 +431,9 @@ def _archive(args: argparse.Namespace) -> str | IO[bytes]:
     -C /opt/app < app.tar.zst`` unpacks an archive that the Pi never stores)."""
     if args.archive != "-":
         return str(args.archive)
-    if sys.stdin is None or sys.stdin.isatty():
+    if sys.stdin is None:  # started with it closed (`<&-`)
+        raise ValueError("the archive '-' is standard input, which is closed: pipe one in")
+    if sys.stdin.isatty():
         raise ValueError("the archive '-' is standard input, which is a terminal: pipe one in")
     return sys.stdin.buffer
 
