@@ -210,6 +210,19 @@ def test_cli_says_standard_input_is_closed(tmp_path: Path) -> None:
     assert "standard input, which is closed" in done.stderr
 
 
+def test_cli_does_not_write_an_archive_to_a_closed_standard_output(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    """Closed, stdout is replaced by /dev/null (see main): the archive would vanish."""
+    done = subprocess.run(
+        ["/bin/sh", "-c",
+         f"exec {sys.executable} -m arcman create {sample_tree} -o - --format tar >&-"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "standard output, which is closed" in done.stderr
+
+
 def test_cli_zip_on_standard_input_is_a_one_line_error(tmp_path: Path, sample_tree: Path) -> None:
     archive = _archive(tmp_path, sample_tree, "zip")
     with open(archive, "rb") as stdin:

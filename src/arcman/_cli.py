@@ -443,6 +443,8 @@ def _output(args: argparse.Namespace) -> str | IO[bytes]:
     tar.zst | ssh pi arcman extract - -C /opt/app``); the result line then goes to stderr."""
     if args.output != "-":
         return str(args.output)
+    if getattr(sys.stdout, "name", None) == os.devnull:  # closed at start (`>&-`): see main()
+        raise ValueError("the output '-' is standard output, which is closed: redirect it")
     if sys.stdout.isatty():
         raise ValueError("the output '-' is standard output, which is a terminal: redirect it")
     return sys.stdout.buffer
