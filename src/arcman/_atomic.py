@@ -19,7 +19,7 @@ import stat
 import sys
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 from ._errors import DestinationError
 
@@ -213,10 +213,41 @@ WRITEBACK_BYTES = 8 * 1024 * 1024
 _START_WRITEBACK: int | None = os.POSIX_FADV_DONTNEED if sys.platform == "linux" else None
 
 
-class AtomicFile:
+class HashingWriter:
+    """Writes to a binary file, counting and hashing (SHA-256) what is written, so that an
+    archive's checksum costs no second read; an OSError becomes a DestinationError naming
+    ``name``."""
+
+    def __init__(self, file: IO[bytes], name: str) -> None:
+        self._file = file
+        self._name = name
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def write(self, data: Any) -> int:
+        try:
+            self._file.write(data)
+        except OSError as exc:  # ENOSPC; EPIPE for a stream whose reader is gone
+            raise DestinationError(describe_os_error(exc, self._name)) from exc
+        self._hash.update(data)
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, self._name)) from exc
+
+
+class AtomicFile(HashingWriter):
     """A binary file that becomes ``path`` only when the with-block completes without error.
 
-    It hashes what is written (SHA-256), so the archive's checksum costs no second read.
     ``supersedes`` names files that describe the old ``path`` (its sidecars): they are removed
     just before the rename, so a crash never leaves a new file beside an old sidecar.
     """
@@ -229,27 +260,15 @@ class AtomicFile:
             raise DestinationError(f"output directory {directory!r} does not exist")
         clean_stale(self.path)
         self.temp_path = sibling(self.path, TEMP_MARKER)
-        self._hash = hashlib.sha256()
-        self.size = 0
         self._written_back = 0  # bytes handed to the kernel's writeback so far
         try:
             fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, self.path)) from exc
-        self._file = os.fdopen(fd, "wb", buffering=1024 * 1024)
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
+        super().__init__(os.fdopen(fd, "wb", buffering=1024 * 1024), self.path)
 
     def write(self, data: Any) -> int:
-        try:
-            self._file.write(data)
-        except OSError as exc:
-            raise DestinationError(describe_os_error(exc, self.path)) from exc
-        self._hash.update(data)
-        n = len(data) if not isinstance(data, memoryview) else data.nbytes
-        self.size += n
+        n = super().write(data)
         if self.size - self._written_back >= WRITEBACK_BYTES and _START_WRITEBACK is not None:
             self._start_writeback(_START_WRITEBACK)
         return n
@@ -265,12 +284,6 @@ class AtomicFile:
         with contextlib.suppress(OSError):  # only a hint: fsync still makes it durable
             os.posix_fadvise(fd, self._written_back, self.size - self._written_back, advice)
         self._written_back = self.size
-
-    def flush(self) -> None:
-        try:
-            self._file.flush()
-        except OSError as exc:
-            raise DestinationError(describe_os_error(exc, self.path)) from exc
 
     def __enter__(self) -> AtomicFile:
         return self

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import time
@@ -16,9 +15,9 @@ from contextlib import ExitStack
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from .._atomic import AtomicFile, clean_stale, describe_os_error
+from .._atomic import AtomicFile, HashingWriter, clean_stale
 from .._config import ArchiveConfig
-from .._errors import ConfigError, DestinationError, UnsupportedFormatError
+from .._errors import ConfigError, UnsupportedFormatError
 from .._formats import CompressionFormat
 from .._manifest import FILE, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
@@ -182,39 +181,17 @@ def create_archive(
     return metadata
 
 
-class StreamOutput:
-    """An archive written to a stream (stdout, a socket): hashed and counted as AtomicFile
-    does, with nothing to rename. A failure midway leaves the reader a truncated archive,
-    which arcman refuses as a whole (its manifest is the last member) and tar reports."""
+class StreamOutput(HashingWriter):
+    """An archive written to a stream (stdout, a socket), with nothing to rename. A failure
+    midway leaves the reader a truncated archive, which arcman refuses as a whole (its
+    manifest is the last member) and tar reports."""
 
     def __init__(self, stream: IO[bytes]) -> None:
         if not callable(getattr(stream, "write", None)):
             raise TypeError(f"cannot write an archive to {stream!r}: it has no write()")
-        self._stream = stream
         label = getattr(stream, "name", None)
         self.name = label if isinstance(label, str) else "<stream>"
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
-    def write(self, data: Any) -> int:
-        try:
-            self._stream.write(data)
-        except OSError as exc:  # EPIPE: the reader is gone
-            raise DestinationError(describe_os_error(exc, self.name)) from exc
-        self._hash.update(data)
-        n = len(data) if not isinstance(data, memoryview) else data.nbytes
-        self.size += n
-        return n
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except OSError as exc:
-            raise DestinationError(describe_os_error(exc, self.name)) from exc
+        super().__init__(stream, self.name)
 
     def __enter__(self) -> StreamOutput:
         return self
