@@ -169,7 +169,7 @@ def _unswap(staging: str, dest: str, old: str, exchanged: bool) -> None:
     try:
         os.rename(old, dest)
     except BaseException:
-        os.rename(staging, dest)  # DEST is never left missing: the new tree, then
+        os.rename(staging, dest)  # never leave DEST missing: the new tree goes back there
         raise
 
 
