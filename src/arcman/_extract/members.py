@@ -23,7 +23,7 @@ from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
-from .ustar import BLOCK, GNU_MAGIC, parse_plain
+from .ustar import BLOCK, GNU_MAGIC, SPARSE, parse_plain
 from .ustar import HARDLINK as HARDLINK
 from .ustar import SPECIAL as SPECIAL
 
@@ -69,7 +69,7 @@ class Member:
 
 def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
     if info.issparse():
-        return SPECIAL, "GNU sparse file"
+        return SPECIAL, SPARSE
     if info.isreg():
         return FILE, ""
     if info.isdir():
