@@ -145,6 +145,22 @@ def test_progress_from_a_stream_has_no_total_until_its_end(
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
+def test_a_stream_that_is_a_regular_file_has_a_progress_total(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    """``arcman extract - < app.tar.gz``: the bar can show a total, from where it starts."""
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(b"skipped" + _archive(tmp_path, sample_tree, "tar.gz").read_bytes())
+    size = archive.stat().st_size - len(b"skipped")
+    calls: list[tuple[int, int]] = []
+    config = ArchiveConfig(progress_callback=lambda done, total: calls.append((done, total)))
+    with ArchiveManager(config) as manager, archive.open("rb") as f:
+        f.read(len(b"skipped"))
+        meta = manager.verify_archive(f)
+    assert {total for _, total in calls} == {size}
+    assert meta.compressed_size == size
+
+
 def _pipe(data: bytes) -> io.BufferedReader:
     """A real pipe (what ``ssh`` or ``curl |`` gives), fed from a thread."""
     read_end, write_end = os.pipe()

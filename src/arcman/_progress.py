@@ -23,7 +23,7 @@ class Progress:
 
     The callbacks run under a lock, so they are never called concurrently; ``done`` only grows
     and never passes ``total``; ``finish()`` always ends the series at ``(total, total)``.
-    A total of None is not known in advance (an archive read from a stream): the callback
+    A total of None is not known in advance (an archive read from a pipe): the callback
     then gets 0 as the total until ``finish()`` reports ``(done, done)``.
     The item callback, when configured, hears the name of each member as it is reached.
     """

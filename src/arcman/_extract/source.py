@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from typing import IO, cast
 
 from .._errors import SourceError, UnsupportedFormatError
@@ -25,6 +26,7 @@ class ArchiveSource:
     def __init__(self, archive: str | IO[bytes]) -> None:
         self._stream: IO[bytes] | None = None
         self._reader: _Replay | None = None
+        self._size: int | None = None
         if isinstance(archive, str):
             # Absolute now: an extraction's commit may replace the working directory itself
             # (``-C .``), after which a relative path can no longer be resolved.
@@ -37,6 +39,7 @@ class ArchiveSource:
         self.path = None
         label = getattr(archive, "name", None)
         self.name = label if isinstance(label, str) else "<stream>"
+        self._size = _size_left(archive)
         self._head = _read_fully(archive, HEAD_SIZE, self.name)
         self.fmt = CompressionFormat.detect_head(self._head, self.name)
         if self.fmt is CompressionFormat.ZIP:
@@ -48,8 +51,8 @@ class ArchiveSource:
 
     @property
     def size(self) -> int | None:
-        """The archive's size in bytes, or None for a stream (known once it has been read)."""
-        return os.path.getsize(self.path) if self.path is not None else None
+        """The archive's size in bytes; None for a pipe or a socket (known once read)."""
+        return os.path.getsize(self.path) if self.path is not None else self._size
 
     def open(self) -> IO[bytes]:
         """A reader from the first byte on. A stream has one: a second call is an error."""
@@ -66,6 +69,16 @@ class ArchiveSource:
         hashed as it passed, since it cannot be read again."""
         assert self._reader is not None, "a stream's checksum is known once it has been read"
         return self._reader.sha256.hexdigest()
+
+
+def _size_left(stream: IO[bytes]) -> int | None:
+    """What is left to read of a stream that is a regular file (``< app.tar.zst``), for the
+    progress total; None for a pipe, a socket or an object without a descriptor."""
+    try:
+        st = os.fstat(stream.fileno())
+        return st.st_size - stream.tell() if stat.S_ISREG(st.st_mode) else None
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both
+        return None
 
 
 def _read_fully(stream: IO[bytes], n: int, name: str) -> bytes:
