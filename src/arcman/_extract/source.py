@@ -4,8 +4,9 @@ A file is opened by whichever reader needs it: format detection, the ``.sha256``
 hash, zip's central directory, the decompressor. A stream (a pipe from ``ssh`` or ``curl``, a
 socket, an HTTP response) can be read only once, front to back, so that a Pi can unpack an
 archive it never stores: its first bytes are read here to tell the format and handed back
-ahead of the rest, it has no sidecars and no size known in advance, and a zip, whose
-directory is at its end, cannot come from one.
+ahead of the rest, its SHA-256 is computed as it passes, it has no sidecars and no size known
+in advance (unless it is a regular file: ``< app.tar.zst``), and a zip, whose directory is at
+its end, cannot come from one.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def _read_fully(stream: IO[bytes], n: int, name: str) -> bytes:
 
 class _Replay(io.RawIOBase):
     """The stream's head (already read), then the rest of it. A read fills the whole buffer
-    unless the stream ends, so the decoders get full pieces rather than a pipe's 64 KiB; and
-    tell() counts the bytes handed out, which a pipe cannot tell (progress, ratio limit)."""
+    unless the stream ends, so the decoders get full pieces rather than a pipe's 64 KiB;
+    tell() counts the bytes handed out, which a pipe cannot tell (progress, ratio limit); and
+    what is handed out is hashed (the archive's SHA-256)."""
 
     def __init__(self, head: bytes, stream: IO[bytes], name: str) -> None:
         super().__init__()
