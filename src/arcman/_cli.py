@@ -431,11 +431,8 @@ def _archive(args: argparse.Namespace) -> str | IO[bytes]:
     -C /opt/app < app.tar.zst`` unpacks an archive that the Pi never stores)."""
     if args.archive != "-":
         return str(args.archive)
-    if sys.stdin is None:  # started with it closed (`<&-`)
-        raise ValueError("the archive '-' is standard input, which is closed: pipe one in")
-    if sys.stdin.isatty():
-        raise ValueError("the archive '-' is standard input, which is a terminal: pipe one in")
-    return sys.stdin.buffer
+    # Started with it closed (`<&-`), Python has no sys.stdin at all.
+    return _standard(sys.stdin, "archive", "input", closed=sys.stdin is None, advice="pipe one in")
 
 
 def _output(args: argparse.Namespace) -> str | IO[bytes]:
@@ -443,11 +440,20 @@ def _output(args: argparse.Namespace) -> str | IO[bytes]:
     tar.zst | ssh pi arcman extract - -C /opt/app``); the result line then goes to stderr."""
     if args.output != "-":
         return str(args.output)
-    if getattr(sys.stdout, "name", None) == os.devnull:  # closed at start (`>&-`): see main()
-        raise ValueError("the output '-' is standard output, which is closed: redirect it")
-    if sys.stdout.isatty():
-        raise ValueError("the output '-' is standard output, which is a terminal: redirect it")
-    return sys.stdout.buffer
+    # Closed at start (`>&-`), it is /dev/null (see main()), where the archive would vanish.
+    closed = getattr(sys.stdout, "name", None) == os.devnull
+    return _standard(sys.stdout, "output", "output", closed=closed, advice="redirect it")
+
+
+def _standard(stream: Any, role: str, kind: str, *, closed: bool, advice: str) -> IO[bytes]:
+    """``stream``'s bytes, for an archive to go through; neither closed nor a terminal."""
+    where = f"the {role} '-' is standard {kind}, which is"
+    if closed:
+        raise ValueError(f"{where} closed: {advice}")
+    if stream.isatty():
+        raise ValueError(f"{where} a terminal: {advice}")
+    buffer: IO[bytes] = stream.buffer
+    return buffer
 
 
 def _writes_stdout(args: argparse.Namespace) -> bool:
