@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,12 +23,15 @@ from arcman import (
     CompressionFormat,
     ConfigError,
     CorruptArchiveError,
+    DestinationError,
+    ExtractionLimits,
     IntegrityError,
-    UnsupportedFormatError,
+    LimitExceededError,
 )
 from helpers import snapshot
 
 TAR_FORMATS = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst")
+FORMATS = (*TAR_FORMATS, "zip")
 
 
 class Trickle(io.RawIOBase):
@@ -58,7 +63,7 @@ def _archive(tmp_path: Path, tree: Path, fmt: str) -> Path:
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["pool", "sequential"])
-@pytest.mark.parametrize("fmt", TAR_FORMATS)
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_extract_from_a_stream_matches_the_file(
     tmp_path: Path, sample_tree: Path, fmt: str, parallel: bool
 ) -> None:
@@ -77,7 +82,7 @@ def test_extract_from_a_stream_matches_the_file(
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(fmt=st.sampled_from(TAR_FORMATS), steps=st.lists(st.integers(1, 5000), max_size=40))
+@given(fmt=st.sampled_from(FORMATS), steps=st.lists(st.integers(1, 5000), max_size=40))
 def test_short_reads_anywhere_give_the_same_tree(
     tmp_path_factory: pytest.TempPathFactory, fmt: str, steps: list[int]
 ) -> None:
@@ -118,13 +123,103 @@ def test_a_damaged_stream_leaves_the_destination_as_it_was(
     assert os.listdir(dest) == ["VERSION"]
 
 
-def test_a_zip_stream_is_refused_before_anything_is_written(
+class _Spools:
+    """Records where each spool was made (tempfile.TemporaryFile's ``dir``); ``full``: its
+    writes fail as on a full disk."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, full: bool = False) -> None:
+        self.dirs: list[str | None] = []
+        self._make = tempfile.TemporaryFile
+        self._full = full
+        monkeypatch.setattr(tempfile, "TemporaryFile", self)
+
+    def __call__(self, dir: str | None = None) -> object:
+        self.dirs.append(dir)
+        spool = self._make(dir=dir)
+        if self._full:
+            def write(data: bytes) -> int:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            spool.write = write  # type: ignore[method-assign]
+        return spool
+
+
+def test_a_zip_stream_is_saved_beside_the_tree_and_leaves_nothing(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zip's directory is at its end: the stream is saved, unlinked, in the staging tree
+    (the destination's file system, whose free space is checked), or for verify in the
+    system's temporary directory; nothing of it is left anywhere."""
+    data = _archive(tmp_path, sample_tree, "zip").read_bytes()
+    spools = _Spools(monkeypatch)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "opt").mkdir()
+    with ArchiveManager() as manager:
+        meta = manager.extract_archive(Trickle(data), tmp_path / "opt" / "app")
+        checked = manager.verify_archive(Trickle(data))
+        stats = manager.get_stats()
+    assert snapshot(tmp_path / "opt" / "app") == snapshot(sample_tree)
+    staging, system = spools.dirs
+    assert staging is not None and os.path.dirname(staging) == str(tmp_path / "opt")
+    assert system is None
+    assert os.listdir(tmp_path / "opt") == ["app"] and os.listdir(tmp_path / "tmp") == []
+    assert meta.checksum_sha256 == checked.checksum_sha256 == hashlib.sha256(data).hexdigest()
+    assert checked.compressed_size == len(data) and checked.file_count == 4
+    assert stats["phases"]["spooling"]["count"] == 2
+
+
+def test_a_zip_stream_over_the_limit_is_refused_before_anything_is_extracted(
     tmp_path: Path, sample_tree: Path
 ) -> None:
+    """A stream has no end it must reach: its copy may be no larger than the members the
+    total size limit lets through, with their headers (1 KiB a member)."""
     data = _archive(tmp_path, sample_tree, "zip").read_bytes()
-    with pytest.raises(UnsupportedFormatError, match="save it to a file"), ArchiveManager() as m:
-        m.extract_archive(Trickle(data), tmp_path / "out")
+    limits = ExtractionLimits(max_total_size=len(data) // 2, max_members=100)
+    stream = Trickle(data)
+    with pytest.raises(LimitExceededError, match="saved before it is read"), ArchiveManager(
+        ArchiveConfig(limits=limits)
+    ) as manager:
+        manager.extract_archive(stream, tmp_path / "out")
+    assert stream.read_to < len(data)  # it stopped there, not at the end
     assert not (tmp_path / "out").exists()
+    assert sorted(os.listdir(tmp_path)) == ["app.zip", "app.zip.meta", "app.zip.sha256", "src"]
+
+
+def test_a_full_disk_while_a_zip_stream_is_saved_leaves_the_destination_as_it_was(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _archive(tmp_path, sample_tree, "zip").read_bytes()
+    dest = tmp_path / "app"
+    dest.mkdir()
+    (dest / "VERSION").write_text("v1")
+    _Spools(monkeypatch, full=True)
+    with pytest.raises(DestinationError, match="no space left on device while writing a "
+                       "temporary copy of <stream>"), ArchiveManager() as manager:
+        manager.extract_archive(Trickle(data), dest, replace=True)
+    assert os.listdir(dest) == ["VERSION"]
+    assert sorted(os.listdir(tmp_path)) == ["app", "app.zip", "app.zip.meta", "app.zip.sha256",
+                                            "src"]
+
+
+@pytest.mark.parametrize("damage", ["member data", "truncated", "directory"])
+def test_a_damaged_zip_stream_leaves_the_destination_as_it_was(
+    tmp_path: Path, sample_tree: Path, damage: str
+) -> None:
+    data = _archive(tmp_path, sample_tree, "zip").read_bytes()
+    dest = tmp_path / "app"
+    dest.mkdir()
+    (dest / "VERSION").write_text("v1")
+    bad = {
+        "member data": lambda: _flip(data, len(data) // 2),  # in big.bin's deflated bytes
+        "truncated": lambda: data[: len(data) - 200],  # into the central directory
+        "directory": lambda: _flip(data, data.rindex(b"PK\x01\x02") + 16),  # a central CRC
+    }[damage]()
+    with pytest.raises((IntegrityError, CorruptArchiveError)), ArchiveManager() as manager:
+        manager.extract_archive(Trickle(bad), dest, replace=True)
+    assert os.listdir(dest) == ["VERSION"]
+    assert sorted(os.listdir(tmp_path)) == ["app", "app.zip", "app.zip.meta", "app.zip.sha256",
+                                            "src"]
 
 
 def test_a_text_stream_is_a_type_error(tmp_path: Path) -> None:
@@ -239,13 +334,19 @@ def test_cli_does_not_write_an_archive_to_a_closed_standard_output(
     assert "standard output, which is closed" in done.stderr
 
 
-def test_cli_zip_on_standard_input_is_a_one_line_error(tmp_path: Path, sample_tree: Path) -> None:
+def test_cli_reads_a_zip_from_a_pipe(tmp_path: Path, sample_tree: Path) -> None:
+    """curl .../app.zip | arcman extract - -C DEST (and verify, list): saved, then read."""
     archive = _archive(tmp_path, sample_tree, "zip")
-    with open(archive, "rb") as stdin:
-        done = _cli(["extract", "-", "-C", str(tmp_path / "out")], stdin)
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
-    assert "save it to a file first" in done.stderr
-    assert not (tmp_path / "out").exists()
+    runs = {}
+    for command in (["extract", "-", "-C", str(tmp_path / "out")], ["verify", "-"], ["list", "-"]):
+        cat = subprocess.Popen(["cat", str(archive)], stdout=subprocess.PIPE)
+        runs[command[0]] = _cli(command, cat.stdout)
+        assert cat.stdout is not None
+        cat.stdout.close()
+        cat.wait()
+    assert all(done.returncode == 0 for done in runs.values()), runs
+    assert snapshot(tmp_path / "out") == snapshot(sample_tree)
+    assert "sub/big.bin" in runs["list"].stdout
 
 
 @pytest.mark.parametrize("fmt", [*TAR_FORMATS, "zip"])

@@ -267,9 +267,10 @@ def _path(value: object) -> str:
 
 def _archive(value: object) -> str | IO[bytes]:
     """An archive argument: a path, or a binary stream (anything with ``read`` or ``write``).
-    A stream is read from its current position to its end, once: no sidecars, no zip (its
-    directory is at its end), no size known in advance unless it is a regular file (else a
-    progress total of 0 until the end); or written, with no sidecars."""
+    A stream is read from its current position to its end, once: no sidecars, a zip saved to
+    a temporary file first (its directory is at its end), no size known in advance unless it
+    is a regular file (else a progress total of 0 until the end); or written, with no
+    sidecars."""
     if isinstance(value, str | os.PathLike):
         return _path(value)
     if callable(getattr(value, "read", None)) or callable(getattr(value, "write", None)):

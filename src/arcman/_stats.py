@@ -13,6 +13,7 @@ PHASES = (
     "collection",
     "hashing",
     "compression",
+    "spooling",
     "decompression",
     "parsing",
     "verification",

@@ -179,6 +179,7 @@ def scan_archive(
     """Read every member of ``source`` into ``sink`` and check what can be checked: the
     members against the manifest (``verify``), the archive against ``expected_sha256`` if
     given, else against its .sha256 sidecar (``verify``)."""
+    spool_zip(source, None, config, clock)
     path = source.path
     expected = expected_sha256
     if expected is None and verify and path is not None:
@@ -233,8 +234,8 @@ def _scan_members(
     announced = False  # whether the archive says it carries a manifest
     archive: zipfile.ZipFile | None = None
     try:
-        if source.path is not None and scan.fmt is CompressionFormat.ZIP:
-            archive = open_zip(source.path)
+        if scan.fmt is CompressionFormat.ZIP:
+            archive = open_zip(source.zip_file())
             announced = archive.comment == ZIP_MANIFEST_MARK
             members = zip_members(archive)
         else:
@@ -356,14 +357,36 @@ def _probe(directory: str) -> tuple[bool, bool]:
         os.unlink(path)
 
 
+# What a zip may hold beyond its members' bytes, per member: a local and a central header
+# (76 bytes), its name twice and a data descriptor; 1 KiB covers names of ~450 bytes.
+_ZIP_ENTRY_ALLOWANCE = 1024
+_UNCOUNTED_MEMBERS = 65536  # the allowance's member count where max_members is None
+
+
+def spool_zip(
+    source: ArchiveSource, directory: str | None, config: ArchiveConfig, clock: PhaseClock
+) -> None:
+    """Save a zip that comes from a stream to a temporary file in ``directory`` (None: the
+    system's) before it is read; a no-op for anything else or once saved. It may be no larger
+    than the members the total size limit lets through, stored, with their headers."""
+    if not source.needs_spool:
+        return
+    limits = config.limits
+    limit = None if limits.max_total_size is None else limits.max_total_size + (
+        _ZIP_ENTRY_ALLOWANCE * (limits.max_members or _UNCOUNTED_MEMBERS)
+    )
+    with clock.measure("spooling"):
+        source.spool(directory, limit)
+
+
 def _known_size(source: ArchiveSource) -> int | None:
     """The expanded size, when the archive declares it before extraction: from a zip's central
     directory, or from the ``.meta`` sidecar arcman writes beside every archive file."""
+    if source.fmt is CompressionFormat.ZIP:
+        with open_zip(source.zip_file()) as archive:
+            return sum(info.file_size for info in archive.infolist())
     if source.path is None:
         return None
-    if source.fmt is CompressionFormat.ZIP:
-        with open_zip(source.path) as archive:
-            return sum(info.file_size for info in archive.infolist())
     try:
         with open(source.path + ".meta", encoding="utf-8") as f:
             head = f.read(_META_HEAD)
@@ -402,6 +425,9 @@ def extract_archive(
     staging = make_staging(dest)
     sink: StagingTree | None = None
     try:
+        # A zip from a stream is saved beside the tree, on the file system whose space the
+        # tree is then checked against.
+        spool_zip(source, staging, config, clock)
         ensure_space(staging, _known_size(source))
         folds_case, keeps_modes = _probe(staging)
         if not keeps_modes:
@@ -426,6 +452,8 @@ def extract_archive(
             sink.drain()
         remove_tree(staging)
         raise
+    finally:
+        source.close()
     with clock.measure("commit"):
         # commit owns staging from here: it removes it if it fails.
         commit(
@@ -439,9 +467,8 @@ def verify_archive(
     archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock,
     expected_sha256: str | None = None,
 ) -> ArchiveMetadata:
-    source = ArchiveSource(archive)
     sink = HashSink(submit, members_share(config.memory_budget), clock)
-    with scan_archive(
+    with ArchiveSource(archive) as source, scan_archive(
         source, sink, _guard(config, source.fmt, False), config, submit, clock, verify=True,
         expected_sha256=expected_sha256,
     ) as scan:
@@ -455,8 +482,9 @@ def list_archive(
     """Every member with its SHA-256: from the manifest when there is one (once every member
     has been checked against it, as verify does), else computed."""
     sink = HashSink(submit, members_share(config.memory_budget), clock)
-    source = ArchiveSource(archive)
-    with scan_archive(source, sink, None, config, submit, clock, verify=True) as scan:
+    with ArchiveSource(archive) as source, scan_archive(
+        source, sink, None, config, submit, clock, verify=True
+    ) as scan:
         if scan.manifest is not None:
             return EntryList(
                 ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)

@@ -16,8 +16,9 @@ import struct
 import tarfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import IO, TYPE_CHECKING, Self
 
 from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
@@ -388,15 +389,16 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
         yield member
 
 
-def open_zip(path: str) -> zipfile.ZipFile:
+def open_zip(file: str | IO[bytes]) -> zipfile.ZipFile:
+    """A zip archive from its path or a seekable file, its end and layout checked."""
     import zipfile  # here, not at the top: tar archives do not need it
 
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(file)
     except _zip_errors() as exc:
         raise CorruptArchiveError(f"not a valid zip archive: {exc}") from exc
     try:
-        _check_end(path, archive.comment)
+        _check_end(file, archive.comment)
         _check_layout(archive)
     except CorruptArchiveError:
         archive.close()
@@ -404,10 +406,10 @@ def open_zip(path: str) -> zipfile.ZipFile:
     return archive
 
 
-def _check_end(path: str, comment: bytes) -> None:
+def _check_end(file: str | IO[bytes], comment: bytes) -> None:
     """The end record (and its comment) must close the file: zipfile accepts trailing data,
     which is how damage to the end record's lengths would pass for a smaller, valid zip."""
-    with open(path, "rb") as f:
+    with open(file, "rb") if isinstance(file, str) else nullcontext(file) as f:
         end = f.seek(0, os.SEEK_END) - _ZIP_END_RECORD - len(comment)
         f.seek(max(end, 0))
         if end < 0 or f.read(4) != b"PK\x05\x06":

@@ -4,9 +4,10 @@ A file is opened by whichever reader needs it: format detection, the ``.sha256``
 hash, zip's central directory, the decompressor. A stream (a pipe from ``ssh`` or ``curl``, a
 socket, an HTTP response) can be read only once, front to back, so that a Pi can unpack an
 archive it never stores: its first bytes are read here to tell the format and handed back
-ahead of the rest, its SHA-256 is computed as it passes, it has no sidecars and no size known
-in advance (unless it is a regular file: ``< app.tar.zst``), and a zip, whose directory is at
-its end, cannot come from one.
+ahead of the rest, its SHA-256 is computed as it passes, and it has no sidecars and no size
+known in advance (unless it is a regular file: ``< app.tar.zst``). A zip, whose directory is at
+its end, is saved first (``spool``) to an unlinked temporary file, which nothing can see or
+leave behind, and read from there as a file is.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import hashlib
 import io
 import os
 import stat
+import tempfile
+from types import TracebackType
 from typing import IO, cast
 
-from .._errors import SourceError, UnsupportedFormatError
+from .._atomic import describe_os_error
+from .._errors import DestinationError, LimitExceededError, SourceError
 from .._formats import HEAD_SIZE, CompressionFormat
+
+SPOOL_CHUNK = 1024 * 1024
 
 
 class ArchiveSource:
@@ -28,6 +34,7 @@ class ArchiveSource:
         self._stream: IO[bytes] | None = None
         self._reader: _Replay | None = None
         self._size: int | None = None
+        self._spooled: IO[bytes] | None = None
         if isinstance(archive, str):
             # Absolute now: an extraction's commit may replace the working directory itself
             # (``-C .``), after which a relative path can no longer be resolved.
@@ -43,12 +50,57 @@ class ArchiveSource:
         self._size = _size_left(archive)
         self._head = _read_fully(archive, HEAD_SIZE, self.name)
         self.fmt = CompressionFormat.detect_head(self._head, self.name)
-        if self.fmt is CompressionFormat.ZIP:
-            raise UnsupportedFormatError(
-                f"{self.name} is a zip, which cannot be read from a stream (its directory is "
-                "at its end): save it to a file first"
-            )
         self._stream = archive
+
+    def __enter__(self) -> ArchiveSource:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release a spooled zip's temporary (idempotent; a stream given is the caller's)."""
+        if self._spooled is not None:
+            self._spooled.close()
+            self._spooled = None
+
+    @property
+    def needs_spool(self) -> bool:
+        """Whether this is a zip from a stream not saved yet (see ``spool``)."""
+        return self.path is None and self.fmt is CompressionFormat.ZIP and self._stream is not None
+
+    def spool(self, directory: str | None, limit: int | None) -> None:
+        """Save a zip from a stream to an unlinked temporary file in ``directory`` (None: the
+        system's), hashed as it passes: zipfile needs to seek to the directory at its end.
+        More than ``limit`` bytes is a LimitExceededError: a stream has no end it must reach."""
+        reader = self.open()  # the stream's errors are SourceErrors, not OSErrors
+        size = 0
+        try:
+            # Closed by close(), whatever happens here: the source owns it from now on.
+            self._spooled = spooled = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+            while chunk := reader.read(SPOOL_CHUNK):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise LimitExceededError(
+                        self.name, f"a zip read from a stream is saved before it is read, and "
+                        f"this one is over {limit} bytes (the total size limit and its headers)"
+                    )
+                spooled.write(chunk)
+            spooled.flush()
+        except OSError as exc:
+            what = f"a temporary copy of {self.name}"
+            raise DestinationError(describe_os_error(exc, what)) from exc
+        spooled.seek(0)
+        self._size = size
+
+    def zip_file(self) -> str | IO[bytes]:
+        """What zipfile reads: the file's path, or a stream's spooled copy."""
+        if self.path is not None:
+            return self.path
+        assert self._spooled is not None, "a zip from a stream is read once spooled"
+        return self._spooled
 
     @property
     def size(self) -> int | None:
