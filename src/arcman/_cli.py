@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
             "arcman extract app.tar.zst -C /opt/app",
             "arcman extract app.tar.zst -C /opt/app --replace --keep-previous",
             "ssh pi arcman extract - -C /opt/app --replace < app.tar.zst",
+            "arcman extract node-v22.1.0-linux-arm64.tar.xz -C /opt/node --strip-components 1",
         ),
     )
     extract.add_argument("archive", help="the archive file, or - for standard input")
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="with --replace: keep the replaced tree as DEST.prev for rollback")
     extract.add_argument("--no-verify", action="store_true", help="skip manifest/sidecar checks")
     extract.add_argument("--sha256", metavar="HEX", help=SHA256_HELP)
+    extract.add_argument("--strip-components", type=int, default=0, metavar="N",
+                         help="drop N leading components from each name, as tar does (a "
+                         "release tarball's app-1.2/); a file above that depth is an error")
 
     verify = sub.add_parser("verify", parents=[common, limits], help="check an archive's integrity",
                             **_examples("arcman verify app.tar.gz",
@@ -382,6 +386,7 @@ def _operate(
         meta = manager.extract_archive(
             _archive(args), args.dest, config, not args.no_verify,
             replace=args.replace, keep_previous=args.keep_previous, expected_sha256=args.sha256,
+            strip_components=args.strip_components,
         )
         out = meta.shallow_dict()
         how = (

@@ -169,6 +169,7 @@ class ArchiveManager:
         replace: bool = False,
         keep_previous: bool = False,
         expected_sha256: str | None = None,
+        strip_components: int = 0,
     ) -> ArchiveMetadata:
         """Extract into ``dest_dir`` through a verified staging tree, then commit atomically.
 
@@ -179,7 +180,11 @@ class ArchiveManager:
         HTTP response's), read once from where it is (see ``_archive``). ``expected_sha256``
         is the archive's SHA-256 (hex) from a channel you trust: checked instead of its
         .sha256 sidecar, and for a stream the only check of the archive as a whole; a
-        mismatch is an IntegrityError, with nothing committed.
+        mismatch is an IntegrityError, with nothing committed. ``strip_components`` drops that
+        many leading components from every name, as tar's option of that name does (a release
+        tarball's ``app-1.2/``): directories at or above that depth are not extracted, and any
+        other member there is an UnsafeMemberError, as it would be lost; the manifest is still
+        checked against the names in the archive.
         """
         archive, dest = _archive(archive_path), _path(dest_dir)
         flags = {"verify_integrity": verify_integrity, "replace": replace,
@@ -190,6 +195,12 @@ class ArchiveManager:
                 raise ConfigError(f"{name} must be a bool, not {value!r}")
         if keep_previous and not replace:
             raise ConfigError("keep_previous needs replace=True: without it nothing is replaced")
+        if isinstance(strip_components, bool) or not isinstance(strip_components, int) or (
+            strip_components < 0
+        ):
+            raise ConfigError(
+                f"strip_components must be an integer of 0 or more, not {strip_components!r}"
+            )
         expected = _digest(expected_sha256)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
@@ -198,7 +209,7 @@ class ArchiveManager:
             return _extract.extract_archive(
                 archive, dest, cfg, submit, clock,
                 verify_integrity=verify_integrity, replace=replace, keep_previous=keep_previous,
-                expected_sha256=expected,
+                expected_sha256=expected, strip_components=strip_components,
             )
 
         return self._run("extract", config, work, _sizes)

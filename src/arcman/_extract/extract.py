@@ -298,12 +298,16 @@ def _dispatch(
     member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None,
     after_chunk: Callable[[str | None], None] | None,
 ) -> None:
+    # The path in the archive, where it is not the one in the destination (strip_components).
+    listed = guard.strip(member) if guard is not None and guard.strip_components else None
     path = guard.check(member) if guard is not None else _listed_path(member.name, scan.fmt)
-    if path is None:
-        return
     kind = member.kind
+    if path is None:
+        if listed is not None:  # a directory stripped away: still one the manifest lists
+            scan.observed.add(pack_record(listed, DIR, 0, member.mode, member.mtime, None), None)
+        return
     record = pack_record(
-        path, kind, member.size if kind == FILE else 0, member.mode, member.mtime,
+        listed or path, kind, member.size if kind == FILE else 0, member.mode, member.mtime,
         member.target if kind in (SYMLINK, HARDLINK) else None,
     )
     digest: Digest | bytes | None = None
@@ -401,9 +405,12 @@ def _known_size(source: ArchiveSource) -> int | None:
     return size if isinstance(size, int) and size >= 0 else None
 
 
-def _guard(config: ArchiveConfig, fmt: CompressionFormat, case_insensitive: bool) -> MemberGuard:
+def _guard(
+    config: ArchiveConfig, fmt: CompressionFormat, case_insensitive: bool, strip_components: int = 0
+) -> MemberGuard:
     return MemberGuard(
-        config.limits, case_insensitive=case_insensitive, zip_rules=fmt is CompressionFormat.ZIP
+        config.limits, case_insensitive=case_insensitive, zip_rules=fmt is CompressionFormat.ZIP,
+        strip_components=strip_components,
     )
 
 
@@ -418,6 +425,7 @@ def extract_archive(
     replace: bool,
     keep_previous: bool = False,
     expected_sha256: str | None = None,
+    strip_components: int = 0,
 ) -> ArchiveMetadata:
     dest = os.path.abspath(dest_dir)
     source = ArchiveSource(archive)
@@ -441,7 +449,7 @@ def extract_archive(
             preserve_timestamps=config.preserve_timestamps,
             apply_modes=keeps_modes,
         )
-        guard = _guard(config, source.fmt, folds_case)
+        guard = _guard(config, source.fmt, folds_case, strip_components)
         with scan_archive(
             source, sink, guard, config, submit, clock, verify=verify_integrity,
             expected_sha256=expected_sha256,

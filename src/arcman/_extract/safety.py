@@ -78,10 +78,14 @@ def normalize_by_rules(raw: str, *, zip_rules: bool) -> str | None:
 
 
 class MemberGuard:
-    def __init__(self, limits: ExtractionLimits, *, case_insensitive: bool, zip_rules: bool):
+    def __init__(
+        self, limits: ExtractionLimits, *, case_insensitive: bool, zip_rules: bool,
+        strip_components: int = 0,
+    ):
         self._limits = limits
         self._fold = case_insensitive
         self._zip = zip_rules
+        self.strip_components = strip_components
         self._kinds: dict[str, str] = {}  # every path but regular files'
         self._files = NameSet()
         self._folded: dict[str, str] = {}  # folded name -> path, for all but regular files
@@ -117,6 +121,33 @@ class MemberGuard:
             self._files.add(path)
         else:
             self._kinds[path] = member.kind
+        return path
+
+    def strip(self, member: Member) -> str | None:
+        """For ``strip_components`` (tar's --strip-components): give ``member`` its path in
+        the destination, without the archive's first components, as its name (a hardlink's
+        target too), and return its path in the archive, which the manifest lists. A directory
+        at or above that depth becomes the root (not extracted); any other member there would
+        be lost, and is refused. Every check of ``check`` then judges the path in the
+        destination: two members that strip to one path are duplicates, and a symlink's
+        target is resolved from where it lands."""
+        count = self.strip_components
+        path = normalize_name(member.name, zip_rules=self._zip)
+        parts = path.split("/", count) if path is not None else []
+        if len(parts) <= count:
+            if member.kind != DIR:
+                raise UnsafeMemberError(
+                    member.name, f"above the depth that strip_components={count} removes: it "
+                    "would be lost"
+                )
+            member.name = ""
+            return path
+        member.name = parts[count]
+        if member.kind == HARDLINK:
+            target = normalize_name(member.target or "", zip_rules=self._zip)
+            target_parts = target.split("/", count) if target is not None else []
+            # A target that strips to nothing is no earlier file: check() refuses it.
+            member.target = target_parts[count] if len(target_parts) > count else ""
         return path
 
     def _kind(self, path: str) -> str | None:
