@@ -22,7 +22,7 @@ from arcman import (
     IntegrityError,
     UnsafeMemberError,
 )
-from helpers import FORMATS, listing, snapshot
+from helpers import FORMATS, listing, snapshot, tool
 
 
 def _release(tmp_path: Path, sample_tree: Path, fmt: str, prefix: str = "app-1.2") -> Path:
@@ -144,6 +144,41 @@ def test_a_hardlink_target_is_stripped_too(tmp_path: Path) -> None:
     assert listing(out) == ["f", "h"]
     assert os.stat(out / "f").st_ino == os.stat(out / "h").st_ino
     assert (out / "h").read_bytes() == b"data"
+
+
+def test_a_leading_dot_counts_as_a_component_as_in_gnu_tar_and_bsdtar(tmp_path: Path) -> None:
+    """``tar -C dir -cf a.tar .`` stores ``./top/x``: both tars strip ``.`` first."""
+    members = [_info("./", tarfile.DIRTYPE), _info("./top", tarfile.DIRTYPE), _info("./top/x"),
+               _info("./top/./sub//y"), _info("./top/h", tarfile.LNKTYPE, "./top/x")]
+    archive = _tar(tmp_path / "a.tar", members, {"./top/x": b"x", "./top/./sub//y": b"y"})
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "one", strip_components=1)
+        manager.extract_archive(archive, tmp_path / "two", strip_components=2)
+    assert sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*")) == [
+        "top", "top/h", "top/sub", "top/sub/y", "top/x"]
+    assert sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*")) == [
+        "h", "sub", "sub/y", "x"]
+    assert os.stat(tmp_path / "two" / "h").st_ino == os.stat(tmp_path / "two" / "x").st_ino
+
+
+@pytest.mark.parametrize("program", ["tar", "bsdtar"])
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_tree_is_the_one_tar_extracts(
+    tmp_path: Path, sample_tree: Path, program: str, count: int
+) -> None:
+    if tool(program) is None:
+        pytest.skip(f"{program} is not installed")
+    (tmp_path / "tree" / "top").mkdir(parents=True)
+    sample_tree.rename(tmp_path / "tree" / "top" / "app")
+    archive = tmp_path / "a.tar"
+    subprocess.run(["tar", "-C", str(tmp_path / "tree"), "-cf", str(archive), "."], check=True)
+    (tmp_path / "theirs").mkdir()
+    flag = ["--strip-components", str(count)]
+    subprocess.run([program, "-C", str(tmp_path / "theirs"), "-xf", str(archive), *flag],
+                   check=True)
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "ours", strip_components=count)
+    assert snapshot(tmp_path / "ours") == snapshot(tmp_path / "theirs")
 
 
 def test_a_hardlink_to_a_target_above_the_stripped_depth_is_refused(tmp_path: Path) -> None:

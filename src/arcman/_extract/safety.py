@@ -126,28 +126,29 @@ class MemberGuard:
     def strip(self, member: Member) -> str | None:
         """For ``strip_components`` (tar's --strip-components): give ``member`` its path in
         the destination, without the archive's first components, as its name (a hardlink's
-        target too), and return its path in the archive, which the manifest lists. A directory
+        target too), and return its path in the archive, which the manifest lists. Components
+        are counted as GNU tar and bsdtar count them, a leading ``.`` included (``./app/x``
+        strips to ``app/x``), so that a script moved from tar gets the same tree. A directory
         at or above that depth becomes the root (not extracted); any other member there would
         be lost, and is refused. Every check of ``check`` then judges the path in the
         destination: two members that strip to one path are duplicates, and a symlink's
         target is resolved from where it lands."""
         count = self.strip_components
-        path = normalize_name(member.name, zip_rules=self._zip)
-        parts = path.split("/", count) if path is not None else []
-        if len(parts) <= count:
+        path = normalize_name(member.name, zip_rules=self._zip)  # refuses what is unsafe
+        kept = _strip_parts(member.name, count)
+        if kept is None:
             if member.kind != DIR:
                 raise UnsafeMemberError(
                     member.name, f"above the depth that strip_components={count} removes: it "
                     "would be lost"
                 )
-            member.name = ""
-            return path
-        member.name = parts[count]
+            kept = ""
+        member.name = kept
         if member.kind == HARDLINK:
-            target = normalize_name(member.target or "", zip_rules=self._zip)
-            target_parts = target.split("/", count) if target is not None else []
+            target = member.target or ""
+            normalize_name(target, zip_rules=self._zip)  # ``../x/f`` must not strip to ``x/f``
             # A target that strips to nothing is no earlier file: check() refuses it.
-            member.target = target_parts[count] if len(target_parts) > count else ""
+            member.target = _strip_parts(target, count) or ""
         return path
 
     def _kind(self, path: str) -> str | None:
@@ -240,6 +241,13 @@ class MemberGuard:
                 member.name, f"hardlink to {member.target!r}, which is not an earlier file"
             )
         member.target = target
+
+
+def _strip_parts(name: str, count: int) -> str | None:
+    """``name`` without its first ``count`` components (empty ones skipped, ``.`` counted), or
+    None when nothing is left."""
+    parts = [p for p in name.split("/") if p]
+    return "/".join(parts[count:]) if len(parts) > count else None
 
 
 def resolves_inside(links: Mapping[str, str], path: str) -> bool:
