@@ -22,6 +22,7 @@ from arcman import (
     IntegrityError,
     UnsafeMemberError,
 )
+from arcman._diff import diff_tree
 from helpers import FORMATS, listing, snapshot, tool
 
 
@@ -144,6 +145,9 @@ def test_a_hardlink_target_is_stripped_too(tmp_path: Path) -> None:
     assert listing(out) == ["f", "h"]
     assert os.stat(out / "f").st_ino == os.stat(out / "h").st_ino
     assert (out / "h").read_bytes() == b"data"
+    with ArchiveManager() as manager:  # and diff takes the link as extract made it
+        entries = manager.list_archive(archive)
+    assert diff_tree(list(entries), str(out), ArchiveConfig(), strip_components=1).same
 
 
 def test_a_leading_dot_counts_as_a_component_as_in_gnu_tar_and_bsdtar(tmp_path: Path) -> None:
@@ -230,3 +234,29 @@ def test_verify_and_list_keep_the_archive_names(tmp_path: Path, sample_tree: Pat
     with ArchiveManager(ArchiveConfig()) as manager:
         names = [entry.name for entry in manager.list_archive(archive)]
     assert "app-1.2/a.txt" in names
+
+
+def test_diff_compares_the_stripped_tree(tmp_path: Path, sample_tree: Path) -> None:
+    """``arcman diff release.tar.gz /opt/app --strip-components 1``: the deployed tree against
+    the archive it came from, as extract stripped it."""
+    archive = _release(tmp_path, sample_tree, ".tar.gz")
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "out", strip_components=1)
+
+    def diff(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "arcman", "diff", str(archive), str(tmp_path / "out"), *args],
+            capture_output=True, text=True, timeout=120,
+        )
+
+    same = diff("--strip-components", "1")
+    assert same.returncode == 0 and same.stdout.strip() == "no differences", same
+    (tmp_path / "out" / "sub" / "deep" / "zero").write_bytes(b"changed")
+    changed = diff("--strip-components", "1")
+    assert changed.returncode == 1 and changed.stdout.split() == ["M", "sub/deep/zero"]
+    unstripped = diff()
+    assert unstripped.returncode == 1 and "- app-1.2/a.txt" in unstripped.stdout
+    too_deep = diff("--strip-components", "2")
+    assert too_deep.returncode == 3 and "would be lost" in too_deep.stderr
+    negative = diff("--strip-components", "-1")
+    assert negative.returncode == 2 and len(negative.stderr.strip().splitlines()) == 1

@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("archive", help="the archive file, or - for standard input")
     diff.add_argument("directory")
+    diff.add_argument("--strip-components", type=int, default=0, metavar="N",
+                      help="compare the tree that extract --strip-components N makes")
     diff.add_argument("--reproducible", action="store_true", default=None,
                       help="compare modes as create --reproducible stores them (only a file's "
                       "executable bit): for a reproducible archive and its source tree")
@@ -415,7 +417,12 @@ def _operate(
     if args.command == "diff":
         from ._diff import diff_tree
 
-        result = diff_tree(manager.list_archive(_archive(args), config), args.directory, config)
+        if args.strip_components < 0:
+            raise ValueError("--strip-components must be 0 or more")
+        result = diff_tree(
+            manager.list_archive(_archive(args), config), args.directory, config,
+            args.strip_components,
+        )
         text = "\n".join(result.lines()) if not result.same else "no differences"
         out = {"archive": args.archive, "directory": args.directory, **result.to_dict()}
         return out, text, EXIT_OK if result.same else EXIT_VERIFY

@@ -125,30 +125,18 @@ class MemberGuard:
 
     def strip(self, member: Member) -> str | None:
         """For ``strip_components`` (tar's --strip-components): give ``member`` its path in
-        the destination, without the archive's first components, as its name (a hardlink's
-        target too), and return its path in the archive, which the manifest lists. Components
-        are counted as GNU tar and bsdtar count them, a leading ``.`` included (``./app/x``
-        strips to ``app/x``), so that a script moved from tar gets the same tree. A directory
-        at or above that depth becomes the root (not extracted); any other member there would
-        be lost, and is refused. Every check of ``check`` then judges the path in the
-        destination: two members that strip to one path are duplicates, and a symlink's
+        the destination as its name (see ``strip_name``; the root, "", for a directory at or
+        above that depth: not extracted), a hardlink its target's, and return its path in the
+        archive, which the manifest lists. Every check of ``check`` then judges the path in
+        the destination: two members that strip to one path are duplicates, and a symlink's
         target is resolved from where it lands."""
         count = self.strip_components
         path = normalize_name(member.name, zip_rules=self._zip)  # refuses what is unsafe
-        kept = _strip_parts(member.name, count)
-        if kept is None:
-            if member.kind != DIR:
-                raise UnsafeMemberError(
-                    member.name, f"above the depth that strip_components={count} removes: it "
-                    "would be lost"
-                )
-            kept = ""
-        member.name = kept
+        member.name = strip_name(member.name, member.kind, count) or ""
         if member.kind == HARDLINK:
             target = member.target or ""
             normalize_name(target, zip_rules=self._zip)  # ``../x/f`` must not strip to ``x/f``
-            # A target that strips to nothing is no earlier file: check() refuses it.
-            member.target = _strip_parts(target, count) or ""
+            member.target = strip_name(target, HARDLINK, count)
         return path
 
     def _kind(self, path: str) -> str | None:
@@ -243,11 +231,19 @@ class MemberGuard:
         member.target = target
 
 
-def _strip_parts(name: str, count: int) -> str | None:
-    """``name`` without its first ``count`` components (empty ones skipped, ``.`` counted), or
-    None when nothing is left."""
+def strip_name(name: str, kind: str, count: int) -> str | None:
+    """``name`` without its first ``count`` components, counted as GNU tar and bsdtar count
+    them (empty ones skipped, ``.`` counted: ``./app/x`` strips to ``app/x``, so a script moved
+    from tar gets the same tree); None for a directory at or above that depth. Any other member
+    there would be lost, as tar loses it without a word: UnsafeMemberError."""
     parts = [p for p in name.split("/") if p]
-    return "/".join(parts[count:]) if len(parts) > count else None
+    if len(parts) > count:
+        return "/".join(parts[count:])
+    if kind != DIR:
+        raise UnsafeMemberError(
+            name, f"above the depth that strip_components={count} removes: it would be lost"
+        )
+    return None
 
 
 def resolves_inside(links: Mapping[str, str], path: str) -> bool:
