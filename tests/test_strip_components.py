@@ -260,3 +260,46 @@ def test_diff_compares_the_stripped_tree(tmp_path: Path, sample_tree: Path) -> N
     assert too_deep.returncode == 3 and "would be lost" in too_deep.stderr
     negative = diff("--strip-components", "-1")
     assert negative.returncode == 2 and len(negative.stderr.strip().splitlines()) == 1
+
+
+_PARTS = st.sampled_from(["a", "b", ".", "..", "", "é", "c\\d"])
+_NAMES = st.lists(_PARTS, min_size=1, max_size=5).map("/".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_NAMES, st.sampled_from(["file", "dir", "symlink"]), _NAMES), max_size=8),
+    st.integers(0, 3),
+)
+def test_hostile_members_stripped_never_leave_the_destination(
+    members: list[tuple[str, str, str]], count: int
+) -> None:
+    """Whatever the names, link targets and strip count, a member the guard lets through lands
+    on a clean relative path, a symlink resolves inside from where it lands, no two files
+    share a path, and the path the manifest is checked with is the archive's own."""
+    from arcman import ExtractionLimits
+    from arcman._extract.members import Member
+    from arcman._extract.safety import MemberGuard, normalize_name
+
+    kinds = {"file": "file", "dir": "dir", "symlink": "symlink"}
+    guard = MemberGuard(ExtractionLimits(), case_insensitive=False, zip_rules=False,
+                        strip_components=count)
+    files: set[str] = set()
+    for name, kind, target in members:
+        member = Member(name, kinds[kind], 0, 0o644, 0, target if kind == "symlink" else None)
+        try:
+            listed = guard.strip(member) if count else normalize_name(name, zip_rules=False)
+            path = guard.check(member)
+        except UnsafeMemberError:
+            continue
+        assert listed == normalize_name(name, zip_rules=False)
+        if path is None:
+            continue
+        assert "" not in path.split("/") and ".." not in path.split("/")
+        assert os.path.normpath(os.path.join("/dest", path)).startswith("/dest/")
+        if kind == "symlink":
+            landing = os.path.normpath(os.path.join("/dest", os.path.dirname(path), target))
+            assert landing == "/dest" or landing.startswith("/dest/")
+        if kind == "file":
+            assert path not in files
+            files.add(path)
