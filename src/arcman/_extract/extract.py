@@ -175,11 +175,15 @@ def scan_archive(
     *,
     verify: bool,
     expected_sha256: str | None = None,
+    progress: Progress | None = None,
 ) -> Scan:
     """Read every member of ``source`` into ``sink`` and check what can be checked: the
     members against the manifest (``verify``), the archive against ``expected_sha256`` if
-    given, else against its .sha256 sidecar (``verify``)."""
-    spool_zip(source, None, config, clock)
+    given, else against its .sha256 sidecar (``verify``). ``progress``: the one a zip stream
+    was saved under (``spool_zip``), to go on from there."""
+    if progress is None:
+        progress = Progress(config, source.size)
+        spool_zip(source, None, config, clock, progress)
     path = source.path
     expected = expected_sha256
     if expected is None and verify and path is not None:
@@ -189,9 +193,7 @@ def scan_archive(
         start(submit, _hash_file, path, stop) if path is not None and expected is not None
         else None
     )
-    size = source.size
-    scan = Scan(source.fmt, size or 0)
-    progress = Progress(config, size)
+    scan = Scan(source.fmt, source.size or 0)
     try:
         _scan_members(
             source, scan, sink, guard, submit, clock, progress,
@@ -368,11 +370,14 @@ _UNCOUNTED_MEMBERS = 65536  # the allowance's member count where max_members is 
 
 
 def spool_zip(
-    source: ArchiveSource, directory: str | None, config: ArchiveConfig, clock: PhaseClock
+    source: ArchiveSource, directory: str | None, config: ArchiveConfig, clock: PhaseClock,
+    progress: Progress,
 ) -> None:
     """Save a zip that comes from a stream to a temporary file in ``directory`` (None: the
-    system's) before it is read; a no-op for anything else or once saved. It may be no larger
-    than the members the total size limit lets through, stored, with their headers."""
+    system's) before it is read; a no-op for anything else. It may be no larger than the
+    members the total size limit lets through, stored, with their headers. ``progress``
+    follows the bytes as they arrive, the slow part from a network; reading the saved copy
+    then goes on to the end from there."""
     if not source.needs_spool:
         return
     limits = config.limits
@@ -380,7 +385,7 @@ def spool_zip(
         _ZIP_ENTRY_ALLOWANCE * (limits.max_members or _UNCOUNTED_MEMBERS)
     )
     with clock.measure("spooling"):
-        source.spool(directory, limit)
+        source.spool(directory, limit, progress.reach)
 
 
 def _known_size(source: ArchiveSource) -> int | None:
@@ -435,7 +440,8 @@ def extract_archive(
     try:
         # A zip from a stream is saved beside the tree, on the file system whose space the
         # tree is then checked against.
-        spool_zip(source, staging, config, clock)
+        progress = Progress(config, source.size)
+        spool_zip(source, staging, config, clock, progress)
         ensure_space(staging, _known_size(source))
         folds_case, keeps_modes = _probe(staging)
         if not keeps_modes:
@@ -452,7 +458,7 @@ def extract_archive(
         guard = _guard(config, source.fmt, folds_case, strip_components)
         with scan_archive(
             source, sink, guard, config, submit, clock, verify=verify_integrity,
-            expected_sha256=expected_sha256,
+            expected_sha256=expected_sha256, progress=progress,
         ) as scan:
             sink.finish()
     except BaseException:

@@ -17,6 +17,7 @@ import io
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from types import TracebackType
 from typing import IO, cast
 
@@ -71,10 +72,13 @@ class ArchiveSource:
         """Whether this is a zip from a stream not saved yet (see ``spool``)."""
         return self.path is None and self.fmt is CompressionFormat.ZIP and self._stream is not None
 
-    def spool(self, directory: str | None, limit: int | None) -> None:
+    def spool(
+        self, directory: str | None, limit: int | None, saved: Callable[[int], None]
+    ) -> None:
         """Save a zip from a stream to an unlinked temporary file in ``directory`` (None: the
         system's), hashed as it passes: zipfile needs to seek to the directory at its end.
-        More than ``limit`` bytes is a LimitExceededError: a stream has no end it must reach."""
+        More than ``limit`` bytes is a LimitExceededError: a stream has no end it must reach.
+        ``saved`` is told the bytes saved so far after each piece."""
         reader = self.open()  # the stream's errors are SourceErrors, not OSErrors
         size = 0
         try:
@@ -88,6 +92,7 @@ class ArchiveSource:
                         f"this one is over {limit} bytes (the total size limit and its headers)"
                     )
                 spooled.write(chunk)
+                saved(size)
             spooled.flush()
         except OSError as exc:
             what = f"a temporary copy of {self.name}"
