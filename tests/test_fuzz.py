@@ -2,8 +2,10 @@
 
 Each case takes a valid arcman archive, damages it (bit flips, truncation, splices, zeroed
 runs; positions biased towards headers and directories, where damage is most interesting),
-then verifies and extracts it. The only acceptable outcomes are an ArchiveError, or success
-with a tree identical to the original. Every case runs on its own thread under a time bound,
+then verifies and extracts it, from the file and from a pipe-like stream of the same bytes.
+The only acceptable outcomes are an ArchiveError, or success with a tree identical to the
+original; and the stream must come to the same outcome as the file (the same error type, or
+the same tree). Every case runs on its own thread under a time bound,
 inside a sandbox directory that must hold nothing but the destination afterwards.
 
 ARCMAN_FUZZ_CASES sets the number of cases (``make fuzz`` runs 20000), ARCMAN_FUZZ_SEED the
@@ -12,6 +14,7 @@ seed. The counts are printed at the end.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import shutil
@@ -146,6 +149,7 @@ class Tally:
     escapes: list[str] = field(default_factory=list)
     escaped_bytes: int = 0
     corruptions: list[str] = field(default_factory=list)
+    stream_mismatches: list[str] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -182,14 +186,33 @@ def _run_case(
                 leftover.unlink()
 
 
+class _Pipe(io.RawIOBase):
+    """The bytes as a pipe gives them: no seek, no size, reads of at most 64 KiB."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), 65536, len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
 def _judge(
     manager: ArchiveManager, box: Path, archive: Path, original: Pristine, label: str, tally: Tally
 ) -> None:
     dest = box / "dest"
+    piped = box / "piped"
     results: dict[str, BaseException | None] = {}
     for op, fn in (
         ("verify", lambda: manager.verify_archive(archive)),
         ("extract", lambda: manager.extract_archive(archive, dest)),
+        ("stream", lambda: manager.extract_archive(_Pipe(archive.read_bytes()), piped)),
     ):
         done, exc = _bounded(fn)
         if not done:
@@ -199,14 +222,22 @@ def _judge(
             tally.crashes.append(f"{label} ({op}): {exc!r}")
             return
         results[op] = exc
-    stray = sorted(p.name for p in box.iterdir() if p.name not in (archive.name, "dest"))
+    stray = sorted(p.name for p in box.iterdir() if p.name not in (archive.name, "dest", "piped"))
     if stray:
         tally.escapes.append(f"{label}: left {stray}")
         tally.escaped_bytes += sum(
             f.stat().st_size for p in stray for f in [box / p, *(box / p).rglob("*")]
             if f.is_file() and not f.is_symlink()
         )
-    extract_error = results["extract"]
+    extract_error, stream_error = results["extract"], results["stream"]
+    if type(stream_error) is not type(extract_error) or (
+        extract_error is None and snapshot(piped) != snapshot(dest)
+    ):
+        tally.stream_mismatches.append(
+            f"{label}: from a file {extract_error!r}, from a stream {stream_error!r}"
+        )
+    if stream_error is not None and piped.exists():
+        tally.escapes.append(f"{label}: refused from a stream but the destination exists")
     if extract_error is None:
         if snapshot(dest) != original.tree:
             tally.corruptions.append(f"{label}: extracted a tree that differs from the original")
@@ -245,11 +276,14 @@ def test_mutated_archives_are_refused_or_intact(
         f"fuzz: {tally.tried} cases tried, {tally.refused} refused, "
         f"{tally.accepted_intact} accepted intact, {len(tally.crashes)} crashes, "
         f"{len(tally.hangs)} hangs, {len(tally.escapes)} escapes "
-        f"({tally.escaped_bytes} bytes), {len(tally.corruptions)} silent corruptions; "
+        f"({tally.escaped_bytes} bytes), {len(tally.corruptions)} silent corruptions, "
+        f"{len(tally.stream_mismatches)} stream/file mismatches; "
         f"refusals by type: {dict(tally.errors)}"
     )
     with capsys.disabled():
         print("\n" + summary)
-    problems = tally.crashes + tally.hangs + tally.escapes + tally.corruptions
+    problems = (
+        tally.crashes + tally.hangs + tally.escapes + tally.corruptions + tally.stream_mismatches
+    )
     assert not problems, summary + "\n" + "\n".join(problems[:20])
     assert tally.refused > tally.tried // 2  # the mutations really did damage the archives
