@@ -179,11 +179,11 @@ def scan_archive(
 ) -> Scan:
     """Read every member of ``source`` into ``sink`` and check what can be checked: the
     members against the manifest (``verify``), the archive against ``expected_sha256`` if
-    given, else against its .sha256 sidecar (``verify``). ``progress``: the one a zip stream
-    was saved under (``spool_zip``), to go on from there."""
+    given, else against its .sha256 sidecar (``verify``). ``progress``: the caller's, when it
+    has saved a zip stream under it already (``spool_zip``), to go on from there."""
     if progress is None:
         progress = Progress(config, source.size)
-        spool_zip(source, None, config, clock, progress)
+    spool_zip(source, None, config, clock, progress)  # for verify and list; extract's is done
     path = source.path
     expected = expected_sha256
     if expected is None and verify and path is not None:
@@ -303,11 +303,11 @@ def _dispatch(
     # The path in the archive, where it is not the one in the destination (strip_components).
     listed = guard.strip(member) if guard is not None and guard.strip_components else None
     path = guard.check(member) if guard is not None else _listed_path(member.name, scan.fmt)
-    kind = member.kind
     if path is None:
         if listed is not None:  # a directory stripped away: still one the manifest lists
             scan.observed.add(pack_record(listed, DIR, 0, member.mode, member.mtime, None), None)
         return
+    kind = member.kind
     record = pack_record(
         listed or path, kind, member.size if kind == FILE else 0, member.mode, member.mtime,
         member.target if kind in (SYMLINK, HARDLINK) else None,
