@@ -837,13 +837,13 @@ def _written(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     from arcman._extract import stage
 
     counted = [0]
-    real = stage._write_all
+    real = stage.write_all
 
     def write_all(fd: int, data: bytes | memoryview) -> None:
         counted[0] += len(data)
         real(fd, data)
 
-    monkeypatch.setattr(stage, "_write_all", write_all)
+    monkeypatch.setattr(stage, "write_all", write_all)
     return counted
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Protocol
 
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, is_tiny_batch, start
@@ -29,13 +30,26 @@ MAX_BATCHES = 16
 
 Work = Callable[[str, Data, int, int], bytes]
 """``work(path, data, mode, mtime)``: handle one member and return its raw SHA-256."""
+Item = tuple[str, Data, int, int]
+Reply = Callable[[list[bytes], "BaseException | None", float], None]
+
+
+class Remote(Protocol):
+    """Does ``work`` for whole batches of tiny files outside this interpreter's GIL."""
+
+    def ready(self) -> bool:
+        """Whether to send it the next batch of tiny files (asked once for each)."""
+
+    def submit(self, items: list[Item], reply: Reply) -> None:
+        """Handle ``items`` in order; ``reply(digests, failure, seconds)`` is called later
+        from another thread, with the digests of the members handled before a failure."""
 
 
 class _Batch:
     __slots__ = ("digests", "items", "job")
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, Data, int, int]] = []
+        self.items: list[Item] = []
         self.digests: list[bytes] = []  # appended by the job, in the items' order
         self.job: Future[None] | None = None  # set when the batch is handed over
 
@@ -65,10 +79,13 @@ class Digest:
 
 class FileBatches:
     def __init__(
-        self, submit: Submit | None, budget: ByteBudget, work: Work, clock: PhaseClock, phase: str
+        self, submit: Submit | None, budget: ByteBudget, work: Work, clock: PhaseClock,
+        phase: str, remote: Remote | None = None,
     ) -> None:
-        """``work`` runs in batches, their time added to ``phase`` (one clock call a batch)."""
+        """``work`` runs in batches, their time added to ``phase`` (one clock call a batch);
+        batches of tiny files go to ``remote`` when it is ready for them."""
         self._submit = submit
+        self._remote = remote
         self._budget = budget
         self._work = work
         self._clock = clock
@@ -96,11 +113,33 @@ class FileBatches:
         self._slots.acquire()
         self._budget.acquire(cost)
         tiny = is_tiny_batch(len(batch.items), cost)
-        batch.job = start(None if tiny else self._submit, self._run, batch, cost)
+        if tiny and self._remote is not None and self._remote.ready():
+            batch.job = self._send(self._remote, batch, cost)
+        else:
+            batch.job = start(None if tiny else self._submit, self._run, batch, cost)
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
         self._batch, self._cost = _Batch(), 0
+
+    def _send(self, remote: Remote, batch: _Batch, cost: int) -> Future[None]:
+        job: Future[None] = Future()
+
+        def reply(digests: list[bytes], failure: BaseException | None, seconds: float) -> None:
+            try:
+                batch.digests.extend(digests)
+                batch.items = []
+                self._clock.add(self._phase, seconds)
+            finally:
+                self._budget.release(cost)
+                self._slots.release()
+            if failure is None:
+                job.set_result(None)
+            else:
+                job.set_exception(failure)
+
+        remote.submit(batch.items, reply)
+        return job
 
     def _run(self, batch: _Batch, cost: int) -> None:
         try:

@@ -1,0 +1,261 @@
+"""WriterProcess: an extraction's batches of tiny files are written by a child interpreter,
+with the same result as on a thread; its failures fail the extraction and leave DEST as it
+was; it never outlives the extraction; where it cannot start, the caller writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from arcman import ArchiveConfig, ArchiveManager, CorruptArchiveError, DestinationError
+from arcman._extract import stage
+from arcman._extract.writer_process import WriterProcess
+from helpers import listing, snapshot
+
+POOLED = ArchiveConfig(thread_pool_size=2)
+
+
+class Patient(WriterProcess):
+    """Waits for the child before the first batch, so that a test's small tree reaches it (an
+    extraction otherwise writes inline until the child has started); records every child."""
+
+    started: list[Patient] = []
+    patience = 60.0  # seconds
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.sent = 0
+        Patient.started.append(self)
+
+    def ready(self) -> bool:
+        deadline = time.monotonic() + self.patience
+        while not self._ready and self._ended is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return super().ready()
+
+    def submit(self, items: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+        self.sent += len(items)
+        super().submit(items, reply)
+
+
+@pytest.fixture
+def patient(monkeypatch: pytest.MonkeyPatch) -> type[Patient]:
+    Patient.started = []
+    monkeypatch.setattr(stage, "WriterProcess", Patient)
+    return Patient
+
+
+def _tiny_tree(root: Path, files: int = 600) -> Path:
+    """``files`` files of 0-150 bytes in 6 directories, with varied modes and mtimes."""
+    modes = [0o644, 0o755, 0o600, 0o640, 0o700, 0o751]  # kept as they are by extraction
+    for i in range(files):
+        path = root / f"d{i % 6}" / f"f{i:04d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(i % 151))
+        path.chmod(modes[i % len(modes)])
+        os.utime(path, (1_600_000_000 + i, 1_600_000_000 + i))
+    return root
+
+
+def _archive(tmp_path: Path, tree: Path, name: str = "tiny.tar.gz") -> Path:
+    archive = tmp_path / name
+    with ArchiveManager() as manager:
+        manager.create_archive(tree, archive)
+    return archive
+
+
+def _no_child_left(children: list[Patient]) -> bool:
+    return all(child._child.returncode is not None for child in children)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_the_child_writes_the_same_tree_as_a_thread(
+    tmp_path: Path, patient: type[Patient], umask: int
+) -> None:
+    """Contents, modes (whatever the umask, as on a thread) and mtimes; every file after the
+    first batch goes through the child, which has exited once extract returns."""
+    tree = _tiny_tree(tmp_path / "src")
+    archive = _archive(tmp_path, tree)
+    old = os.umask(umask)
+    try:
+        with ArchiveManager(POOLED) as manager:
+            result = manager.extract_archive(archive, tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+    assert result.file_count == 600
+    assert len(patient.started) == 1
+    assert patient.started[0].sent >= 600 - 64
+    assert _no_child_left(patient.started)
+
+
+def test_names_that_are_not_utf8_reach_the_child_unchanged(
+    tmp_path: Path, patient: type[Patient]
+) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    for i in range(200):
+        name = os.fsdecode(b"caf\xe9-%03d \xff.txt" % i)
+        (root / name).write_bytes(b"%d" % i)
+    archive = _archive(tmp_path, root, "names.tar")
+    with ArchiveManager(POOLED) as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(root)
+    assert patient.started[0].sent >= 200 - 64
+
+
+def test_sequential_mode_starts_no_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(root: str) -> None:
+        raise AssertionError("a child was started in sequential mode")
+
+    tree = _tiny_tree(tmp_path / "src")
+    archive = _archive(tmp_path, tree)
+    monkeypatch.setattr(stage, "WriterProcess", refuse)
+    for config in (ArchiveConfig(enable_parallelization=False), ArchiveConfig(thread_pool_size=1)):
+        out = tmp_path / f"out{config.thread_pool_size}"
+        with ArchiveManager(config) as manager:
+            manager.extract_archive(archive, out)
+        assert snapshot(out) == snapshot(tree)
+
+
+@pytest.mark.parametrize("interpreter", ["missing", "not-python"])
+def test_without_a_child_the_caller_writes(
+    tmp_path: Path, patient: type[Patient], monkeypatch: pytest.MonkeyPatch, interpreter: str
+) -> None:
+    """No interpreter to start, or one that answers with something else than a writer's
+    frames: the extraction writes every file itself and succeeds."""
+    tree = _tiny_tree(tmp_path / "src")
+    archive = _archive(tmp_path, tree)
+    fake = tmp_path / "python"
+    if interpreter == "not-python":
+        fake.write_text("#!/bin/sh\necho 'usage: this is not python'\nexec sleep 30\n")
+        fake.chmod(0o755)
+        monkeypatch.setattr(patient, "patience", 0.1)  # it never says it is ready
+    monkeypatch.setattr(sys, "executable", str(fake))
+    with ArchiveManager(POOLED) as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+    assert all(child.sent == 0 for child in patient.started)
+    assert _no_child_left(patient.started)  # the impostor was stopped, not left sleeping
+
+
+def test_a_child_that_dies_fails_the_extraction_and_leaves_dest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Dying(Patient):
+        def submit(self, items: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+            if self.sent > 200 and self._child.returncode is None:
+                os.kill(self._child.pid, signal.SIGKILL)  # before this batch is sent
+                self._child.wait()
+            super().submit(items, reply)
+
+    Patient.started = []
+    monkeypatch.setattr(stage, "WriterProcess", Dying)
+    tree = _tiny_tree(tmp_path / "src")
+    archive = _archive(tmp_path, tree)
+    dest = tmp_path / "deploy" / "app"
+    dest.mkdir(parents=True)
+    (dest / "old.txt").write_text("the deployed version")
+    before = snapshot(dest)
+    with ArchiveManager(POOLED) as manager, pytest.raises(DestinationError) as caught:
+        manager.extract_archive(archive, dest, replace=True)
+    assert "file writer process ended early" in str(caught.value)
+    assert snapshot(dest) == before
+    assert listing(tmp_path / "deploy") == ["app"]  # no staging tree left beside it
+    assert _no_child_left(Patient.started)
+
+
+def test_a_failed_extraction_stops_the_child(tmp_path: Path, patient: type[Patient]) -> None:
+    """A damaged archive fails after the child has written part of the tree: it is stopped
+    and reaped before the staging tree is removed."""
+    tree = _tiny_tree(tmp_path / "src")
+    archive = _archive(tmp_path, tree, "tiny.tar")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2 + 700] ^= 0xFF  # a member's content: its digest no longer matches
+    archive.write_bytes(bytes(data))
+    before = listing(tmp_path)
+    with ArchiveManager(POOLED) as manager, pytest.raises((CorruptArchiveError,)):
+        manager.extract_archive(archive, tmp_path / "out")
+    assert listing(tmp_path) == before
+    assert patient.started and patient.started[0].sent > 0
+    assert _no_child_left(patient.started)
+
+
+def test_a_write_error_in_the_child_names_the_member(tmp_path: Path) -> None:
+    """The child's OSError comes back as the DestinationError a thread's would be: here a file
+    over the file-size limit (RLIMIT_FSIZE, inherited by the child), in a batch of tiny ones."""
+    resource = pytest.importorskip("resource")
+    tree = _tiny_tree(tmp_path / "src", files=300)
+    (tree / "d3" / "f0200.txt").write_bytes(os.urandom(100_000))  # 1.6 KB a file in its batch
+    archive = _archive(tmp_path, tree)
+    before = listing(tmp_path)
+    script = textwrap.dedent(f"""
+        import resource, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_writer_process import Patient
+        from arcman import ArchiveConfig, ArchiveManager, DestinationError
+        from arcman._extract import stage
+        stage.WriterProcess = Patient
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, resource.RLIM_INFINITY))
+        try:
+            with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
+                manager.extract_archive({str(archive)!r}, {str(tmp_path / "out")!r})
+        except DestinationError as exc:
+            print(exc, "| sent", Patient.started[0].sent)
+    """)
+    del resource
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    message, _, sent = run.stdout.strip().rpartition(" | sent ")
+    assert message == "cannot write d3/f0200.txt: File too large"
+    assert int(sent) > 0
+    assert listing(tmp_path) == before
+
+
+def test_ctrl_c_is_left_to_the_parent(tmp_path: Path) -> None:
+    """SIGINT reaches a terminal's whole process group: the child ignores it, and writes on
+    until the parent closes or kills it."""
+    writer = WriterProcess(str(tmp_path))
+    try:
+        deadline = time.monotonic() + 60
+        while not writer.ready() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.kill(writer._child.pid, signal.SIGINT)
+        time.sleep(0.1)
+        answers: list[tuple[list[bytes], OSError | None]] = []
+        writer.submit(
+            [("a", b"after", 0o640, None, 5), ("b", b"", 0o600, 0o751, None)],
+            lambda digests, failure, seconds: answers.append((digests, failure)),
+        )
+    finally:
+        writer.close()
+    assert answers and answers[0][1] is None and len(answers[0][0]) == 2
+    assert (tmp_path / "a").read_bytes() == b"after"
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o640 & ~_umask()
+    assert (tmp_path / "a").stat().st_mtime == 5
+    assert stat.S_IMODE((tmp_path / "b").stat().st_mode) == 0o751
+    assert writer._child.returncode == 0
+
+
+def test_batches_after_the_end_are_answered_with_an_error(tmp_path: Path) -> None:
+    writer = WriterProcess(str(tmp_path))
+    writer.kill()
+    answers: list[OSError | None] = []
+    writer.submit([("a", b"x", 0o644, None, None)], lambda d, failure, s: answers.append(failure))
+    assert answers and answers[0] is not None and "was stopped" in str(answers[0])
+    assert not (tmp_path / "a").exists()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
