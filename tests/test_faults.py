@@ -523,7 +523,7 @@ def test_source_file_rewritten_in_place_while_read(
     """A file rewritten in place at the same size while it is read (an editor, a build step)
     passes every size check; the bytes read are then part old, part new. That is an error,
     not a member whose manifest SHA-256 vouches for a version of the file that never was."""
-    from arcman._create import read
+    from arcman._create import files, read
 
     victim = sample_tree / name
     size = victim.stat().st_size
@@ -533,14 +533,14 @@ def test_source_file_rewritten_in_place_while_read(
             f.write(b"\xaa" * size)
 
     if name == "a.txt":  # read whole: rewritten once read, before it is checked
-        real = read._check_unchanged
+        real = files.check_unchanged
 
-        def rewrite_then_check(fd: int, entry: Any, path: str) -> None:
+        def rewrite_then_check(fd: int, size: int, stamp: int, path: str) -> None:
             if path.endswith(name):
                 rewrite()
-            real(fd, entry, path)
+            real(fd, size, stamp, path)
 
-        monkeypatch.setattr(read, "_check_unchanged", rewrite_then_check)
+        monkeypatch.setattr(files, "check_unchanged", rewrite_then_check)
         config = ArchiveConfig()
     else:  # streamed: rewritten after its first chunk
 

@@ -201,10 +201,10 @@ def plan(
 
 def _unopenable(path: str, config: ArchiveConfig) -> str | None:
     """Why create's reader could not open the file ``path`` (its message), or None."""
-    from ._create.read import _open
+    from ._create.files import open_source
 
     try:
-        os.close(_open(path, config.follow_symlinks))
+        os.close(open_source(path, config.follow_symlinks))
     except SourceError as exc:
         return str(exc)
     return None

@@ -56,7 +56,7 @@ ITEM_OVERHEAD = 4096
 # overlap, and for tiny files they are shorter than a worker waiting to win the GIL back after
 # every syscall. 20,000 files of 10-200 bytes: reading them for create took 0.70 s with worker
 # batches and 0.60 s without; extracting them, 1.14 s and 0.84 s. (Extraction now gives such
-# batches to a child interpreter, which has a GIL of its own: _extract/writer_process.py.)
+# batches to a helper interpreter, which has a GIL of its own: _child.py.)
 TINY_FILE_AVERAGE = 4096
 
 

@@ -24,8 +24,9 @@ from .._errors import SourceError, UnsafeMemberError
 from .._excludes import Excludes
 from .._extract.safety import normalize_name
 from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
-from .entries import EntryTable, change_stamp
+from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
+from .files import change_stamp
 
 
 @dataclass

@@ -9,7 +9,6 @@ table hands out one transient SourceEntry at a time.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,13 +20,6 @@ _KINDS = (FILE, DIR, SYMLINK)
 _KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _MODE_BITS = 12  # stat.S_IMODE fits in 12 bits; the kind's code goes above them
 _COLUMNS = "HQqII"  # kind and mode, size, mtime, owner index, change stamp
-
-
-def change_stamp(st: os.stat_result) -> int:
-    """What tells that a file changed since it was looked at: its ctime, which every write,
-    chmod or rename moves (mtime can be set back), in nanoseconds, cut to 32 bits to keep the
-    table's row small (a change by an exact multiple of 4.3 s alone goes unseen)."""
-    return st.st_ctime_ns & 0xFFFFFFFF
 
 
 @dataclass(slots=True)

@@ -5,12 +5,15 @@ the ``prepare`` hook) while the writer is still busy with earlier members. Conse
 files go to a worker in batches (up to BATCH_FILES files or BATCH_BYTES bytes): a pool job
 costs ~30 us of the consumer's time, more than reading a tiny file does. A batch of tiny files
 (``is_tiny_batch``) is read by the consumer itself when it reaches it, and so is a tree that
-makes a single batch: a small archive starts no worker. Read-ahead is bounded by a byte budget
-that the consuming thread reserves in archive order, so the writer's next member is always
-already reserved and nothing can deadlock, and by WINDOW items (a batch, a large file or a
-non-file each): a few batches per worker keep the workers busy, and a budget's worth of empty
-files in flight would cost ~10 MB of objects for no speed. Larger files are streamed in chunks
-by the consumer itself (``LargeFile``), so memory stays flat however big a file is.
+makes a single batch: a small archive starts no worker. From the second batch of tiny files
+on, batches of at least FEWEST_FILES go to a helper process instead (_child.py), which reads
+them beside this interpreter's GIL; if it dies, its batches are read here. Read-ahead is
+bounded by a byte budget that the consuming thread reserves in archive order, so the writer's
+next member is always already reserved and nothing can deadlock, and by WINDOW items (a
+batch, a large file or a non-file each): a few batches per worker keep the workers busy, and
+a budget's worth of empty files in flight would cost ~10 MB of objects for no speed. Larger
+files are streamed in chunks by the consumer itself (``LargeFile``), so memory stays flat
+however big a file is.
 The iteration completes when every entry has been handed over, in collection order.
 """
 
@@ -18,32 +21,33 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._child import FEWEST_FILES, ChildProcess
 from .._errors import SourceError
 from .._manifest import FILE
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, Submit, is_tiny_batch, start
 from .collect import SourceEntry
-from .entries import change_stamp
+from .files import check_unchanged, open_source, read_whole
+
+if TYPE_CHECKING:
+    from .files import Read
 
 SMALL_FILE_LIMIT = 1024 * 1024
 BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
 WINDOW = 64
-# O_NONBLOCK: a FIFO put in a file's place would block the open until a writer came, before
-# it could be refused; regular files ignore the flag.
-_OPEN_FLAGS = (
-    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-)
+# The batch of tiny files from which a helper process reads them (see _child.py). Starting one
+# costs this thread ~0.6 ms and another core ~20 ms before it is ready (the batches meanwhile
+# are read here): not worth it for the first 64 files.
+HELP_FROM_BATCH = 2
 
 
 @dataclass(slots=True)
@@ -69,7 +73,7 @@ class LargeFile:
     ) -> None:
         self.entry = entry
         self._path = path
-        self._fd = _open(path, follow_symlinks)
+        self._fd = open_source(path, follow_symlinks)
         self._hash = hashlib.sha256()
         self._clock = clock
         self.sha256 = ""
@@ -82,7 +86,8 @@ class LargeFile:
                 started = time.perf_counter()
                 chunk = os.read(self._fd, min(CHUNK_SIZE, remaining))
                 if not chunk:
-                    _check_unchanged(self._fd, self.entry, self._path)  # a swap says so
+                    # A swap says so.
+                    check_unchanged(self._fd, self.entry.size, self.entry.stamp, self._path)
                     raise SourceError(f"{self._path!r} shrank while it was being read", self._path)
                 self._hash.update(chunk)
                 self._clock.add("hashing", time.perf_counter() - started)
@@ -90,7 +95,7 @@ class LargeFile:
                 yield chunk
                 if self.on_chunk is not None:
                     self.on_chunk(len(chunk))
-            _check_unchanged(self._fd, self.entry, self._path)
+            check_unchanged(self._fd, self.entry.size, self.entry.stamp, self._path)
             if os.read(self._fd, 1):
                 raise SourceError(f"{self._path!r} grew while it was being read", self._path)
         except OSError as exc:
@@ -129,8 +134,20 @@ class ContentReader:
         self._follow = follow_symlinks
         self._clock = clock
         self._prepare = prepare
+        self._helper: ChildProcess | None = None
+        self._tiny_batches = 0
+        self._helpless = False  # a helper could not be started
+        self._stopping = False
 
     def __iter__(self) -> Iterator[tuple[SourceEntry, Content]]:
+        try:
+            yield from self._contents()
+        except BaseException:
+            self._stop_helper(at_once=True)
+            raise
+        self._stop_helper(at_once=False)
+
+    def _contents(self) -> Iterator[tuple[SourceEntry, Content]]:
         window: deque[tuple[list[SourceEntry], Future[list[Loaded | Skipped]] | None, int]]
         window = deque()
         reserved = 0
@@ -162,8 +179,16 @@ class ContentReader:
                     break
                 # A tiny batch, or the last one with nothing before it in flight (a small
                 # archive), is read here: a worker would only make the consumer wait for it.
+                # A helper process reads tiny batches beside this thread once it is ready.
                 inline = is_tiny_batch(len(batch), cost) or (pending is None and not window)
-                job = None if inline else start(self._submit, self._load_batch, batch)
+                helper = None
+                if inline and len(batch) >= FEWEST_FILES:
+                    helper = self._helper_for(last=pending is None)
+                job: Future[list[Loaded | Skipped]] | None = None
+                if helper is not None:
+                    job = self._send(helper, batch)
+                elif not inline:
+                    job = start(self._submit, self._load_batch, batch)
                 window.append((batch, job, cost))
                 reserved += cost
             entries, job, cost = window.popleft()
@@ -185,9 +210,71 @@ class ContentReader:
                 raise
             return Skipped(str(exc))
 
+    def _helper_for(self, *, last: bool) -> ChildProcess | None:
+        """The helper process to read the next tiny batch, if it is ready. It is started at
+        the second tiny batch, unless that is the last batch (a small archive starts none) or
+        the operation is sequential."""
+        if self._helper is None:
+            self._tiny_batches += 1
+            if (
+                self._submit is None or self._helpless or last
+                or self._tiny_batches < HELP_FROM_BATCH
+            ):
+                return None
+            try:
+                self._helper = ChildProcess("read", "follow" if self._follow else "")
+            except OSError:  # no process left to start, no executable: this thread reads
+                self._helpless = True
+                return None
+        return self._helper if self._helper.ready() else None
+
+    def _send(
+        self, helper: ChildProcess, batch: list[SourceEntry]
+    ) -> Future[list[Loaded | Skipped]]:
+        job: Future[list[Loaded | Skipped]] = Future()
+        paths = [os.path.join(self._root, entry.path) for entry in batch]
+
+        def reply(answer: list[Read] | None, ended: OSError | None, seconds: float) -> None:
+            try:
+                if answer is None:  # the helper is gone: this thread reads the batch instead
+                    if not self._stopping:
+                        job.set_result(self._load_batch(batch))
+                    return
+                self._clock.add("hashing", seconds)
+                job.set_result(self._prepared([
+                    self._loaded(path, item) for path, item in zip(paths, answer, strict=True)
+                ]))
+            except BaseException as exc:
+                job.set_exception(exc)
+
+        helper.submit(
+            [(path, entry.size, entry.stamp) for path, entry in zip(paths, batch, strict=True)],
+            reply,
+        )
+        return job
+
+    def _loaded(self, path: str, item: Read) -> Loaded | Skipped:
+        if isinstance(item, str):
+            if not self._skip:
+                raise SourceError(item, path)
+            return Skipped(item)
+        return Loaded(*item)
+
+    def _stop_helper(self, *, at_once: bool) -> None:
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            self._stopping = True
+            if at_once:
+                helper.kill()
+            else:
+                helper.close()
+
     def _load_batch(self, entries: list[SourceEntry]) -> list[Loaded | Skipped]:
         with self._clock.measure("hashing"):
             loaded = [self._load(entry) for entry in entries]
+        return self._prepared(loaded)
+
+    def _prepared(self, loaded: list[Loaded | Skipped]) -> list[Loaded | Skipped]:
         if self._prepare is not None:
             with self._clock.measure("compression"):  # zip's members are deflated here
                 for item in loaded:
@@ -198,11 +285,7 @@ class ContentReader:
     def _load(self, entry: SourceEntry) -> Loaded | Skipped:
         path = os.path.join(self._root, entry.path)
         try:
-            fd = _open(path, self._follow)
-            try:
-                data = _read_exactly(fd, entry, path)
-            finally:
-                os.close(fd)
+            data = read_whole(path, entry.size, entry.stamp, self._follow)
         except SourceError as exc:
             if not self._skip:
                 raise
@@ -212,44 +295,3 @@ class ContentReader:
 
 def _is_small(entry: SourceEntry) -> bool:
     return entry.kind == FILE and entry.size <= SMALL_FILE_LIMIT
-
-
-def _open(path: str, follow_symlinks: bool) -> int:
-    """Open a source file for reading: not through a symlink unless following them, and never
-    blocking (O_NONBLOCK: a FIFO put in a file's place would wait for a writer)."""
-    flags = _OPEN_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
-    try:
-        return os.open(path, flags)
-    except OSError as exc:
-        raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
-
-
-def _check_unchanged(fd: int, entry: SourceEntry, path: str) -> None:
-    """Raise SourceError unless the open file is still the one collection saw: a regular file
-    of its size and change_stamp. Checked once the file is read (one fstat), so that it also
-    catches a rewrite in place at the same size while it was read, whose bytes would be part
-    old and part new, a version of the file that never existed (GNU tar: "file changed as we
-    read it"); and a swap for a FIFO or another file."""
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size or (
-        change_stamp(st) != entry.stamp
-    ):
-        raise SourceError(f"{path!r} changed while the archive was being made", path)
-
-
-def _read_exactly(fd: int, entry: SourceEntry, path: str) -> bytes:
-    """The whole small file, checked with _check_unchanged."""
-    size = entry.size
-    try:
-        data = os.read(fd, size + 1) if size else os.read(fd, 1)
-        while len(data) < size:
-            more = os.read(fd, size + 1 - len(data))
-            if not more:
-                break
-            data += more
-    except OSError as exc:
-        raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
-    _check_unchanged(fd, entry, path)  # before the size: a swap says so
-    if len(data) != size:
-        raise SourceError(f"{path!r} changed size while it was being read", path)
-    return data

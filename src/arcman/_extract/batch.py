@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Protocol
 
+from .._child import FEWEST_FILES
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, is_tiny_batch, start
 from .members import Data
@@ -113,7 +114,10 @@ class FileBatches:
         self._slots.acquire()
         self._budget.acquire(cost)
         tiny = is_tiny_batch(len(batch.items), cost)
-        if tiny and self._remote is not None and self._remote.ready():
+        if (
+            tiny and len(batch.items) >= FEWEST_FILES and self._remote is not None
+            and self._remote.ready()
+        ):
             batch.job = self._send(self._remote, batch, cost)
         else:
             batch.job = start(None if tiny else self._submit, self._run, batch, cost)

@@ -2,8 +2,8 @@
 
 StagingTree writes into a private staging directory that only this operation knows: regular
 files through the worker pool (bounded by a byte budget), batches of tiny files through a
-WriterProcess once there are more than a few, each file hashed as it is written, and told to
-its Writeback, which puts them on disk while the extraction goes on.
+helper process (_child.py) once there are more than a few, each file hashed as it is written,
+and told to its Writeback, which puts them on disk while the extraction goes on.
 Directories are made in archive order on the caller's thread; links, directory modes and
 directory mtimes are applied by finish(), after every file is written, so nothing is ever
 written through a link, and every symlink is then resolved on disk and refused if it leaves
@@ -19,24 +19,18 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from .._atomic import describe_os_error
+from .._child import ChildProcess
 from .._errors import DestinationError, UnsafeMemberError
 from .._stats import PhaseClock
 from .._workers import ByteBudget, Submit
 from .batch import Digest, FileBatches, Item, Reply
+from .files import WRITE_FLAGS, finish_file, set_mtime, write_all, write_file
 from .members import Data
 from .safety import resolves_inside
 from .writeback import FILE_COST, Writeback
-from .writer_process import (
-    WRITE_FLAGS,
-    WriterProcess,
-    finish_file,
-    set_mtime,
-    write_all,
-    write_file,
-)
 
 if TYPE_CHECKING:
-    from .writer_process import WireItem
+    from .files import WireItem
 
 # What a file system says to a link or a mode it cannot hold (FAT: EPERM; FUSE: ENOSYS).
 _UNSUPPORTED = {errno.EPERM, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
@@ -305,7 +299,7 @@ class StagingTree:
                     self._guarded(f"mtime of {path}", set_mtime, full, listed[1])
 
 
-# The batch of tiny files from which an extraction gives them to a writer process. Starting
+# The batch of tiny files from which an extraction gives them to a helper process. Starting
 # one costs the caller ~0.6 ms and the child ~20 ms of another core before it is ready (the
 # batches meanwhile are written here): not worth it for the first 64 files, and a tree of 10
 # small files (a single batch) never starts one.
@@ -313,25 +307,25 @@ OFFLOAD_FROM_BATCH = 2
 
 
 class _Offload:
-    """StagingTree's Remote: its batches of tiny files, written by a WriterProcess."""
+    """StagingTree's Remote: its batches of tiny files, written by a helper process."""
 
     def __init__(self, tree: StagingTree) -> None:
         self._tree = tree
-        self._process: WriterProcess | None = None
+        self._helper: ChildProcess | None = None
         self._batches = 0
-        self._failed = False  # the child could not be started: every batch stays inline
+        self._failed = False  # the helper could not be started: every batch stays inline
 
     def ready(self) -> bool:
-        if self._process is None:
+        if self._helper is None:
             self._batches += 1
             if self._failed or self._batches < OFFLOAD_FROM_BATCH:
                 return False
             try:
-                self._process = WriterProcess(self._tree.root)
+                self._helper = ChildProcess("write", self._tree.root)
             except OSError:  # no process left to start, no executable: the caller writes
                 self._failed = True
                 return False
-        return self._process.ready()
+        return self._helper.ready()
 
     def submit(self, items: list[Item], reply: Reply) -> None:
         tree = self._tree
@@ -341,21 +335,27 @@ class _Offload:
             for path, data, mode, mtime in items
         ]
 
-        def written(digests: list[bytes], failure: OSError | None, seconds: float) -> None:
+        def written(
+            answer: tuple[list[bytes], tuple[int, str] | None] | None,
+            ended: OSError | None, seconds: float,
+        ) -> None:
+            digests, failure = answer or ([], None)
             done = len(digests)
             tree.writeback.wrote(sum(len(item[1]) for item in items[:done]) + FILE_COST * done)
-            error: BaseException | None = None
-            if failure is not None:
-                error = DestinationError(describe_os_error(failure, items[done][0]))
-                error.__cause__ = failure
-            reply(digests, error, seconds)
+            error = ended or (OSError(*failure) if failure is not None else None)
+            if error is None:
+                reply(digests, None, seconds)
+                return
+            refusal = DestinationError(describe_os_error(error, items[done][0]))
+            refusal.__cause__ = error
+            reply(digests, refusal, seconds)
 
-        assert self._process is not None
-        self._process.submit(wire, written)
+        assert self._helper is not None
+        self._helper.submit(wire, written)
 
     def stop(self, *, at_once: bool) -> None:
-        if self._process is not None:
+        if self._helper is not None:
             if at_once:
-                self._process.kill()
+                self._helper.kill()
             else:
-                self._process.close()
+                self._helper.close()

@@ -1,9 +1,11 @@
-"""WriterProcess: an extraction's batches of tiny files are written by a child interpreter,
-with the same result as on a thread; its failures fail the extraction and leave DEST as it
-was; it never outlives the extraction; where it cannot start, the caller writes."""
+"""ChildProcess: batches of tiny files are written (extract) and read (create) by a helper
+interpreter, with the same result as on a thread. A failed write fails the extraction and
+leaves DEST as it was; a helper that dies while reading leaves its batches to the caller; it
+never outlives the operation; where it cannot start, the caller does the work."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
@@ -15,23 +17,31 @@ from pathlib import Path
 
 import pytest
 
-from arcman import ArchiveConfig, ArchiveManager, CorruptArchiveError, DestinationError
+from arcman import (
+    ArchiveConfig,
+    ArchiveManager,
+    CorruptArchiveError,
+    DestinationError,
+    SourceError,
+)
+from arcman._child import FEWEST_FILES, ChildProcess
+from arcman._create import read
 from arcman._extract import stage
-from arcman._extract.writer_process import WriterProcess
 from helpers import listing, snapshot
 
 POOLED = ArchiveConfig(thread_pool_size=2)
+EMPTY = hashlib.sha256(b"").digest()
 
 
-class Patient(WriterProcess):
+class Patient(ChildProcess):
     """Waits for the child before the first batch, so that a test's small tree reaches it (an
     extraction otherwise writes inline until the child has started); records every child."""
 
     started: list[Patient] = []
     patience = 60.0  # seconds
 
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
+    def __init__(self, task: str, *args: str) -> None:
+        super().__init__(task, *args)
         self.sent = 0
         Patient.started.append(self)
 
@@ -41,15 +51,16 @@ class Patient(WriterProcess):
             time.sleep(0.002)
         return super().ready()
 
-    def submit(self, items: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
-        self.sent += len(items)
-        super().submit(items, reply)
+    def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+        self.sent += len(batch)
+        super().submit(batch, reply)
 
 
 @pytest.fixture
 def patient(monkeypatch: pytest.MonkeyPatch) -> type[Patient]:
     Patient.started = []
-    monkeypatch.setattr(stage, "WriterProcess", Patient)
+    monkeypatch.setattr(stage, "ChildProcess", Patient)
+    monkeypatch.setattr(read, "ChildProcess", Patient)
     return Patient
 
 
@@ -66,8 +77,9 @@ def _tiny_tree(root: Path, files: int = 600) -> Path:
 
 
 def _archive(tmp_path: Path, tree: Path, name: str = "tiny.tar.gz") -> Path:
+    """Made sequentially: no helper of a test's is started by it."""
     archive = tmp_path / name
-    with ArchiveManager() as manager:
+    with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
         manager.create_archive(tree, archive)
     return archive
 
@@ -109,16 +121,16 @@ def test_names_that_are_not_utf8_reach_the_child_unchanged(
     with ArchiveManager(POOLED) as manager:
         manager.extract_archive(archive, tmp_path / "out")
     assert snapshot(tmp_path / "out") == snapshot(root)
-    assert patient.started[0].sent >= 200 - 64
+    assert patient.started[0].sent >= 200 - 64 - FEWEST_FILES  # not the first, nor a short last
 
 
 def test_sequential_mode_starts_no_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(root: str) -> None:
+    def refuse(task: str, *args: str) -> None:
         raise AssertionError("a child was started in sequential mode")
 
     tree = _tiny_tree(tmp_path / "src")
     archive = _archive(tmp_path, tree)
-    monkeypatch.setattr(stage, "WriterProcess", refuse)
+    monkeypatch.setattr(stage, "ChildProcess", refuse)
     for config in (ArchiveConfig(enable_parallelization=False), ArchiveConfig(thread_pool_size=1)):
         out = tmp_path / f"out{config.thread_pool_size}"
         with ArchiveManager(config) as manager:
@@ -151,14 +163,14 @@ def test_a_child_that_dies_fails_the_extraction_and_leaves_dest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Dying(Patient):
-        def submit(self, items: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+        def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
             if self.sent > 200 and self._child.returncode is None:
                 os.kill(self._child.pid, signal.SIGKILL)  # before this batch is sent
                 self._child.wait()
-            super().submit(items, reply)
+            super().submit(batch, reply)
 
     Patient.started = []
-    monkeypatch.setattr(stage, "WriterProcess", Dying)
+    monkeypatch.setattr(stage, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")
     archive = _archive(tmp_path, tree)
     dest = tmp_path / "deploy" / "app"
@@ -167,7 +179,7 @@ def test_a_child_that_dies_fails_the_extraction_and_leaves_dest(
     before = snapshot(dest)
     with ArchiveManager(POOLED) as manager, pytest.raises(DestinationError) as caught:
         manager.extract_archive(archive, dest, replace=True)
-    assert "file writer process ended early" in str(caught.value)
+    assert "write helper process ended early (exit status -9)" in str(caught.value)
     assert snapshot(dest) == before
     assert listing(tmp_path / "deploy") == ["app"]  # no staging tree left beside it
     assert _no_child_left(Patient.started)
@@ -200,10 +212,10 @@ def test_a_write_error_in_the_child_names_the_member(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_writer_process import Patient
+        from test_child import Patient
         from arcman import ArchiveConfig, ArchiveManager, DestinationError
         from arcman._extract import stage
-        stage.WriterProcess = Patient
+        stage.ChildProcess = Patient
         resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, resource.RLIM_INFINITY))
         try:
             with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
@@ -224,21 +236,21 @@ def test_a_write_error_in_the_child_names_the_member(tmp_path: Path) -> None:
 def test_ctrl_c_is_left_to_the_parent(tmp_path: Path) -> None:
     """SIGINT reaches a terminal's whole process group: the child ignores it, and writes on
     until the parent closes or kills it."""
-    writer = WriterProcess(str(tmp_path))
+    writer = ChildProcess("write", str(tmp_path))
     try:
         deadline = time.monotonic() + 60
         while not writer.ready() and time.monotonic() < deadline:
             time.sleep(0.002)
         os.kill(writer._child.pid, signal.SIGINT)
         time.sleep(0.1)
-        answers: list[tuple[list[bytes], OSError | None]] = []
+        answers: list[tuple[object, OSError | None]] = []
         writer.submit(
             [("a", b"after", 0o640, None, 5), ("b", b"", 0o600, 0o751, None)],
-            lambda digests, failure, seconds: answers.append((digests, failure)),
+            lambda answer, ended, seconds: answers.append((answer, ended)),
         )
     finally:
         writer.close()
-    assert answers and answers[0][1] is None and len(answers[0][0]) == 2
+    assert answers == [(([hashlib.sha256(b"after").digest(), EMPTY], None), None)]
     assert (tmp_path / "a").read_bytes() == b"after"
     assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o640 & ~_umask()
     assert (tmp_path / "a").stat().st_mtime == 5
@@ -247,10 +259,10 @@ def test_ctrl_c_is_left_to_the_parent(tmp_path: Path) -> None:
 
 
 def test_batches_after_the_end_are_answered_with_an_error(tmp_path: Path) -> None:
-    writer = WriterProcess(str(tmp_path))
+    writer = ChildProcess("write", str(tmp_path))
     writer.kill()
     answers: list[OSError | None] = []
-    writer.submit([("a", b"x", 0o644, None, None)], lambda d, failure, s: answers.append(failure))
+    writer.submit([("a", b"x", 0o644, None, None)], lambda a, ended, s: answers.append(ended))
     assert answers and answers[0] is not None and "was stopped" in str(answers[0])
     assert not (tmp_path / "a").exists()
 
@@ -259,3 +271,104 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ------------------------------------------------------------------ create: the read helper
+
+
+@pytest.mark.parametrize("ext", ["tar.gz", "tar.zst", "zip"])
+def test_an_archive_read_by_the_helper_is_the_sequential_ones_byte_for_byte(
+    tmp_path: Path, patient: type[Patient], ext: str
+) -> None:
+    tree = _tiny_tree(tmp_path / "src")
+    helped, alone = tmp_path / f"helped.{ext}", tmp_path / f"alone.{ext}"
+    with ArchiveManager(POOLED) as manager:
+        result = manager.create_archive(tree, helped)
+    with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
+        manager.create_archive(tree, alone)
+    assert helped.read_bytes() == alone.read_bytes()
+    assert result.file_count == 600
+    assert len(patient.started) == 1 and patient.started[0].sent >= 600 - 64
+    assert _no_child_left(patient.started)
+    with ArchiveManager(POOLED) as manager:
+        manager.extract_archive(helped, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+
+
+class Vanishing(Patient):
+    """Removes d4/f0400.txt just before the batch that holds it goes to the helper."""
+
+    def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+        for item in batch:
+            if item[0].endswith("d4/f0400.txt"):
+                os.unlink(item[0])
+        super().submit(batch, reply)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_a_file_the_helper_cannot_read_is_an_error_or_a_reported_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip: bool
+) -> None:
+    Patient.started = []
+    monkeypatch.setattr(read, "ChildProcess", Vanishing)
+    tree = _tiny_tree(tmp_path / "src")
+    archive = tmp_path / "a.tar.gz"
+    config = ArchiveConfig(thread_pool_size=2, on_error="skip" if skip else "fail")
+    with ArchiveManager(config) as manager:
+        if not skip:
+            with pytest.raises(SourceError) as caught:
+                manager.create_archive(tree, archive)
+            assert "No such file or directory" in str(caught.value)
+            assert caught.value.path == str(tree / "d4" / "f0400.txt")
+            assert listing(tmp_path) == ["src"]  # no archive, no temporary
+        else:
+            result = manager.create_archive(tree, archive)
+            assert [s.split(":")[0] for s in result.skipped] == ["d4/f0400.txt"]
+            assert "No such file or directory" in result.skipped[0]
+            names = {entry.name for entry in manager.list_archive(archive)}
+            assert "d4/f0400.txt" not in names and "d4/f0406.txt" in names
+    assert Patient.started and Patient.started[0].sent > 0
+    assert _no_child_left(Patient.started)
+
+
+def test_batches_of_a_helper_that_dies_are_read_by_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Dying(Patient):
+        def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+            if self.sent > 200 and self._child.returncode is None:
+                os.kill(self._child.pid, signal.SIGKILL)  # before this batch is sent
+                self._child.wait()
+            super().submit(batch, reply)
+
+    Patient.started = []
+    monkeypatch.setattr(read, "ChildProcess", Dying)
+    tree = _tiny_tree(tmp_path / "src")
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager(POOLED) as manager:
+        result = manager.create_archive(tree, archive)
+        manager.extract_archive(archive, tmp_path / "out")
+    assert result.file_count == 600 and not result.skipped
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+    assert Patient.started[0].sent > 200
+    assert _no_child_left(Patient.started)
+
+
+def test_short_runs_of_tiny_files_stay_with_the_caller(
+    tmp_path: Path, patient: type[Patient]
+) -> None:
+    """Batches of fewer than FEWEST_FILES files cost the helper more than they save: create's
+    batches end at each directory, so 40 directories of 10 tiny files start none (extract's
+    batches run on across directories)."""
+    root = tmp_path / "src"
+    for d in range(40):
+        for f in range(FEWEST_FILES - 6):
+            path = root / f"d{d:02d}" / f"f{f}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"%d" % f)
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager(POOLED) as manager:
+        manager.create_archive(root, archive)
+        assert patient.started == []
+        manager.extract_archive(archive, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(root)

@@ -1,0 +1,211 @@
+"""ChildProcess: batches of per-file work done by a second interpreter, beside the GIL.
+
+Reading or writing a tiny file is Python work on one core: threads cannot share it out,
+because each of the file's system calls gives up the GIL and a worker then waits to win it
+back from the thread that walks the tree or parses the archive (so batches of tiny files are
+handled inline, see _workers.TINY_FILE_AVERAGE). A second interpreter has a GIL of its own.
+ChildProcess starts one (``python -I -S`` running serve() below), once an operation has shown
+that it has batches of tiny files to give it, and sends it batches down a pipe (marshal:
+strs, bytes, ints, None, and tuples and lists of them); a reader thread hands each answer, in
+order, to its batch's reply. The child runs one of TASKS, a function of this package that the
+threads run too, so a batch comes out the same wherever it was handled. The child stops at
+the end of its input: closed by close() once every batch has been answered, or by the death
+of this process, so it never outlives the operation; kill() stops it at once.
+
+The child imports this module and its task's only, and nothing but the standard library's
+core (it is ready in ~20 ms).
+"""
+
+from __future__ import annotations
+
+import errno
+import marshal
+import os
+import struct
+import sys
+import time
+
+# Not typing's: it and what it imports are ~8 ms of the child's start (see __init__.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Callable
+    from typing import IO, Any
+
+    # A batch's answer, the failure that stopped the child before it answered (or None),
+    # and the child's seconds on the batch.
+    Reply = Callable[[Any, OSError | None, float], None]
+
+# task name -> (module, function): function(*args, batch) -> the batch's answer.
+TASKS = {
+    "write": ("arcman._extract.files", "write_batch"),
+    "read": ("arcman._create.files", "read_batch"),
+}
+_LENGTH = struct.Struct("<I")
+# The fewest files worth a batch of their own: a batch costs its sender and the reader thread
+# ~40 us of the GIL (and its answer comes ~90 us after it is sent), and reading or writing a
+# tiny file where it is needed ~7 us; short runs of tiny files between larger ones (the stdlib
+# tree's tiny batches average 8 files) stay where they are.
+FEWEST_FILES = 16
+
+
+def _read_frame(stream: IO[bytes]) -> Any:
+    """The next marshalled frame, or None at the end of the stream or at bytes that are not
+    one (the child is then no helper of ours)."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (length,) = _LENGTH.unpack(head)
+    body = stream.read(length)
+    if len(body) < length:
+        return None
+    try:
+        return marshal.loads(body)
+    except (EOFError, ValueError, TypeError):
+        return None
+
+
+def _frame(value: Any) -> bytes:
+    body = marshal.dumps(value)
+    return _LENGTH.pack(len(body)) + body
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def serve() -> None:
+    """The child: argv is the task's name and its arguments; batches come on stdin, and
+    each one's answer and time go out on stdout."""
+    import importlib
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent decides, and closes or kills us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    module, function = TASKS[sys.argv[1]]
+    task = getattr(importlib.import_module(module), function)
+    args = sys.argv[2:]
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    out.write(_frame("ready"))
+    out.flush()
+    while (batch := _read_frame(inp)) is not None:
+        started = time.perf_counter()
+        answer = task(*args, batch)
+        out.write(_frame((answer, time.perf_counter() - started)))
+        out.flush()
+
+
+class ChildProcess:
+    def __init__(self, task: str, *args: str) -> None:
+        """Start a child running TASKS[task] with ``args``; it is ready() once it has said
+        so. Raises OSError if it cannot be started."""
+        import subprocess
+        import threading
+        from collections import deque
+
+        if not sys.executable or getattr(sys, "frozen", False):  # no interpreter to run
+            raise OSError(errno.ENOEXEC, "no Python interpreter to start")
+        self._task = task
+        self._replies: deque[Reply] = deque()
+        self._ready = False
+        self._ended: str | None = None  # why no more answers will come
+        self._lock = threading.Lock()
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = (
+            f"import sys; sys.path.insert(0, {package!r}); "
+            "from arcman._child import serve; serve()"
+        )
+        self._child: subprocess.Popen[bytes] = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", code, task, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        self._reader = threading.Thread(target=self._read, name=f"arcman-{task}-replies")
+        self._reader.daemon = True
+        self._reader.start()
+
+    def ready(self) -> bool:
+        return self._ready and self._ended is None
+
+    def submit(self, batch: Any, reply: Reply) -> None:
+        """Send a batch; ``reply`` is called on the reader thread with its answer, or with an
+        OSError if the child ends first (on this thread if it has ended already)."""
+        frame = _frame(batch)
+        with self._lock:
+            ended = self._ended
+            if ended is None:
+                self._replies.append(reply)
+        if ended is not None:
+            reply(None, self._failure(ended), 0.0)
+            return
+        # Not under the lock: the pipe may be full until the reader has taken an answer.
+        assert self._child.stdin is not None
+        try:
+            _write_all(self._child.stdin.fileno(), frame)
+        except OSError:
+            # It stopped reading: its end makes the reader answer every batch, this one too.
+            self._child.kill()
+
+    def _failure(self, ended: str) -> OSError:
+        return OSError(errno.EPIPE, f"the {self._task} helper process {ended}")
+
+    def _read(self) -> None:
+        assert self._child.stdout is not None
+        stream = self._child.stdout
+        try:
+            if _read_frame(stream) != "ready":
+                return
+            self._ready = True
+            while (frame := _read_frame(stream)) is not None:
+                answer, seconds = frame
+                with self._lock:
+                    reply = self._replies.popleft()
+                reply(answer, None, seconds)
+        finally:
+            # Its output ended, so it has exited or is exiting; anything else (a frame out
+            # of place) is a child that cannot be trusted with the work any longer.
+            self._child.kill()
+            status = self._child.wait()
+            stream.close()
+            with self._lock:
+                if self._ended is None:
+                    self._ended = f"ended early (exit status {status})"
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        """Answer every batch not answered yet with the reason the child ended."""
+        with self._lock:
+            waiting = list(self._replies)
+            self._replies.clear()
+            failure = self._failure(self._ended or "ended")
+        for reply in waiting:
+            reply(None, failure, 0.0)
+
+    def close(self) -> None:
+        """End the child once every batch sent is answered, and wait for it (one that never
+        said it was ready is killed: it may not be reading at all)."""
+        if not self._ready:
+            self.kill()
+            return
+        with self._lock:
+            if self._ended is None:
+                self._ended = "was closed"
+        assert self._child.stdin is not None
+        self._child.stdin.close()
+        self._reader.join()
+        self._child.wait()
+
+    def kill(self) -> None:
+        """Stop the child now: it does nothing after this returns, and every batch is
+        answered (not waiting for the reader, which a process the child started could keep
+        reading its output)."""
+        with self._lock:
+            if self._ended is None:
+                self._ended = "was stopped"
+        self._child.kill()
+        self._child.wait()
+        assert self._child.stdin is not None
+        self._child.stdin.close()  # written through its descriptor: nothing is buffered
+        self._fail_waiting()

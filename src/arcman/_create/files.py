@@ -1,0 +1,93 @@
+"""How one source file is opened, read whole and checked: by ContentReader, on its threads, and
+by the helper process (_child.py) that reads batches of tiny files beside the GIL.
+
+Imported by that child: nothing here may import more than the standard library's core and
+arcman's exception classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+from .._errors import SourceError
+
+# Not typing's: see _child.py.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # A file for the helper: its path, size and change stamp when collected.
+    WireItem = tuple[str, int, int]
+    # What the helper made of it: its content and SHA-256 (hex), or why it cannot be read.
+    Read = tuple[bytes, str] | str
+
+# O_NONBLOCK: a FIFO put in a file's place would block the open until a writer came, before
+# it could be refused; regular files ignore the flag.
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
+
+
+def change_stamp(st: os.stat_result) -> int:
+    """What tells that a file changed since it was looked at: its ctime, which every write,
+    chmod or rename moves (mtime can be set back), in nanoseconds, cut to 32 bits to keep the
+    table's row small (a change by an exact multiple of 4.3 s alone goes unseen)."""
+    return st.st_ctime_ns & 0xFFFFFFFF
+
+
+def open_source(path: str, follow_symlinks: bool) -> int:
+    """Open a source file for reading: not through a symlink unless following them, and never
+    blocking (O_NONBLOCK: a FIFO put in a file's place would wait for a writer)."""
+    flags = _OPEN_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        return os.open(path, flags)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+
+
+def check_unchanged(fd: int, size: int, stamp: int, path: str) -> None:
+    """Raise SourceError unless the open file is still the one collection saw: a regular file
+    of its size and change_stamp. Checked once the file is read (one fstat), so that it also
+    catches a rewrite in place at the same size while it was read, whose bytes would be part
+    old and part new, a version of the file that never existed (GNU tar: "file changed as we
+    read it"); and a swap for a FIFO or another file."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size or change_stamp(st) != stamp:
+        raise SourceError(f"{path!r} changed while the archive was being made", path)
+
+
+def read_whole(path: str, size: int, stamp: int, follow_symlinks: bool) -> bytes:
+    """The whole small file, checked with check_unchanged."""
+    fd = open_source(path, follow_symlinks)
+    try:
+        try:
+            data = os.read(fd, size + 1) if size else os.read(fd, 1)
+            while len(data) < size:
+                more = os.read(fd, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+        check_unchanged(fd, size, stamp, path)  # before the size: a swap says so
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise SourceError(f"{path!r} changed size while it was being read", path)
+    return data
+
+
+def read_batch(follow: str, batch: list[WireItem]) -> list[Read]:
+    """The helper's task: read each file of ``batch`` (``follow`` is "follow" when symlinks
+    are followed), each one's content and SHA-256, or the message of its SourceError."""
+    follow_symlinks = follow == "follow"
+    results: list[Read] = []
+    for path, size, stamp in batch:
+        try:
+            data = read_whole(path, size, stamp, follow_symlinks)
+        except SourceError as exc:
+            results.append(str(exc))
+            continue
+        results.append((data, hashlib.sha256(data).hexdigest()))
+    return results
