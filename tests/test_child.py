@@ -23,10 +23,9 @@ from arcman import (
     CorruptArchiveError,
     DestinationError,
     SourceError,
+    _child,
 )
 from arcman._child import FEWEST_FILES, ChildProcess
-from arcman._create import read
-from arcman._extract import stage
 from helpers import listing, snapshot
 
 POOLED = ArchiveConfig(thread_pool_size=2)
@@ -59,8 +58,7 @@ class Patient(ChildProcess):
 @pytest.fixture
 def patient(monkeypatch: pytest.MonkeyPatch) -> type[Patient]:
     Patient.started = []
-    monkeypatch.setattr(stage, "ChildProcess", Patient)
-    monkeypatch.setattr(read, "ChildProcess", Patient)
+    monkeypatch.setattr(_child, "ChildProcess", Patient)
     return Patient
 
 
@@ -130,7 +128,7 @@ def test_sequential_mode_starts_no_child(tmp_path: Path, monkeypatch: pytest.Mon
 
     tree = _tiny_tree(tmp_path / "src")
     archive = _archive(tmp_path, tree)
-    monkeypatch.setattr(stage, "ChildProcess", refuse)
+    monkeypatch.setattr(_child, "ChildProcess", refuse)
     for config in (ArchiveConfig(enable_parallelization=False), ArchiveConfig(thread_pool_size=1)):
         out = tmp_path / f"out{config.thread_pool_size}"
         with ArchiveManager(config) as manager:
@@ -170,7 +168,7 @@ def test_a_child_that_dies_fails_the_extraction_and_leaves_dest(
             super().submit(batch, reply)
 
     Patient.started = []
-    monkeypatch.setattr(stage, "ChildProcess", Dying)
+    monkeypatch.setattr(_child, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")
     archive = _archive(tmp_path, tree)
     dest = tmp_path / "deploy" / "app"
@@ -214,8 +212,8 @@ def test_a_write_error_in_the_child_names_the_member(tmp_path: Path) -> None:
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_child import Patient
         from arcman import ArchiveConfig, ArchiveManager, DestinationError
-        from arcman._extract import stage
-        stage.ChildProcess = Patient
+        from arcman import _child
+        _child.ChildProcess = Patient
         resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, resource.RLIM_INFINITY))
         try:
             with ArchiveManager(ArchiveConfig(thread_pool_size=2)) as manager:
@@ -310,7 +308,7 @@ def test_a_file_the_helper_cannot_read_is_an_error_or_a_reported_skip(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip: bool
 ) -> None:
     Patient.started = []
-    monkeypatch.setattr(read, "ChildProcess", Vanishing)
+    monkeypatch.setattr(_child, "ChildProcess", Vanishing)
     tree = _tiny_tree(tmp_path / "src")
     archive = tmp_path / "a.tar.gz"
     config = ArchiveConfig(thread_pool_size=2, on_error="skip" if skip else "fail")
@@ -342,11 +340,12 @@ def test_batches_of_a_helper_that_dies_are_read_by_the_caller(
             super().submit(batch, reply)
 
     Patient.started = []
-    monkeypatch.setattr(read, "ChildProcess", Dying)
+    monkeypatch.setattr(_child, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")
     archive = tmp_path / "a.tar.gz"
     with ArchiveManager(POOLED) as manager:
         result = manager.create_archive(tree, archive)
+        monkeypatch.setattr(_child, "ChildProcess", Patient)  # this one lives
         manager.extract_archive(archive, tmp_path / "out")
     assert result.file_count == 600 and not result.skipped
     assert snapshot(tmp_path / "out") == snapshot(tree)
@@ -372,3 +371,48 @@ def test_short_runs_of_tiny_files_stay_with_the_caller(
         assert patient.started == []
         manager.extract_archive(archive, tmp_path / "out")
     assert snapshot(tmp_path / "out") == snapshot(root)
+
+
+def test_a_lazy_helper_starts_at_the_second_batch_worth_it_and_never_after_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[tuple[str, ...]] = []
+
+    class Stub:
+        def __init__(self, task: str, *args: str) -> None:
+            started.append((task, *args))
+
+        def ready(self) -> bool:
+            return True
+
+        def close(self) -> None:
+            started.append(("closed",))
+
+    monkeypatch.setattr(_child, "ChildProcess", Stub)
+    helper = _child.LazyHelper("read", "follow")
+    assert helper.for_batch(FEWEST_FILES - 1) is None  # too few files: not even counted
+    assert helper.for_batch(FEWEST_FILES) is None  # the first batch worth it: the caller's
+    assert helper.for_batch(64, last=True) is None  # nor for a last batch
+    assert started == []
+    first = helper.for_batch(64)
+    assert isinstance(first, Stub) and started == [("read", "follow")]
+    assert helper.for_batch(64) is first and helper.for_batch(FEWEST_FILES - 1) is None
+    helper.stop(at_once=False)
+    assert started[-1] == ("closed",)
+    assert helper.for_batch(64) is None and len(started) == 2  # no second helper
+
+
+def test_a_lazy_helper_that_cannot_start_leaves_every_batch_to_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[str] = []
+
+    def cannot(task: str, *args: str) -> None:
+        attempts.append(task)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(_child, "ChildProcess", cannot)
+    helper = _child.LazyHelper("write", "/x")
+    assert [helper.for_batch(64) for _ in range(5)] == [None] * 5
+    assert attempts == ["write"]  # tried once
+    helper.stop(at_once=True)

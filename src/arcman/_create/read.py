@@ -5,9 +5,9 @@ the ``prepare`` hook) while the writer is still busy with earlier members. Conse
 files go to a worker in batches (up to BATCH_FILES files or BATCH_BYTES bytes): a pool job
 costs ~30 us of the consumer's time, more than reading a tiny file does. A batch of tiny files
 (``is_tiny_batch``) is read by the consumer itself when it reaches it, and so is a tree that
-makes a single batch: a small archive starts no worker. From the second batch of tiny files
-on, batches of at least FEWEST_FILES go to a helper process instead (_child.py), which reads
-them beside this interpreter's GIL; if it dies, its batches are read here. Read-ahead is
+makes a single batch: a small archive starts no worker. Once the tree has shown it has more
+than a few, batches of tiny files go to a helper process instead (_child.LazyHelper), which
+reads them beside this interpreter's GIL; if it dies, its batches are read here. Read-ahead is
 bounded by a byte budget that the consuming thread reserves in archive order, so the writer's
 next member is always already reserved and nothing can deadlock, and by WINDOW items (a
 batch, a large file or a non-file each): a few batches per worker keep the workers busy, and
@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._child import FEWEST_FILES, ChildProcess
+from .._child import ChildProcess, LazyHelper
 from .._errors import SourceError
 from .._manifest import FILE
 from .._stats import PhaseClock
@@ -44,10 +44,6 @@ BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 CHUNK_SIZE = 1024 * 1024
 WINDOW = 64
-# The batch of tiny files from which a helper process reads them (see _child.py). Starting one
-# costs this thread ~0.6 ms and another core ~20 ms before it is ready (the batches meanwhile
-# are read here): not worth it for the first 64 files.
-HELP_FROM_BATCH = 2
 
 
 @dataclass(slots=True)
@@ -134,9 +130,7 @@ class ContentReader:
         self._follow = follow_symlinks
         self._clock = clock
         self._prepare = prepare
-        self._helper: ChildProcess | None = None
-        self._tiny_batches = 0
-        self._helpless = False  # a helper could not be started
+        self._helper = LazyHelper("read", "follow" if follow_symlinks else "")
         self._stopping = False
 
     def __iter__(self) -> Iterator[tuple[SourceEntry, Content]]:
@@ -182,8 +176,8 @@ class ContentReader:
                 # A helper process reads tiny batches beside this thread once it is ready.
                 inline = is_tiny_batch(len(batch), cost) or (pending is None and not window)
                 helper = None
-                if inline and len(batch) >= FEWEST_FILES:
-                    helper = self._helper_for(last=pending is None)
+                if inline and self._submit is not None:  # sequential mode starts none
+                    helper = self._helper.for_batch(len(batch), last=pending is None)
                 job: Future[list[Loaded | Skipped]] | None = None
                 if helper is not None:
                     job = self._send(helper, batch)
@@ -209,24 +203,6 @@ class ContentReader:
             if not self._skip:
                 raise
             return Skipped(str(exc))
-
-    def _helper_for(self, *, last: bool) -> ChildProcess | None:
-        """The helper process to read the next tiny batch, if it is ready. It is started at
-        the second tiny batch, unless that is the last batch (a small archive starts none) or
-        the operation is sequential."""
-        if self._helper is None:
-            self._tiny_batches += 1
-            if (
-                self._submit is None or self._helpless or last
-                or self._tiny_batches < HELP_FROM_BATCH
-            ):
-                return None
-            try:
-                self._helper = ChildProcess("read", "follow" if self._follow else "")
-            except OSError:  # no process left to start, no executable: this thread reads
-                self._helpless = True
-                return None
-        return self._helper if self._helper.ready() else None
 
     def _send(
         self, helper: ChildProcess, batch: list[SourceEntry]
@@ -261,13 +237,8 @@ class ContentReader:
         return Loaded(*item)
 
     def _stop_helper(self, *, at_once: bool) -> None:
-        helper, self._helper = self._helper, None
-        if helper is not None:
-            self._stopping = True
-            if at_once:
-                helper.kill()
-            else:
-                helper.close()
+        self._stopping = True
+        self._helper.stop(at_once=at_once)
 
     def _load_batch(self, entries: list[SourceEntry]) -> list[Loaded | Skipped]:
         with self._clock.measure("hashing"):

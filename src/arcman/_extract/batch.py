@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Protocol
 
-from .._child import FEWEST_FILES
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, is_tiny_batch, start
 from .members import Data
@@ -38,12 +37,10 @@ Reply = Callable[[list[bytes], "BaseException | None", float], None]
 class Remote(Protocol):
     """Does ``work`` for whole batches of tiny files outside this interpreter's GIL."""
 
-    def ready(self) -> bool:
-        """Whether to send it the next batch of tiny files (asked once for each)."""
-
-    def submit(self, items: list[Item], reply: Reply) -> None:
-        """Handle ``items`` in order; ``reply(digests, failure, seconds)`` is called later
-        from another thread, with the digests of the members handled before a failure."""
+    def submit(self, items: list[Item], reply: Reply) -> bool:
+        """Take ``items`` (True) and handle them in order, then call ``reply(digests,
+        failure, seconds)`` from another thread, with the digests of the members handled
+        before a failure; or leave them to the caller (False)."""
 
 
 class _Batch:
@@ -114,19 +111,15 @@ class FileBatches:
         self._slots.acquire()
         self._budget.acquire(cost)
         tiny = is_tiny_batch(len(batch.items), cost)
-        if (
-            tiny and len(batch.items) >= FEWEST_FILES and self._remote is not None
-            and self._remote.ready()
-        ):
-            batch.job = self._send(self._remote, batch, cost)
-        else:
-            batch.job = start(None if tiny else self._submit, self._run, batch, cost)
+        sent = self._send(self._remote, batch, cost) if tiny and self._remote else None
+        batch.job = sent or start(None if tiny else self._submit, self._run, batch, cost)
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
         self._batch, self._cost = _Batch(), 0
 
-    def _send(self, remote: Remote, batch: _Batch, cost: int) -> Future[None]:
+    def _send(self, remote: Remote, batch: _Batch, cost: int) -> Future[None] | None:
+        """The batch's job if ``remote`` takes it."""
         job: Future[None] = Future()
 
         def reply(digests: list[bytes], failure: BaseException | None, seconds: float) -> None:
@@ -142,8 +135,7 @@ class FileBatches:
             else:
                 job.set_exception(failure)
 
-        remote.submit(batch.items, reply)
-        return job
+        return job if remote.submit(batch.items, reply) else None
 
     def _run(self, batch: _Batch, cost: int) -> None:
         try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from .._atomic import describe_os_error
-from .._child import ChildProcess
+from .._child import LazyHelper
 from .._errors import DestinationError, UnsafeMemberError
 from .._stats import PhaseClock
 from .._workers import ByteBudget, Submit
@@ -299,35 +299,17 @@ class StagingTree:
                     self._guarded(f"mtime of {path}", set_mtime, full, listed[1])
 
 
-# The batch of tiny files from which an extraction gives them to a helper process. Starting
-# one costs the caller ~0.6 ms and the child ~20 ms of another core before it is ready (the
-# batches meanwhile are written here): not worth it for the first 64 files, and a tree of 10
-# small files (a single batch) never starts one.
-OFFLOAD_FROM_BATCH = 2
-
-
 class _Offload:
     """StagingTree's Remote: its batches of tiny files, written by a helper process."""
 
     def __init__(self, tree: StagingTree) -> None:
         self._tree = tree
-        self._helper: ChildProcess | None = None
-        self._batches = 0
-        self._failed = False  # the helper could not be started: every batch stays inline
+        self._helper = LazyHelper("write", tree.root)
 
-    def ready(self) -> bool:
-        if self._helper is None:
-            self._batches += 1
-            if self._failed or self._batches < OFFLOAD_FROM_BATCH:
-                return False
-            try:
-                self._helper = ChildProcess("write", self._tree.root)
-            except OSError:  # no process left to start, no executable: the caller writes
-                self._failed = True
-                return False
-        return self._helper.ready()
-
-    def submit(self, items: list[Item], reply: Reply) -> None:
+    def submit(self, items: list[Item], reply: Reply) -> bool:
+        helper = self._helper.for_batch(len(items))
+        if helper is None:
+            return False
         tree = self._tree
         times = tree._times
         wire: list[WireItem] = [
@@ -350,12 +332,8 @@ class _Offload:
             refusal.__cause__ = error
             reply(digests, refusal, seconds)
 
-        assert self._helper is not None
-        self._helper.submit(wire, written)
+        helper.submit(wire, written)
+        return True
 
     def stop(self, *, at_once: bool) -> None:
-        if self._helper is not None:
-            if at_once:
-                self._helper.kill()
-            else:
-                self._helper.close()
+        self._helper.stop(at_once=at_once)
