@@ -82,6 +82,16 @@ def _archive(tmp_path: Path, tree: Path, name: str = "tiny.tar.gz") -> Path:
     return archive
 
 
+class Dying(Patient):
+    """Killed (SIGKILL) just before the batch after its 200th file is sent."""
+
+    def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+        if self.sent > 200 and self._child.returncode is None:
+            os.kill(self._child.pid, signal.SIGKILL)
+            self._child.wait()
+        super().submit(batch, reply)
+
+
 def _no_child_left(children: list[Patient]) -> bool:
     return all(child._child.returncode is not None for child in children)
 
@@ -160,13 +170,6 @@ def test_without_a_child_the_caller_writes(
 def test_a_child_that_dies_fails_the_extraction_and_leaves_dest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Dying(Patient):
-        def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
-            if self.sent > 200 and self._child.returncode is None:
-                os.kill(self._child.pid, signal.SIGKILL)  # before this batch is sent
-                self._child.wait()
-            super().submit(batch, reply)
-
     Patient.started = []
     monkeypatch.setattr(_child, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")
@@ -332,13 +335,6 @@ def test_a_file_the_helper_cannot_read_is_an_error_or_a_reported_skip(
 def test_batches_of_a_helper_that_dies_are_read_by_the_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Dying(Patient):
-        def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
-            if self.sent > 200 and self._child.returncode is None:
-                os.kill(self._child.pid, signal.SIGKILL)  # before this batch is sent
-                self._child.wait()
-            super().submit(batch, reply)
-
     Patient.started = []
     monkeypatch.setattr(_child, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")

@@ -10,7 +10,8 @@ failing anyway). The byte budget is charged when a batch is handed over, so memb
 their batch hold no budget and drain() can never wait on them. At most MAX_BATCHES are in
 flight: a member's bookkeeping costs more than the budget charges for an empty file, and a few
 batches per worker keep every worker busy. A batch of tiny files (``is_tiny_batch``) is handled
-on the caller's thread: handing it over costs more than it saves.
+on the caller's thread, where handing it to a worker costs more than it saves, unless a
+``Remote`` (the helper process of _child.py) takes it.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class FileBatches:
         phase: str, remote: Remote | None = None,
     ) -> None:
         """``work`` runs in batches, their time added to ``phase`` (one clock call a batch);
-        batches of tiny files go to ``remote`` when it is ready for them."""
+        batches of tiny files go to ``remote`` when it takes them."""
         self._submit = submit
         self._remote = remote
         self._budget = budget
@@ -111,8 +112,12 @@ class FileBatches:
         self._slots.acquire()
         self._budget.acquire(cost)
         tiny = is_tiny_batch(len(batch.items), cost)
-        sent = self._send(self._remote, batch, cost) if tiny and self._remote else None
-        batch.job = sent or start(None if tiny else self._submit, self._run, batch, cost)
+        sent = None
+        if tiny and self._remote is not None:
+            sent = self._send(self._remote, batch, cost)
+        if sent is None:
+            sent = start(None if tiny else self._submit, self._run, batch, cost)
+        batch.job = sent
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
