@@ -92,6 +92,13 @@ class Dying(Patient):
         super().submit(batch, reply)
 
 
+@pytest.fixture
+def dying(monkeypatch: pytest.MonkeyPatch) -> type[Dying]:
+    Patient.started = []
+    monkeypatch.setattr(_child, "ChildProcess", Dying)
+    return Dying
+
+
 def _no_child_left(children: list[Patient]) -> bool:
     return all(child._child.returncode is not None for child in children)
 
@@ -168,10 +175,8 @@ def test_without_a_child_the_caller_writes(
 
 
 def test_a_child_that_dies_fails_the_extraction_and_leaves_dest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dying: type[Dying]
 ) -> None:
-    Patient.started = []
-    monkeypatch.setattr(_child, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")
     archive = _archive(tmp_path, tree)
     dest = tmp_path / "deploy" / "app"
@@ -333,10 +338,8 @@ def test_a_file_the_helper_cannot_read_is_an_error_or_a_reported_skip(
 
 
 def test_batches_of_a_helper_that_dies_are_read_by_the_caller(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dying: type[Dying]
 ) -> None:
-    Patient.started = []
-    monkeypatch.setattr(_child, "ChildProcess", Dying)
     tree = _tiny_tree(tmp_path / "src")
     archive = tmp_path / "a.tar.gz"
     with ArchiveManager(POOLED) as manager:
