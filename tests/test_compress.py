@@ -156,6 +156,24 @@ def test_zstd_frames_concatenate_into_the_stream(data: bytes, cuts: list[int]) -
     assert pyzstd.decompress(packed) == data
 
 
+def test_zstd_frames_from_kept_contexts_are_those_of_fresh_ones() -> None:
+    """Each worker keeps its compression context from frame to frame: every frame must still
+    be what a fresh context makes of its block alone (content size and checksum in it), on
+    whichever thread, after whatever block came before."""
+    blocks = [_text(70_000, 1), _noise(5_000, 2), b"", _text(3_000, 3) * 20, _text(70_000, 1)]
+    options: dict[int, int] = {
+        pyzstd.CParameter.compressionLevel: 3, pyzstd.CParameter.checksumFlag: 1
+    }
+    fresh = [pyzstd.compress(b, options) for b in blocks]
+    codec = ZstdBlocks(3)
+    with ThreadPoolExecutor(2) as pool:
+        kept = list(pool.map(lambda b: codec.compress(b, b"", False)[0], blocks * 3))
+    assert kept == fresh * 3
+    for frame, block in zip(fresh, blocks, strict=True):
+        assert pyzstd.get_frame_info(frame).decompressed_size == len(block)
+    assert pyzstd.decompress(b"".join(kept)) == b"".join(blocks * 3)
+
+
 def test_threaded_writer_holds_at_most_its_byte_budget() -> None:
     gate = threading.Event()
     written: list[int] = []
