@@ -28,7 +28,9 @@ writer called write(), so 1, 2 or 16 threads produce the same archive bytes.
   ======  ==============  ========  ======
 
   The default (6) is zlib-ng 5: within 2 % of gzip -6's size at 1.25x zlib-ng 6's speed.
-  zlib-ng 8 is skipped: slower than its level 9 here and barely smaller than 7.
+  zlib-ng 8 is skipped: slower than its level 9 here and barely smaller than 7. Where these
+  libraries are not installed (32-bit ARM: see _backends), the standard library's zlib
+  deflates at the arcman level: the same format, gzip's own sizes, ~2-4x the CPU.
   Block size: 1 MiB costs ~5 % less CPU than 256 KiB (fewer dictionary primings and sync
   flushes) at the same size; priming itself costs ~3 % CPU and saves 1.5 % of the size.
 - bzip2 and xz: each block is an independent stream (as pbzip2 and xz -T do); decompressors
@@ -49,12 +51,14 @@ import lzma
 import queue
 import struct
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from .._backends import crc32_combiner, isal_zlib, pyzstd, zlib_ng
 from .._formats import CompressionFormat
 from .._stats import PhaseClock
 from .._workers import ByteBudget, Submit, codec_share, output_share, start
@@ -192,15 +196,15 @@ _DEFLATE_LEVELS = {
 
 
 def deflate_backend(level: int) -> tuple[Any, int]:
-    """The deflate module (isal_zlib or zlib_ng) and its own level for an arcman level 1-9."""
+    """The deflate module and its own level for an arcman level 1-9: ISA-L or zlib-ng as the
+    table says; where that one is not installed (see _backends), zlib-ng or the standard
+    library's zlib at the arcman level, whose sizes are gzip's own at that level."""
     isal, native = _DEFLATE_LEVELS[level]
-    if isal:
-        from isal import isal_zlib
-
-        return isal_zlib, native
-    from zlib_ng import zlib_ng
-
-    return zlib_ng, native
+    preferred = isal_zlib() if isal else zlib_ng()
+    if preferred is not None:
+        return preferred, native
+    fallback = zlib_ng() if isal else None
+    return (fallback or zlib), level
 
 class DeflateBlocks:
     """Raw deflate of fixed blocks that concatenate into one valid deflate stream.
@@ -218,8 +222,13 @@ class DeflateBlocks:
 
     def __init__(self, level: int) -> None:
         self._lib, self._native = deflate_backend(level)
+        # (module, probe level, trial level) that tells flat stretches apart: ISA-L 0 and 1;
+        # without ISA-L, zlib 1 for both (~4x the time, still ~1/20 of deflating them).
         # Levels 1-3 are ISA-L throughout: nothing to tell apart.
-        self._fast = None if _DEFLATE_LEVELS[level][0] else deflate_backend(1)[0]
+        fast = isal_zlib()
+        self._probe: tuple[Any, int, int] | None = (
+            None if self._lib is fast else (fast, 0, 1) if fast is not None else (zlib, 1, 1)
+        )
 
     def header(self) -> bytes:
         return b""
@@ -227,14 +236,17 @@ class DeflateBlocks:
     def compress(self, block: bytes | memoryview, history: bytes, last: bool) -> tuple[bytes, int]:
         lib = self._lib
         view = memoryview(block)
-        runs = [(0, len(view), False)] if self._fast is None else flat_spans(view, self._fast)
+        probe = self._probe
+        runs = [(0, len(view), False)] if probe is None else flat_spans(view, *probe[:2])
         pieces = []
         for offset, end, flat in runs:
             run = view[offset:end]
             # Runs start at multiples of PROBE_SPAN, which is longer than the window.
             before = history if offset == 0 else view[offset - DEFLATE_WINDOW : offset]
             final = last and end == len(block)
-            if flat and len(_deflate(self._fast, 1, run, b"", False)) >= STORED_ABOVE * len(run):
+            if flat and probe is not None and (
+                len(_deflate(probe[0], probe[2], run, b"", False)) >= STORED_ABOVE * len(run)
+            ):
                 # Stored, not kept as ISA-L 1 made it: its Huffman-coded random bytes took
                 # twice as long to inflate (0.26 s instead of 0.14 s for the medium50 tar).
                 pieces.append(_deflate(lib, 0, run, b"", final))
@@ -257,8 +269,11 @@ PROBE_SAMPLE = 1024
 STORED_ABOVE = 0.99
 
 
-def flat_spans(block: memoryview, isal_zlib: Any) -> list[tuple[int, int, bool]]:
-    """The block as runs of spans ``(start, end, flat)``; flat runs hardly compress."""
+def flat_spans(
+    block: memoryview, lib: Any, probe_level: int = 0
+) -> list[tuple[int, int, bool]]:
+    """The block as runs of spans ``(start, end, flat)``; flat runs hardly compress, as
+    ``lib`` (ISA-L, or zlib) at ``probe_level`` tells from a sample of each."""
     runs: list[tuple[int, int, bool]] = []
     size = len(block)
     for offset in range(0, size, PROBE_SPAN):
@@ -267,7 +282,7 @@ def flat_spans(block: memoryview, isal_zlib: Any) -> list[tuple[int, int, bool]]
         if end - offset >= 2 * PROBE_SAMPLE:
             middle = (offset + end - PROBE_SAMPLE) // 2
             sample = block[middle : middle + PROBE_SAMPLE]
-            flat = len(isal_zlib.compress(sample, 0, -15)) >= PROBE_SAMPLE
+            flat = len(lib.compress(sample, probe_level, -15)) >= PROBE_SAMPLE
         if runs and runs[-1][2] == flat:
             runs[-1] = (runs[-1][0], end, flat)
         else:
@@ -351,13 +366,12 @@ class ZstdBlocks:
     block_size = ZSTD_BLOCK
 
     def __init__(self, level: int) -> None:
-        import pyzstd
-
-        self._new = functools.partial(pyzstd.ZstdCompressor, {
-            pyzstd.CParameter.compressionLevel: level,
-            pyzstd.CParameter.checksumFlag: 1,
+        zstd = pyzstd()
+        self._new = functools.partial(zstd.ZstdCompressor, {
+            zstd.CParameter.compressionLevel: level,
+            zstd.CParameter.checksumFlag: 1,
         })
-        self._end_frame = pyzstd.ZstdCompressor.FLUSH_FRAME
+        self._end_frame = zstd.ZstdCompressor.FLUSH_FRAME
         # A context is not to be shared between threads; each thread's goes with this object.
         self._contexts = threading.local()
 
@@ -521,11 +535,7 @@ def open_sink(
         if codec is None:
             yield PlainSink(target)
         else:
-            combine = None
-            if isinstance(codec, GzipBlocks):
-                from isal import isal_zlib
-
-                combine = isal_zlib.crc32_combine
+            combine = crc32_combiner() if isinstance(codec, GzipBlocks) else None
             yield BlockCompressor(
                 target, codec, submit, threads, clock, codec_share(budget), combine
             )

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .._backends import crc32_combiner
 from .._manifest import (
     DIR,
     FILE,
@@ -162,11 +163,9 @@ class ZipWriter:
         self._write_local(rec, zip64=big)
         start = self._out.offset
         if self._codec is not None:
-            from isal import isal_zlib
-
             deflater = BlockCompressor(
                 self._out.out, self._codec, self._submit, self._threads,
-                self._clock, self._in_flight, isal_zlib.crc32_combine,
+                self._clock, self._in_flight, crc32_combiner(),
             )
             for chunk in content.chunks():
                 deflater.writelines([chunk])
