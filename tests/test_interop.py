@@ -7,7 +7,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -220,26 +219,6 @@ def test_arcman_extracts_gnu_incremental_archives(tmp_path: Path, tree: Path, fm
     assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == [
         "a.txt", "sub", "sub/deep", "sub/deep/zero"
     ]
-
-
-def test_a_gnu_sparse_file_is_refused_as_unsupported_not_as_unsafe(tmp_path: Path) -> None:
-    """arcman does not write sparse files out: not a danger, an unsupported layout (exit 2);
-    the message says what to do."""
-    _need_gnu_tar()
-    (tmp_path / "src").mkdir()
-    with (tmp_path / "src" / "disk.img").open("wb") as f:
-        f.truncate(4 * 1024 * 1024)
-        f.write(b"boot")
-    archive = tmp_path / "sparse.tar"
-    _run("tar", "--sparse", "-cf", archive, "disk.img", cwd=tmp_path / "src")
-    done = subprocess.run(
-        [sys.executable, "-m", "arcman", "extract", str(archive), "-C", str(tmp_path / "d")],
-        capture_output=True, text=True,
-    )
-    assert done.returncode == 2
-    assert "is a GNU sparse file, which arcman does not extract" in done.stderr
-    assert "--sparse" in done.stderr and "unsafe" not in done.stderr
-    assert not (tmp_path / "d").exists()
 
 
 def test_arcman_extracts_zip_of_a_pipe(tmp_path: Path) -> None:

@@ -101,7 +101,9 @@ class Scan:
         self.close()
 
 
-def _read_exactly(member: Member, n: int) -> Data:
+def _read_some(member: Member, n: int) -> Data:
+    """Up to ``n`` bytes of the member, at least one if n is: a sparse member's reads stop short
+    where a hole starts or ends."""
     assert member.read is not None
     try:
         data = member.read(n)
@@ -109,16 +111,27 @@ def _read_exactly(member: Member, n: int) -> Data:
         raise
     except _READ_ERRORS as exc:
         raise CorruptArchiveError(f"cannot read member {member.name!r}: {exc}") from exc
-    if len(data) != n:
+    if not data and n:
         raise CorruptArchiveError(f"member {member.name!r} is truncated")
     return data
+
+
+def _read_exactly(member: Member, n: int) -> Data:
+    data = _read_some(member, n)
+    if len(data) == n:
+        return data
+    pieces = [data]
+    while (n := n - len(data)) > 0:
+        data = _read_some(member, n)
+        pieces.append(data)
+    return b"".join(pieces)
 
 
 def _chunks(member: Member, after_chunk: Callable[[str | None], None] | None) -> Iterator[Data]:
     """A large member's data, ``after_chunk`` run after each chunk (a bomb is one member)."""
     remaining = member.size
     while remaining:
-        chunk = _read_exactly(member, min(CHUNK, remaining))
+        chunk = _read_some(member, min(CHUNK, remaining))
         remaining -= len(chunk)
         if after_chunk is not None:
             after_chunk(None)

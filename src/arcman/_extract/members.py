@@ -18,13 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Self
+from typing import IO, TYPE_CHECKING, Self, cast
 
 from .._errors import CorruptArchiveError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
-from .ustar import BLOCK, GNU_MAGIC, SPARSE, parse_plain
+from .sparse import SparseData
+from .ustar import BLOCK, GNU_MAGIC, parse_plain
 from .ustar import HARDLINK as HARDLINK
 from .ustar import SPECIAL as SPECIAL
 
@@ -69,9 +70,7 @@ class Member:
 
 
 def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
-    if info.issparse():
-        return SPECIAL, SPARSE
-    if info.isreg():
+    if info.isreg():  # a GNU sparse file too (type S, or a pax map)
         return FILE, ""
     if info.isdir():
         return DIR, ""
@@ -191,7 +190,10 @@ def tar_members(
                     info = _next_header(source)
                 source.fileobj = stream
                 plain = _inert(pax_headers)
-                member = _tar_member(info, stream) if info is not None else None
+                member = (
+                    None if info is None
+                    else _tar_member(info, stream, stored=source.offset - stream.tell())
+                )
             spent += time.perf_counter() - started
             if member is None:
                 break
@@ -202,12 +204,17 @@ def tar_members(
     _check_end_of_archive(stream)
 
 
-def _tar_member(info: tarfile.TarInfo, stream: DecompressedStream) -> Member:
+def _tar_member(info: tarfile.TarInfo, stream: DecompressedStream, *, stored: int) -> Member:
+    """The member tarfile parsed; ``stored``: the length of its data in the archive."""
     kind, detail = _tar_kind(info)
+    read: Callable[[int], Data] | None = stream.view if kind == FILE else None
+    if kind == FILE and info.sparse is not None:
+        # typeshed says bytes; tarfile keeps (offset, length) pairs.
+        sparse = cast("list[tuple[int, int]]", info.sparse)
+        read = SparseData(info.name, stream.view, sparse, info.size, stored).read
     return Member(
         info.name, kind, info.size, info.mode, _mtime(info),
-        info.linkname if kind in (SYMLINK, HARDLINK) else None,
-        stream.view if kind == FILE else None, detail,
+        info.linkname if kind in (SYMLINK, HARDLINK) else None, read, detail,
     )
 
 

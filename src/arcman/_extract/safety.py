@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._config import ExtractionLimits
-from .._errors import LimitExceededError, UnsafeMemberError, UnsupportedFormatError
+from .._errors import LimitExceededError, UnsafeMemberError
 from .._manifest import DIR, FILE, SYMLINK
 from .nameset import NameSet
-from .ustar import HARDLINK, SPARSE, SPECIAL
+from .ustar import HARDLINK, SPECIAL
 
 if TYPE_CHECKING:  # not at run time: creation uses normalize_name without tarfile and zipfile
     from .members import Member
@@ -97,11 +97,6 @@ class MemberGuard:
         """Return the safe relative path to write ``member`` to (None: the root), or raise."""
         path = normalize_name(member.name, zip_rules=self._zip)
         if member.kind == SPECIAL:
-            if member.detail == SPARSE:  # not a danger: a layout arcman does not write
-                raise UnsupportedFormatError(
-                    f"member {member.name!r} is a GNU sparse file, which arcman does not "
-                    "extract: make the archive without tar's --sparse (-S)"
-                )
             raise UnsafeMemberError(member.name, f"special file refused ({member.detail})")
         self.count(member)
         if path is None:

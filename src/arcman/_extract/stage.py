@@ -27,6 +27,7 @@ from .batch import Digest, FileBatches, Item, Reply
 from .files import WRITE_FLAGS, finish_file, set_mtime, write_all, write_file
 from .members import Data
 from .safety import resolves_inside
+from .sparse import is_hole
 from .writeback import FILE_COST, Writeback
 
 if TYPE_CHECKING:
@@ -241,11 +242,19 @@ class StagingTree:
             create_mode, mode_after = self._modes(mode)
             fd = os.open(self._abs(path), WRITE_FLAGS, create_mode)
             try:
+                size, hole_at_end = 0, False
                 for chunk in chunks:
                     with self._clock.measure("extraction"):
                         digest.update(chunk)
-                        write_all(fd, chunk)
-                        self.writeback.wrote(len(chunk))
+                        size += len(chunk)
+                        hole_at_end = is_hole(chunk)
+                        if hole_at_end:  # a sparse member's: left unwritten, as GNU tar does
+                            os.lseek(fd, len(chunk), os.SEEK_CUR)
+                        else:
+                            write_all(fd, chunk)
+                            self.writeback.wrote(len(chunk))
+                if hole_at_end:
+                    os.ftruncate(fd, size)
                 finish_file(fd, mode_after, mtime if self._times else None)
             finally:
                 os.close(fd)

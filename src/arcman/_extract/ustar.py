@@ -23,7 +23,6 @@ from .._manifest import DIR, FILE, SYMLINK
 BLOCK = 512
 HARDLINK = "hardlink"
 SPECIAL = "special"  # devices, fifos and other members that are never extracted
-SPARSE = "GNU sparse file"  # a SPECIAL member's detail: a layout arcman does not write out
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
 # name mode uid gid size mtime chksum type linkname magic version uname gname devmajor devminor
