@@ -17,18 +17,17 @@ from collections.abc import Callable
 from .._errors import CorruptArchiveError
 from .ustar import BLOCK
 
-Data = bytes | memoryview
 HOLE = memoryview(bytes(1024 * 1024))  # read-only zeros, shared by every hole
 
 
-def is_hole(data: Data) -> bool:
+def is_hole(data: bytes | memoryview) -> bool:
     """Whether ``data`` is (part of) a hole: zeros that need not be written."""
     return isinstance(data, memoryview) and data.obj is HOLE.obj
 
 
 class SparseData:
     def __init__(
-        self, name: str, read: Callable[[int], Data], sparse: list[tuple[int, int]],
+        self, name: str, read: Callable[[int], bytes | memoryview], sparse: list[tuple[int, int]],
         size: int, stored: int,
     ) -> None:
         """``read`` takes the member's stored bytes from the stream; ``sparse`` is the map as
@@ -56,7 +55,7 @@ class SparseData:
         self._position = 0
         self._size = size
 
-    def read(self, n: int) -> Data:
+    def read(self, n: int) -> bytes | memoryview:
         """Up to ``n`` bytes from where the last read ended: a hole, or one chunk's bytes (a
         short read at each boundary); empty at the end of the file, or of the stream."""
         position = self._position
