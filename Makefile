@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint fuzz stress bench clean
 
+# fast: the compression libraries, required only where they have wheels; the tests use them
+# everywhere (on 32-bit ARM, pip builds them).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,fast]'
 	touch $(STAMP)
 
 demo: $(STAMP)
