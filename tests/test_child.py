@@ -55,10 +55,15 @@ class Patient(ChildProcess):
         super().submit(batch, reply)
 
 
+def _helpers_are(monkeypatch: pytest.MonkeyPatch, kind: type[Patient]) -> None:
+    """Make every helper an operation starts a ``kind``, with no start recorded yet."""
+    Patient.started = []
+    monkeypatch.setattr(_child, "ChildProcess", kind)
+
+
 @pytest.fixture
 def patient(monkeypatch: pytest.MonkeyPatch) -> type[Patient]:
-    Patient.started = []
-    monkeypatch.setattr(_child, "ChildProcess", Patient)
+    _helpers_are(monkeypatch, Patient)
     return Patient
 
 
@@ -94,8 +99,7 @@ class Dying(Patient):
 
 @pytest.fixture
 def dying(monkeypatch: pytest.MonkeyPatch) -> type[Dying]:
-    Patient.started = []
-    monkeypatch.setattr(_child, "ChildProcess", Dying)
+    _helpers_are(monkeypatch, Dying)
     return Dying
 
 
