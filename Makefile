@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fuzz stress bench clean
+.PHONY: demo test test-without-fast-libs lint fuzz stress bench clean
 
-# fast: the compression libraries, required only where they have wheels; the tests use them
-# everywhere (on 32-bit ARM, pip builds them).
+# fast: the compression libraries, required only where they have wheels; `make test` expects
+# them everywhere (on 32-bit ARM, pip builds them), test-without-fast-libs runs as without.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q
+
+# As on 32-bit ARM (see src/arcman/_backends.py): tests/conftest.py makes their imports fail.
+test-without-fast-libs: $(STAMP)
+	$(PY) -m pytest -q --without-fast-libs
 
 fuzz: $(STAMP)
 	ARCMAN_FUZZ_CASES=20000 $(PY) -m pytest -q tests/test_fuzz.py

@@ -1,22 +1,49 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import FAST_LIBS, installed
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-stress", action="store_true", help="run the long stress tests")
+    parser.addoption(
+        "--without-fast-libs", action="store_true",
+        help="run as on 32-bit ARM: every import of isal, zlib_ng and pyzstd fails",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--without-fast-libs"):
+        # Before any test module is imported, so nothing holds one of them already.
+        sys.modules.update(dict.fromkeys(FAST_LIBS))
+
+
+def _uses_zstd(item: pytest.Item) -> bool:
+    """Marked ``needs_zstd``, or given .tar.zst as its ``ext`` or ``fmt`` parameter."""
+    if item.get_closest_marker("needs_zstd") is not None:
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    formats = (params.get("ext"), params.get("fmt"))
+    return any(isinstance(value, str) and value.endswith("zst") for value in formats)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-stress"):
-        return
-    skip = pytest.mark.skip(reason="long stress test: run with `make stress`")
+    stress = pytest.mark.skip(reason="long stress test: run with `make stress`")
+    missing = [name for name in FAST_LIBS if not installed(name)]
+    no_zstd = pytest.mark.skip(reason="needs pyzstd for .tar.zst, not installed here")
+    no_fast = pytest.mark.skip(reason=f"needs {', '.join(missing)}, not installed here")
     for item in items:
-        if "stress" in item.keywords:
-            item.add_marker(skip)
+        if "stress" in item.keywords and not config.getoption("--run-stress"):
+            item.add_marker(stress)
+        if "pyzstd" in missing and _uses_zstd(item):
+            item.add_marker(no_zstd)
+        if missing and item.get_closest_marker("needs_fast_libs") is not None:
+            item.add_marker(no_fast)
 
 
 @pytest.fixture

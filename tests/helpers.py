@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import io
 import os
@@ -9,6 +10,7 @@ import shutil
 import stat
 import sys
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +20,8 @@ FORMATS = [fmt.extensions[0] for fmt in CompressionFormat]
 TAR_FORMATS = [ext for ext in FORMATS if ext != ".zip"]
 MANIFEST = ".arcman-manifest.jsonl"
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+# The compression libraries that 32-bit ARM installs without (see arcman._backends).
+FAST_LIBS = ("isal", "zlib_ng", "pyzstd")
 
 Snapshot = dict[str, tuple[object, ...]]
 
@@ -54,6 +58,21 @@ def listing(root: Path) -> list[str]:
 
 def tool(name: str) -> str | None:
     return shutil.which(name)
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` imports (none of FAST_LIBS does under ``--without-fast-libs``)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def writable(formats: Iterable[str]) -> list[str]:
+    """Those of ``formats`` (extensions) that this installation writes: .tar.zst only where
+    pyzstd is installed."""
+    return [ext for ext in formats if not ext.endswith("zst") or installed("pyzstd")]
 
 
 def tar_file(name: str, data: bytes = b"x", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:

@@ -24,6 +24,7 @@ def test_the_timed_blocks_make_one_gzip_member(level: int) -> None:
     assert levels._deflate(level, data)[1] == len(member) - 18  # header and trailer
 
 
+@pytest.mark.needs_fast_libs  # the backends it names
 @pytest.mark.skipif(shutil.which("gzip") is None, reason="gzip is not installed")
 def test_prints_one_row_per_level(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

@@ -38,6 +38,7 @@ def test_no_progress_output_when_stderr_is_not_a_terminal(
         assert result.stderr == ""
 
 
+@pytest.mark.needs_zstd
 def test_progress_bar_renders_bytes_and_rate_on_a_terminal(
     tmp_path: Path, sample_tree: Path
 ) -> None:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pyzstd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from isal import isal_zlib
 
+from arcman._backends import crc32_combiner, isal_zlib, pyzstd
 from arcman._create.compress import (
     PROBE_SAMPLE,
     PROBE_SPAN,
@@ -54,8 +54,7 @@ def _compress(
 
 
 def _combine(codec: BlockCodec) -> Callable[[int, int, int], int] | None:
-    combine: Callable[[int, int, int], int] = isal_zlib.crc32_combine
-    return combine if isinstance(codec, GzipBlocks) else None
+    return crc32_combiner() if isinstance(codec, GzipBlocks) else None
 
 
 @given(data=st.binary(max_size=6000), cuts=st.lists(st.integers(0, 6000), max_size=12))
@@ -91,17 +90,25 @@ def _raw_deflate(lib: Any, level: int, data: bytes, before: bytes, last: bool) -
     return out
 
 
+def _isal() -> Any:
+    module = isal_zlib()
+    assert module is not None
+    return module
+
+
+@pytest.mark.needs_fast_libs  # the flat-span probe is ISA-L's only
 def test_incompressible_spans_are_told_apart_from_text() -> None:
     tail = b"x" * (2 * PROBE_SAMPLE - 1)  # too short to be judged: counted as compressible
     block = _text(PROBE_SPAN) + _noise(2 * PROBE_SPAN) + _text(PROBE_SPAN, 1) + tail
-    assert flat_spans(memoryview(block), isal_zlib) == [
+    assert flat_spans(memoryview(block), _isal()) == [
         (0, PROBE_SPAN, False),
         (PROBE_SPAN, 3 * PROBE_SPAN, True),
         (3 * PROBE_SPAN, len(block), False),
     ]
-    assert flat_spans(memoryview(b""), isal_zlib) == [(0, 0, False)]
+    assert flat_spans(memoryview(b""), _isal()) == [(0, 0, False)]
 
 
+@pytest.mark.needs_fast_libs
 def test_incompressible_runs_are_stored_and_text_deflated_at_the_level() -> None:
     history = _text(32 * 1024, 2)
     text, noise, more = _text(PROBE_SPAN), _noise(PROBE_SPAN), _text(PROBE_SPAN, 3)
@@ -118,12 +125,13 @@ def test_incompressible_runs_are_stored_and_text_deflated_at_the_level() -> None
     assert zlib.decompressobj(-15, zdict=history).decompress(packed) == block
 
 
+@pytest.mark.needs_fast_libs
 def test_a_run_that_compresses_after_all_is_deflated_at_the_level() -> None:
     # Text with noise where the probe looks: judged flat, but ISA-L 1 shrinks it by far more
     # than 1 %, so it is deflated at the level, not stored.
     middle = (PROBE_SPAN - PROBE_SAMPLE) // 2
     span = _text(middle) + _noise(PROBE_SAMPLE) + _text(PROBE_SPAN - middle - PROBE_SAMPLE, 1)
-    assert flat_spans(memoryview(span), isal_zlib) == [(0, PROBE_SPAN, True)]
+    assert flat_spans(memoryview(span), _isal()) == [(0, PROBE_SPAN, True)]
     lib, native = deflate_backend(6)
     assert DeflateBlocks(6).compress(span, b"", last=True)[0] == _raw_deflate(
         lib, native, span, b"", True
@@ -148,30 +156,33 @@ def test_gzip_of_text_and_incompressible_stretches_round_trips(
     assert gzip.decompress(whole) == data
 
 
+@pytest.mark.needs_zstd
 @given(data=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=8))
 def test_zstd_frames_concatenate_into_the_stream(data: bytes, cuts: list[int]) -> None:
     codec = ZstdBlocks(3)
     codec.block_size = 1000
     packed = _compress(codec, data, cuts, 2)
-    assert pyzstd.decompress(packed) == data
+    assert pyzstd().decompress(packed) == data
 
 
+@pytest.mark.needs_zstd
 def test_zstd_frames_from_kept_contexts_are_those_of_fresh_ones() -> None:
     """Each worker keeps its compression context from frame to frame: every frame must still
     be what a fresh context makes of its block alone (content size and checksum in it), on
     whichever thread, after whatever block came before."""
+    zstd = pyzstd()
     blocks = [_text(70_000, 1), _noise(5_000, 2), b"", _text(3_000, 3) * 20, _text(70_000, 1)]
     options: dict[int, int] = {
-        pyzstd.CParameter.compressionLevel: 3, pyzstd.CParameter.checksumFlag: 1
+        zstd.CParameter.compressionLevel: 3, zstd.CParameter.checksumFlag: 1
     }
-    fresh = [pyzstd.compress(b, options) for b in blocks]
+    fresh = [zstd.compress(b, options) for b in blocks]
     codec = ZstdBlocks(3)
     with ThreadPoolExecutor(2) as pool:
         kept = list(pool.map(lambda b: codec.compress(b, b"", False)[0], blocks * 3))
     assert kept == fresh * 3
     for frame, block in zip(fresh, blocks, strict=True):
-        assert pyzstd.get_frame_info(frame).decompressed_size == len(block)
-    assert pyzstd.decompress(b"".join(kept)) == b"".join(blocks * 3)
+        assert zstd.get_frame_info(frame).decompressed_size == len(block)
+    assert zstd.decompress(b"".join(kept)) == b"".join(blocks * 3)
 
 
 def test_threaded_writer_holds_at_most_its_byte_budget() -> None:

@@ -85,6 +85,7 @@ def test_tree_just_extracted_has_no_mode_differences(
     assert capsys.readouterr().out.splitlines() == ["m gw", "m s", "m shared"]
 
 
+@pytest.mark.needs_zstd
 def test_reproducible_compares_only_the_executable_bit(
     tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

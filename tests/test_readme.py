@@ -23,6 +23,7 @@ def test_config_example_shows_the_real_defaults(tmp_path: Path) -> None:
         assert json.loads(value) == defaults[key].value, key
 
 
+@pytest.mark.needs_zstd
 def test_stats_example_lists_the_phases_verify_reports(
     tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -24,7 +24,7 @@ def _release(tmp_path: Path, version: str) -> Path:
     (tree / "bin").mkdir(parents=True)
     (tree / "VERSION").write_text(version)
     (tree / "bin" / f"only-in-{version}").write_text(version)
-    archive = tmp_path / f"app-{version}.tar.zst"
+    archive = tmp_path / f"app-{version}.tar.gz"
     with ArchiveManager() as manager:
         manager.create_archive(tree, archive)
     return archive
@@ -68,7 +68,7 @@ def test_failed_deploy_keeps_the_current_tree_and_prev(tmp_path: Path) -> None:
     with ArchiveManager() as manager:
         manager.extract_archive(v1, dest)
         manager.extract_archive(v2, dest, replace=True, keep_previous=True)
-    bad = tmp_path / "bad.tar.zst"
+    bad = tmp_path / "bad.tar.gz"
     data = bytearray(v1.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
@@ -407,8 +407,8 @@ def test_a_write_back_error_reported_by_syncfs_is_not_committed(
         m.extract_archive(v2, dest, replace=True)
     assert (dest / "VERSION").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".app", "app"))) == [
-        "app", "app-v1.tar.zst", "app-v1.tar.zst.meta", "app-v1.tar.zst.sha256",
-        "app-v2.tar.zst", "app-v2.tar.zst.meta", "app-v2.tar.zst.sha256",
+        "app", "app-v1.tar.gz", "app-v1.tar.gz.meta", "app-v1.tar.gz.sha256",
+        "app-v2.tar.gz", "app-v2.tar.gz.meta", "app-v2.tar.gz.sha256",
     ]
 
 

@@ -199,6 +199,7 @@ def test_config_of_a_missing_directory_is_a_source_error(
     assert "nosuchdir" in capsys.readouterr().err
 
 
+@pytest.mark.needs_zstd
 def test_format_flag_contradicting_the_extension_is_a_usage_error(
     tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -228,6 +229,7 @@ def test_env_or_file_format_yields_to_a_recognised_extension(
     assert gz.read_bytes()[:2] == b"\x1f\x8b"
 
 
+@pytest.mark.needs_zstd
 def test_level_out_of_range_for_the_output_names_the_key_and_file(
     tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -238,6 +240,7 @@ def test_level_out_of_range_for_the_output_names_the_key_and_file(
     assert f"bad value for 'level' in {conf}: 12 is out of range for tar.gz (1-9)" in err
 
 
+@pytest.mark.needs_zstd
 def test_level_is_checked_against_the_format_in_use_not_the_default_format(
     tmp_path: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
