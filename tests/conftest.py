@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,9 +21,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--without-fast-libs"):
-        # Before any test module is imported, so nothing holds one of them already.
-        sys.modules.update(dict.fromkeys(FAST_LIBS))
+    if not config.getoption("--without-fast-libs"):
+        return
+    # Before any test module is imported, so nothing holds one of them already; and in the
+    # interpreters that tests start (`python -m arcman ...`), through a sitecustomize.
+    blocking = f"import sys; sys.modules.update(dict.fromkeys({FAST_LIBS!r}))\n"
+    sys.modules.update(dict.fromkeys(FAST_LIBS))
+    site = Path(tempfile.mkdtemp(prefix="arcman-without-fast-libs-"))
+    (site / "sitecustomize.py").write_text(blocking)
+    config.add_cleanup(functools.partial(shutil.rmtree, site))
+    paths = [str(site), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
 
 
 def _uses_zstd(item: pytest.Item) -> bool:

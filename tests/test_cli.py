@@ -64,6 +64,7 @@ def test_create_verify_list_extract_with_json(tmp_path: Path, sample_tree: Path)
     assert snapshot(tmp_path / "dest") == snapshot(sample_tree)
 
 
+@pytest.mark.needs_zstd
 def test_human_output(tmp_path: Path, sample_tree: Path) -> None:
     out = tmp_path / "app.tar.zst"
     proc = arcman("create", sample_tree, "-o", out, "--no-parallel", "--level", "19",

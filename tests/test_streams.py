@@ -382,6 +382,7 @@ def test_create_into_a_stream_needs_a_format(tmp_path: Path, sample_tree: Path) 
         manager.create_archive(sample_tree, io.BytesIO())
 
 
+@pytest.mark.needs_zstd
 def test_cli_pipes_create_into_extract(tmp_path: Path, sample_tree: Path) -> None:
     """arcman create ... -o - | arcman extract - -C DEST: no archive file anywhere, and the
     result line (with the checksum, as there is no sidecar) on stderr, out of the stream."""
