@@ -340,3 +340,21 @@ def test_ctrl_c_while_the_cli_loads_is_130_without_a_traceback(
     monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
     assert run() == 130
     assert capsys.readouterr().err == "arcman: interrupted\n"
+
+
+def test_one_file_is_counted_as_one_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "only").write_text("x")
+    archive = str(tmp_path / "one.tar.gz")
+    assert main(["create", str(tmp_path / "src"), "-o", archive, "--dry-run"]) == 0
+    assert main(["create", str(tmp_path / "src"), "-o", archive]) == 0
+    assert main(["verify", archive]) == 0
+    assert main(["extract", archive, "-C", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "would archive 1 file (1 B)" in out
+    assert f"created {archive}: 1 file, 1 B -> " in out
+    assert f"{archive}: OK, 1 file; " in out
+    assert "extracted 1 file (1 B) to " in out
+    assert "1 files" not in out

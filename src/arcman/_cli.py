@@ -293,6 +293,10 @@ def _config(args: argparse.Namespace, settings: Any) -> Any:
     return to_config(settings, **extra)
 
 
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -350,7 +354,7 @@ def _dry_run(
     lines += [f"- {p}  ({r})" for p, r in result.excluded]
     lines += [f"! {p}  (skipped: {r})" for p, r in result.skipped]
     lines.append(
-        f"would archive {sum(k == 'file' for _, k, _ in result.included)} files "
+        f"would archive {_files(sum(k == 'file' for _, k, _ in result.included))} "
         f"({_human(result.total_bytes)}), leave out {len(result.excluded)}"
         + (f", skip {len(result.skipped)}" if result.skipped else "")
     )
@@ -375,7 +379,7 @@ def _operate(
                 for line in meta.skipped:
                     print(f"arcman: skipped {line}", file=sys.stderr)
         text = (
-            f"created {args.output}: {meta.file_count} files, "
+            f"created {args.output}: {_files(meta.file_count)}, "
             f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
         )
         if args.output == "-":  # no .sha256 sidecar: the checksum to compare on arrival
@@ -399,7 +403,7 @@ def _operate(
         if args.sha256:
             how += " and the SHA-256 given"
         text = (
-            f"extracted {meta.file_count} files ({_human(meta.uncompressed_size)}) "
+            f"extracted {_files(meta.file_count)} ({_human(meta.uncompressed_size)}) "
             f"to {args.dest}, {how}"
         )
         if keeps:
@@ -413,7 +417,7 @@ def _operate(
             if meta.verification == "manifest"
             else "container checks only (no arcman manifest)"
         )
-        return meta.shallow_dict(), f"{args.archive}: OK, {meta.file_count} files; {how}", code
+        return meta.shallow_dict(), f"{args.archive}: OK, {_files(meta.file_count)}; {how}", code
     if args.command == "diff":
         from ._diff import diff_tree
 
