@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -275,6 +276,46 @@ def test_batches_after_the_end_are_answered_with_an_error(tmp_path: Path) -> Non
     writer.submit([("a", b"x", 0o644, None, None)], lambda a, ended, s: answers.append(ended))
     assert answers and answers[0] is not None and "was stopped" in str(answers[0])
     assert not (tmp_path / "a").exists()
+
+
+def test_an_answer_read_after_kill_answered_its_batch_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill() answers every batch with its failure; an answer the child had already sent,
+    read after that, is dropped: the batch is answered once, and the reader thread ends
+    without an exception (which would print a traceback)."""
+    crashes: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    gate = threading.Event()
+
+    class GatedLock:
+        """The child's lock, but its reply thread waits at it until the gate opens."""
+
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def __enter__(self) -> None:
+            if threading.current_thread().name.endswith("-replies"):
+                gate.wait(10)
+            self._lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self._lock.release()
+
+    writer = ChildProcess("write", str(tmp_path))
+    writer._lock = GatedLock()  # type: ignore[assignment]
+    answers: list[OSError | None] = []
+    writer.submit([("a", b"x", 0o644, None, None)], lambda a, ended, s: answers.append(ended))
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "a").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # written, so answered: the answer waits at the gate
+    time.sleep(0.05)
+    writer.kill()
+    gate.set()
+    writer._reader.join(10)
+    assert not writer._reader.is_alive()
+    assert len(answers) == 1 and "was stopped" in str(answers[0])
+    assert crashes == []
 
 
 def _umask() -> int:

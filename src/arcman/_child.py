@@ -165,6 +165,8 @@ class ChildProcess:
             while (frame := _read_frame(stream)) is not None:
                 answer, seconds = frame
                 with self._lock:
+                    if not self._replies:  # kill() answered them all (or the child is off script)
+                        return
                     reply = self._replies.popleft()
                 reply(answer, None, seconds)
         finally:
