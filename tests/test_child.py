@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from arcman import (
     SourceError,
     _child,
 )
-from arcman._child import FEWEST_FILES, ChildProcess
+from arcman._child import BACKLOG, FEWEST_FILES, ChildProcess
 from helpers import listing, snapshot
 
 POOLED = ArchiveConfig(thread_pool_size=2)
@@ -35,7 +36,8 @@ EMPTY = hashlib.sha256(b"").digest()
 
 class Patient(ChildProcess):
     """Waits for the child before the first batch, so that a test's small tree reaches it (an
-    extraction otherwise writes inline until the child has started); records every child."""
+    extraction otherwise writes inline until the child has started), and takes every batch
+    however many wait (see BACKLOG); records every child."""
 
     started: list[Patient] = []
     patience = 60.0  # seconds
@@ -50,6 +52,9 @@ class Patient(ChildProcess):
         while not self._ready and self._ended is None and time.monotonic() < deadline:
             time.sleep(0.002)
         return super().ready()
+
+    def waiting(self) -> int:
+        return 0
 
     def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
         self.sent += len(batch)
@@ -429,6 +434,9 @@ def test_a_lazy_helper_starts_at_the_second_batch_worth_it_and_never_after_stop(
         def ready(self) -> bool:
             return True
 
+        def waiting(self) -> int:
+            return 0
+
         def close(self) -> None:
             started.append(("closed",))
 
@@ -444,6 +452,63 @@ def test_a_lazy_helper_starts_at_the_second_batch_worth_it_and_never_after_stop(
     helper.stop(at_once=False)
     assert started[-1] == ("closed",)
     assert helper.for_batch(64) is None and len(started) == 2  # no second helper
+
+
+def test_a_busy_helper_leaves_the_next_batch_to_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Busy:
+        unanswered = 0
+
+        def __init__(self, task: str, *args: str) -> None:
+            pass
+
+        def ready(self) -> bool:
+            return True
+
+        def waiting(self) -> int:
+            return self.unanswered
+
+    monkeypatch.setattr(_child, "ChildProcess", Busy)
+    helper = _child.LazyHelper("write", "/x")
+    assert helper.for_batch(64) is None  # the first batch: the caller's
+    process = helper.for_batch(64)
+    assert isinstance(process, Busy)
+    process.unanswered = BACKLOG - 1
+    assert helper.for_batch(64) is process
+    process.unanswered = BACKLOG
+    assert helper.for_batch(64) is None  # the caller writes this one itself
+    process.unanswered = BACKLOG - 1  # an answer came
+    assert helper.for_batch(64) is process
+
+
+def test_when_the_helper_is_slower_the_caller_writes_batches_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper that answers slowly (as on a disk where creating a file costs more than
+    parsing it) gets at most BACKLOG batches at a time; the caller writes the others, and the
+    tree is the same."""
+
+    class Slow(Patient):
+        waiting = ChildProcess.waiting
+        most = 0
+
+        def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+            def late(*answer: Any) -> None:
+                time.sleep(0.01)  # holds every later answer back too
+                reply(*answer)
+
+            Slow.most = max(Slow.most, self.waiting() + 1)
+            super().submit(batch, late)
+
+    _helpers_are(monkeypatch, Slow)
+    tree = _tiny_tree(tmp_path / "src", 3000)
+    archive = _archive(tmp_path, tree)
+    with ArchiveManager(POOLED) as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+    assert Patient.started and 0 < Patient.started[0].sent < 3000  # shared out
+    assert Slow.most <= BACKLOG
 
 
 def test_a_lazy_helper_that_cannot_start_leaves_every_batch_to_the_caller(
