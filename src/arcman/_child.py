@@ -53,7 +53,7 @@ FEWEST_FILES = 16
 START_AT_BATCH = 2
 # Unanswered batches at which the next one stays with the caller. Where the helper is the
 # slower side (a disk whose file creation costs more than the parsing: tiny20k extracted to
-# this machine's ext4, ~25 us a file in the kernel), the caller would otherwise fill the
+# this machine's ext4, ~22 us a file in the kernel), the caller would otherwise fill the
 # pipe and then wait on its in-flight limit; writing the batch itself shares the work out.
 # A few keep the helper busy while the caller handles one (3 and 6 measured the same). Where
 # the caller is the slower side, the helper's queue rarely grows that long.
