@@ -291,16 +291,18 @@ def test_an_answer_read_after_kill_answered_its_batch_is_dropped(
     without an exception (which would print a traceback)."""
     crashes: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
-    gate = threading.Event()
+    arrived, gate = threading.Event(), threading.Event()
 
     class GatedLock:
-        """The child's lock, but its reply thread waits at it until the gate opens."""
+        """The child's lock, but its reply thread, holding an answer, waits at it until the
+        gate opens."""
 
         def __init__(self) -> None:
             self._lock = threading.Lock()
 
         def __enter__(self) -> None:
             if threading.current_thread().name.endswith("-replies"):
+                arrived.set()
                 gate.wait(10)
             self._lock.acquire()
 
@@ -311,10 +313,7 @@ def test_an_answer_read_after_kill_answered_its_batch_is_dropped(
     writer._lock = GatedLock()  # type: ignore[assignment]
     answers: list[OSError | None] = []
     writer.submit([("a", b"x", 0o644, None, None)], lambda a, ended, s: answers.append(ended))
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "a").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)  # written, so answered: the answer waits at the gate
-    time.sleep(0.05)
+    assert arrived.wait(10)  # the answer has been read and waits at the gate
     writer.kill()
     gate.set()
     writer._reader.join(10)
