@@ -421,20 +421,29 @@ def test_short_runs_of_tiny_files_stay_with_the_caller(
     assert snapshot(tmp_path / "out") == snapshot(root)
 
 
+class _Ready:
+    """A stand-in for ChildProcess: ready at once, with ``unanswered`` batches waiting."""
+
+    unanswered = 0
+
+    def __init__(self, task: str, *args: str) -> None:
+        pass
+
+    def ready(self) -> bool:
+        return True
+
+    def waiting(self) -> int:
+        return self.unanswered
+
+
 def test_a_lazy_helper_starts_at_the_second_batch_worth_it_and_never_after_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     started: list[tuple[str, ...]] = []
 
-    class Stub:
+    class Stub(_Ready):
         def __init__(self, task: str, *args: str) -> None:
             started.append((task, *args))
-
-        def ready(self) -> bool:
-            return True
-
-        def waiting(self) -> int:
-            return 0
 
         def close(self) -> None:
             started.append(("closed",))
@@ -456,23 +465,11 @@ def test_a_lazy_helper_starts_at_the_second_batch_worth_it_and_never_after_stop(
 def test_a_busy_helper_leaves_the_next_batch_to_the_caller(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Busy:
-        unanswered = 0
-
-        def __init__(self, task: str, *args: str) -> None:
-            pass
-
-        def ready(self) -> bool:
-            return True
-
-        def waiting(self) -> int:
-            return self.unanswered
-
-    monkeypatch.setattr(_child, "ChildProcess", Busy)
+    monkeypatch.setattr(_child, "ChildProcess", _Ready)
     helper = _child.LazyHelper("write", "/x")
     assert helper.for_batch(64) is None  # the first batch: the caller's
     process = helper.for_batch(64)
-    assert isinstance(process, Busy)
+    assert isinstance(process, _Ready)
     process.unanswered = BACKLOG - 1
     assert helper.for_batch(64) is process
     process.unanswered = BACKLOG
