@@ -47,6 +47,8 @@ from helpers import FORMATS, snapshot
         {"exclude_patterns": [1]},
         {"format": "zip"},
         {"source_date_epoch": -1},
+        # Past year 9999: time.gmtime raised OverflowError while the metadata was written.
+        {"source_date_epoch": 10**20},
         {"limits": {"max_members": 1}},
         # Wrong types raised TypeError from a comparison, not an ArchiveError.
         {"memory_budget": "64M"},
@@ -558,3 +560,29 @@ def test_extract_flags_must_be_bools(tmp_path: Path, sample_tree: Path, flag: st
         with pytest.raises(ConfigError, match=f"{flag} must be a bool"):
             manager.extract_archive(tmp_path / "a.tar", dest, **flags)
     assert os.listdir(dest) == ["precious.txt"]
+
+
+def test_an_empty_path_is_a_config_error_not_the_working_directory(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.path.abspath("") is the working directory: extract(..., "", replace=True) replaced
+    it, and create("", ...) archived it."""
+    archive = tmp_path / "a.tar"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "precious.txt").write_text("keep me")
+    monkeypatch.chdir(cwd)
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        calls = [
+            lambda: manager.extract_archive(archive, "", replace=True),
+            lambda: manager.create_archive("", tmp_path / "b.tar"),
+            lambda: manager.create_archive(sample_tree, ""),
+            lambda: manager.verify_archive(""),
+            lambda: manager.rollback(""),
+        ]
+        for call in calls:
+            with pytest.raises(ConfigError, match="path is empty"):
+                call()
+    assert os.listdir(cwd) == ["precious.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["a.tar", "a.tar.meta", "a.tar.sha256", "cwd", "src"]

@@ -222,15 +222,15 @@ def test_dry_run_fails_or_skips_an_unlistable_directory_as_create_does(
     root = _build(tmp_path / "t", {"a.txt": "", "locked/f": ""})
 
     def refusing(real: Any) -> Any:  # as chmod 000 does to anyone but root
-        def listing(path: str = ".") -> Any:
-            if os.path.basename(path) == "locked":
+        def listing(path: str | int = ".", *args: Any) -> Any:
+            if isinstance(path, str) and os.path.basename(path) == "locked":
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-            return real(path)
+            return real(path, *args)
 
         return listing
 
     monkeypatch.setattr(os, "scandir", refusing(os.scandir))
-    monkeypatch.setattr(os, "listdir", refusing(os.listdir))
+    monkeypatch.setattr(os, "open", refusing(os.open))  # the collector lists a descriptor
     archive = tmp_path / "a.tar"
     for args in (["--dry-run"], ["-o", str(archive)]):
         assert main(["create", str(root), *args]) == 4
@@ -328,3 +328,25 @@ def test_command_line_excludes_override_gitignore_negations(
         "a.txt": f"{tmp_path / 'extra'}:1", "keep.env": "--exclude",
         "other.env": f"{root / '.gitignore'}:1",
     }
+
+
+@pytest.mark.parametrize("pattern", ["[z-a]", "foo\\"])
+def test_a_pattern_that_does_not_compile_is_a_config_error(
+    tmp_path: Path, pattern: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They were re.error (exit 70, "internal error") and pathspec's own ValueError."""
+    from arcman import ArchiveConfig, ConfigError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("a")
+    out = tmp_path / "a.tar.gz"
+    config = ArchiveConfig(exclude_patterns=["*.log", pattern])
+    with ArchiveManager(config) as manager, pytest.raises(
+        ConfigError, match=re.escape(f"exclude pattern {pattern!r}")
+    ):
+        manager.create_archive(tmp_path / "src", out)
+    for args in (["-o", str(out)], ["--dry-run"]):
+        assert main(["create", str(tmp_path / "src"), *args, "--exclude", pattern]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not valid" in err
+    assert sorted(os.listdir(tmp_path)) == ["src"]

@@ -12,6 +12,7 @@ import pytest
 
 from arcman import ArchiveConfig, ArchiveManager
 from arcman._cli import main
+from arcman._config import MAX_EPOCH
 
 FORMATS = ["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip"]
 
@@ -66,6 +67,31 @@ def test_source_date_epoch_that_is_not_a_number_is_a_usage_error(
     assert main(["create", str(sample_tree), "-o", str(archive), "--reproducible", "-q"]) == 2
     assert "SOURCE_DATE_EPOCH must be an integer" in capsys.readouterr().err
     assert not archive.exists()
+
+
+def test_source_date_epoch_past_year_9999_is_a_usage_error(
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It was a traceback: OSError (EOVERFLOW) from time.gmtime, exit 70."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(2**62))
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(sample_tree), "-o", str(archive), "--reproducible", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "SOURCE_DATE_EPOCH must be at most" in err and len(err.strip().splitlines()) == 1
+    assert not archive.exists()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_latest_allowed_date_round_trips(tmp_path: Path, sample_tree: Path, fmt: str) -> None:
+    archive = tmp_path / f"a.{fmt}"
+    with ArchiveManager(ArchiveConfig(source_date_epoch=MAX_EPOCH)) as manager:
+        manager.create_archive(sample_tree, archive)
+        assert manager.verify_archive_integrity(archive)
+        manager.extract_archive(archive, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted(
+        p.name for p in sample_tree.rglob("*")
+    )
 
 
 def test_without_reproducible_mtimes_change_the_bytes(tmp_path: Path, sample_tree: Path) -> None:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +28,9 @@ from arcman import (
     ExtractionLimits,
     IntegrityError,
     LimitExceededError,
+    SourceError,
 )
+from arcman._cli import main
 from helpers import snapshot, writable
 
 TAR_FORMATS = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst")
@@ -456,3 +459,131 @@ def test_cli_sha256_replaces_the_sidecar_for_a_file(tmp_path: Path, sample_tree:
     assert not (tmp_path / "out").exists()
     bad = _cli(["verify", str(archive), "--sha256", "abc"], None)
     assert bad.returncode == 2 and "64 hex digits" in bad.stderr
+
+
+class Grudging(io.RawIOBase):
+    """A raw stream as a socket or an unbuffered non-blocking stdout is: each write takes at
+    most ``step`` bytes, and every third one takes none (returns None: it would block)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self._step = step
+        self._calls = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int | None:  # type: ignore[override]
+        self._calls += 1
+        if self._calls % 3 == 0:
+            return None
+        taken = bytes(memoryview(data)[: self._step])
+        self.data += taken
+        return len(taken)
+
+
+@pytest.mark.parametrize("fmt", writable(FORMATS))
+def test_a_stream_that_takes_part_of_each_write_gets_the_whole_archive(
+    tmp_path: Path, sample_tree: Path, fmt: str
+) -> None:
+    """Short writes were counted as whole: the reader got a fraction of the archive, the
+    result said it had all of it."""
+    config = ArchiveConfig(reproducible=True, format=CompressionFormat(fmt))
+    stream = Grudging(step=1000)
+    with ArchiveManager(config) as manager:
+        meta = manager.create_archive(sample_tree, stream)
+        manager.create_archive(sample_tree, tmp_path / f"a.{fmt}")
+    assert bytes(stream.data) == (tmp_path / f"a.{fmt}").read_bytes()
+    assert meta.checksum_sha256 == hashlib.sha256(stream.data).hexdigest()
+
+
+def test_a_stream_that_takes_nothing_for_good_is_a_destination_error(sample_tree: Path) -> None:
+    class Full(Grudging):
+        def write(self, data: Any) -> int:  # type: ignore[override]
+            return 0
+
+    config = ArchiveConfig(format=CompressionFormat.TAR)
+    with ArchiveManager(config) as manager, pytest.raises(DestinationError, match="no more"):
+        manager.create_archive(sample_tree, Full(step=0))
+
+
+def test_a_closed_stream_is_a_typed_error(tmp_path: Path, sample_tree: Path) -> None:
+    """Both were a bare ValueError ("I/O operation on closed file")."""
+    closed = open(tmp_path / "out.tar", "wb")  # noqa: SIM115
+    closed.close()
+    reading = io.BytesIO(b"x" * 1000)
+    reading.close()
+    with ArchiveManager(ArchiveConfig(format=CompressionFormat.TAR)) as manager:
+        with pytest.raises(DestinationError, match="closed file"):
+            manager.create_archive(sample_tree, closed)
+        with pytest.raises(SourceError, match="closed file"):
+            manager.verify_archive(reading)
+
+
+def test_cli_writes_the_whole_archive_to_a_non_blocking_unbuffered_pipe(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    """``python -u`` makes stdout a raw stream; on a non-blocking pipe its writes are partial
+    or would block. The reader got ~230 KB of 3 MB and arcman exited 0."""
+    (sample_tree / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    received = bytearray()
+
+    def drain() -> None:
+        import time
+
+        while chunk := os.read(read_end, 65536):
+            received.extend(chunk)
+            time.sleep(0.001)  # a slow reader: the pipe fills
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    done = subprocess.run(
+        [sys.executable, "-u", "-m", "arcman", "create", str(sample_tree), "-o", "-",
+         "--format", "tar", "-q"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
+    )
+    os.close(write_end)
+    reader.join()
+    os.close(read_end)
+    assert done.returncode == 0, done.stderr
+    with ArchiveManager() as manager:
+        manager.extract_archive(io.BytesIO(bytes(received)), tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(sample_tree)
+
+
+def test_an_output_that_is_a_fifo_is_written_through(tmp_path: Path, sample_tree: Path) -> None:
+    """A finished file was renamed over it: the FIFO was gone (and its reader waited for
+    ever), and .sha256/.meta were left beside it."""
+    fifo = tmp_path / "pipe.tar.gz"
+    os.mkfifo(fifo)
+    received = bytearray()
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            received.extend(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)  # blocked for ever if the FIFO goes
+    reader.start()
+    with ArchiveManager() as manager:
+        meta = manager.create_archive(sample_tree, fifo)
+    reader.join(timeout=30)
+    assert fifo.is_fifo() and sorted(os.listdir(tmp_path)) == ["pipe.tar.gz", "src"]
+    assert meta.checksum_sha256 == hashlib.sha256(received).hexdigest()
+    with ArchiveManager() as manager:
+        manager.extract_archive(io.BytesIO(bytes(received)), tmp_path / "out")
+    assert snapshot(tmp_path / "out") == snapshot(sample_tree)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod needs root")
+def test_an_output_that_is_a_device_stays_one(tmp_path: Path, sample_tree: Path) -> None:
+    """`-o /dev/null --format tar` replaced /dev/null with a regular file."""
+    import stat
+
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    assert main(["create", str(sample_tree), "-o", str(null), "--format", "tar", "-q"]) == 0
+    assert stat.S_ISCHR(null.lstat().st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["null", "src"]

@@ -14,9 +14,11 @@ import hashlib
 import logging
 import os
 import re
+import select
 import shutil
 import stat
 import sys
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import IO, Any
@@ -229,20 +231,56 @@ class HashingWriter:
         return self._hash.hexdigest()
 
     def write(self, data: Any) -> int:
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
         try:
-            self._file.write(data)
+            written = self._file.write(data)
+            if written is None or written < n:  # a raw stream (unbuffered stdout, a socket)
+                self._write_rest(memoryview(data).cast("B"), written or 0)
         except OSError as exc:  # ENOSPC; EPIPE for a stream whose reader is gone
             raise DestinationError(describe_os_error(exc, self._name)) from exc
+        except ValueError as exc:  # the stream was closed
+            raise DestinationError(f"cannot write {self._name}: {exc}") from exc
         self._hash.update(data)
-        n = len(data) if not isinstance(data, memoryview) else data.nbytes
         self.size += n
         return n
+
+    def _write_rest(self, data: memoryview, done: int) -> None:
+        """Write ``data[done:]`` to a stream that took only ``done`` bytes, or None (a
+        non-blocking one that was full): wait until it can take more, as a short write is
+        no error."""
+        stalled = 0
+        while done < len(data):
+            try:
+                written = self._file.write(data[done:])
+            except BlockingIOError as exc:  # a buffered writer over a full non-blocking stream
+                written = exc.characters_written
+            if written:
+                done += written
+                stalled = 0
+                continue
+            stalled += 1
+            if written == 0 and stalled > 100:  # a stream that takes nothing, for good
+                raise DestinationError(f"cannot write {self._name}: it takes no more bytes")
+            _wait_writable(self._file)
 
     def flush(self) -> None:
         try:
             self._file.flush()
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, self._name)) from exc
+        except ValueError as exc:
+            raise DestinationError(f"cannot write {self._name}: {exc}") from exc
+
+
+def _wait_writable(stream: IO[bytes]) -> None:
+    """Until ``stream`` can take bytes: select() on its descriptor, or a short sleep for a
+    stream without one."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        time.sleep(0.001)
+        return
+    select.select([], [fd], [], 1.0)
 
 
 class AtomicFile(HashingWriter):

@@ -32,13 +32,22 @@ def default_thread_count() -> int:
     return min(4, available_cpus())
 
 
-def _check_int(owner: str, name: str, value: object, minimum: int | None) -> None:
-    """Refuse a non-int (bool and float included) or one below ``minimum`` with ConfigError,
-    not the TypeError a later comparison would raise."""
+def _check_int(
+    owner: str, name: str, value: object, minimum: int | None, maximum: int | None = None
+) -> None:
+    """Refuse a non-int (bool and float included) or one outside ``minimum``..``maximum`` with
+    ConfigError, not the TypeError a later comparison would raise."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{owner}.{name} must be an int, not {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{owner}.{name} must be at least {minimum}, not {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{owner}.{name} must be at most {maximum}, not {value}")
+
+
+# 9999-12-31T23:59:59Z: the last second an ISO 8601 date (the metadata's created_at) can
+# name; time.gmtime overflows not far above it.
+MAX_EPOCH = 253402300799
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ class ArchiveConfig:
         ):
             raise ConfigError("exclude_patterns must be a list of strings")
         if self.source_date_epoch is not None:
-            _check_int("ArchiveConfig", "source_date_epoch", self.source_date_epoch, 0)
+            _check_int("ArchiveConfig", "source_date_epoch", self.source_date_epoch, 0, MAX_EPOCH)
         if not isinstance(self.limits, ExtractionLimits):
             raise ConfigError("limits must be an ExtractionLimits")
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ._config import ArchiveConfig
-from ._errors import SourceError
+from ._errors import ConfigError, SourceError
 
 
 def read_pattern_file(path: str, prefix: str = "") -> list[tuple[str, str]]:
@@ -87,7 +87,18 @@ class Excludes:
             text = text[:-1] if dirs_only else text
             if text not in ("", "!"):  # "/" and "!/" match nothing
                 texts.append((index, dirs_only, text))
-        compiled = pathspec.GitIgnoreSpec.from_lines([text for _, _, text in texts]).patterns
+        try:
+            compiled = pathspec.GitIgnoreSpec.from_lines([text for _, _, text in texts]).patterns
+        except (ValueError, re.error):  # pathspec's GitIgnorePatternError is a ValueError
+            for index, _, text in texts:  # name the first pattern that does not compile
+                try:
+                    pathspec.GitIgnoreSpec.from_lines([text])
+                except (ValueError, re.error) as exc:
+                    reason = exc.msg if isinstance(exc, re.error) else str(exc)  # no position
+                    raise ConfigError(
+                        f"exclude pattern {patterns[index]!r} is not valid: {reason}"
+                    ) from None
+            raise
         self._rules: list[tuple[re.Pattern[str], bool, bool, int]] = []  # the last first
         for (index, dirs_only, _), rule in zip(reversed(texts), reversed(compiled), strict=True):
             if rule.regex is not None and rule.include is not None:  # None: a comment

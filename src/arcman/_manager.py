@@ -273,6 +273,8 @@ def _path(value: object) -> str:
     path = os.fspath(value)  # type: ignore[call-overload]  # TypeError for None, 3, ...
     if not isinstance(path, str):
         raise TypeError(f"expected a str or os.PathLike[str] path, not {path!r}")
+    if not path:  # os.path.abspath("") is the working directory, which replace=True replaced
+        raise ConfigError("a path is empty (the current directory is '.')")
     return path
 
 

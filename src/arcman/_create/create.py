@@ -9,15 +9,16 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from .._atomic import AtomicFile, HashingWriter, clean_stale
-from .._config import ArchiveConfig
-from .._errors import ConfigError, UnsupportedFormatError
+from .._atomic import AtomicFile, HashingWriter, clean_stale, describe_os_error
+from .._config import MAX_EPOCH, ArchiveConfig
+from .._errors import ConfigError, DestinationError, UnsupportedFormatError
 from .._formats import CompressionFormat
 from .._manifest import FILE, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
@@ -59,7 +60,10 @@ def create_archive(
     epoch = _fixed_mtime(config)
     # Opened last: a ConfigError above leaves no temporary behind.
     out: AtomicFile | StreamOutput
-    if isinstance(archive, str):
+    if isinstance(archive, str) and _is_special(archive_path):
+        out = DeviceOutput(archive_path)
+        excluded = {archive_path}
+    elif isinstance(archive, str):
         checksum_path, meta_path = sidecar_paths(archive_path)
         for output in (archive_path, checksum_path, meta_path):
             clean_stale(output)  # a killed run's temporaries must not be archived, nor linger
@@ -203,6 +207,40 @@ class StreamOutput(HashingWriter):
             self.flush()
 
 
+class DeviceOutput(StreamOutput):
+    """An output path that is a device, a FIFO or a socket (``-o /dev/null``, ``-o >(ssh pi
+    arcman extract - ...)``): written through, as tar writes it. A finished file renamed over
+    it would replace the device node; and it gets no sidecars."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            stream = open(path, "wb")  # noqa: SIM115 - closed by __exit__
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, path)) from exc
+        super().__init__(stream)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            super().__exit__(kind, exc, tb)
+        finally:
+            try:
+                self._file.close()
+            except OSError as error:  # EPIPE: the FIFO's reader went away at the end
+                if kind is None:
+                    raise DestinationError(describe_os_error(error, self.name)) from error
+
+
+def _is_special(path: str) -> bool:
+    """Whether ``path`` exists and is a device, a FIFO or a socket (links followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 class _Sidecars:
     """The sidecars' AtomicFiles, written while the archive is still a temporary: committed
     when the block ends without error (after the archive's own commit), else discarded."""
@@ -273,9 +311,12 @@ def _fixed_mtime(config: ArchiveConfig) -> int | None:
     if not env:  # unset or empty (`SOURCE_DATE_EPOCH= make`): no date given, as for Python's own
         return 0
     try:
-        return max(0, int(env))
+        epoch = max(0, int(env))
     except ValueError:
         raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer, not {env!r}") from None
+    if epoch > MAX_EPOCH:
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be at most {MAX_EPOCH} (year 9999), not {env}")
+    return epoch
 
 
 def _normalized(entries: Iterable[SourceEntry], epoch: int) -> Iterator[SourceEntry]:

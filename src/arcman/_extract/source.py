@@ -148,6 +148,8 @@ def _read_fully(stream: IO[bytes], n: int, name: str) -> bytes:
             chunk = stream.read(n - got)
         except OSError as exc:
             raise SourceError(f"cannot read {name}: {exc.strerror or exc}", name) from exc
+        except ValueError as exc:  # the stream was closed
+            raise SourceError(f"cannot read {name}: {exc}", name) from exc
         if not chunk:
             break
         parts.append(chunk)
