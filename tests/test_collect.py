@@ -228,3 +228,49 @@ def test_a_huge_directory_costs_no_more_than_the_same_files_spread_out(tmp_path:
         finally:
             tracemalloc.stop()
     assert peaks["flat"] < peaks["spread"] + 2 * 1024 * 1024, peaks
+
+
+@pytest.mark.parametrize("target", ["/usr/bin/python3", "../outside", "d/../../x"])
+def test_a_symlink_extraction_refuses_is_refused_or_skipped(tmp_path: Path, target: str) -> None:
+    """Create wrote it and exited 0; the archive then failed its own verify and extract."""
+    root = tmp_path / "src"
+    (root / "d").mkdir(parents=True)
+    (root / "keep").write_text("k")
+    (root / "d" / "ok").symlink_to("../keep")
+    (root / "link").symlink_to(target)
+    with ArchiveManager() as manager:
+        with pytest.raises(SourceError, match="extraction refuses it"):
+            manager.create_archive(root, tmp_path / "a.tar")
+        assert not (tmp_path / "a.tar").exists()
+        meta = manager.create_archive(root, tmp_path / "a.tar", ArchiveConfig(on_error="skip"))
+        assert [s.split(":")[0] for s in meta.skipped] == ["link"]
+        assert manager.verify_archive_integrity(tmp_path / "a.tar")
+        # Followed, the link is its target's content: nothing to refuse when it is inside.
+        if target == "../outside":
+            (tmp_path / "outside").write_text("o")
+            manager.create_archive(root, tmp_path / "b.tar", ArchiveConfig(follow_symlinks=True))
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["links-kept", "links-followed"])
+def test_a_directory_swapped_for_a_link_out_of_the_tree_is_not_walked(
+    tmp_path: Path, follow: bool
+) -> None:
+    """The walk stats a directory when its parent is listed and lists it later: swapped for a
+    symlink in between (RENAME_EXCHANGE in a loop did it within two runs), the walk listed
+    the link's target and archived files from outside the tree."""
+    root = tmp_path / "src"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "f1").write_text("f")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "s.txt").write_text("TOPSECRET")
+    collector = Collector(str(root), exclude_patterns=[], exclude_paths=set(),
+                          follow_symlinks=follow, max_file_size=None, skip_errors=False)
+    seen = []
+    walk = collector.walk()
+    with pytest.raises(SourceError) as caught:
+        for entry in walk:
+            seen.append(entry.path)
+            if entry.path == "a":  # stat'ed as a directory; listed when the walk goes on
+                (root / "a").rename(tmp_path / "a.real")
+                (root / "a").symlink_to(tmp_path / "secret")
+    assert seen == ["a"] and "'a'" in str(caught.value)

@@ -97,3 +97,23 @@ def test_generated_tree_round_trips_with_same_bytes(ext: str, spec: dict[str, An
             assert snapshot(dest) == expected
             archives.append(archive.read_bytes())
         assert all(a == archives[0] for a in archives[1:])
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_mode_000_round_trips(tmp_path: Path, ext: str) -> None:
+    """A zip's mode 000 was read as "no mode" (0o644 / 0o755), so the archive failed its
+    own verify against the manifest's 0. Extracted, they get the owner's rw(x), as tarfile's
+    data filter gives (stage.safe_mode)."""
+    source = tmp_path / "src"
+    (source / "locked").mkdir(parents=True)
+    (source / "secret").write_text("x")
+    (source / "secret").chmod(0)
+    (source / "locked").chmod(0)
+    archive = tmp_path / f"a.{ext}"
+    with ArchiveManager() as manager:
+        manager.create_archive(source, archive)
+        assert manager.verify_archive_integrity(archive)
+        manager.extract_archive(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "secret").stat().st_mode & 0o7777 == 0o600
+    assert (tmp_path / "out" / "locked").stat().st_mode & 0o7777 == 0o700
+    (source / "locked").chmod(0o755)  # so that tmp_path can be removed

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .._errors import SourceError, UnsafeMemberError
 from .._excludes import Excludes
-from .._extract.safety import normalize_name
+from .._extract.safety import normalize_name, symlink_problem
 from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
 from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
@@ -37,11 +37,19 @@ class Collection:
 
 # One entry as EntryTable.add takes it: path, kind, size, mode, mtime, uid, gid, target, stamp.
 _Row = tuple[str, str, int, int, int, int, int, "str | None", int]
-_Ancestors = frozenset[tuple[int, int]]
-# A scan returns the directory's entries as (path, row, ancestors). ``ancestors`` is set for a
-# directory to descend into; ``row`` is None for one whose name was refused (skipped, but its
-# children are still reached and reported).
-_Item = tuple[str, "_Row | None", "_Ancestors | None"]
+_Identity = tuple[int, int]  # (st_dev, st_ino)
+_Ancestors = frozenset[_Identity]
+# A scan returns the directory's entries as (path, row, below). ``below`` is set for a
+# directory to descend into: its ancestors, itself included (the last is its identity, as
+# its parent's listing saw it); ``row`` is None for one whose name was refused (skipped, but
+# its children are still reached and reported).
+_Item = tuple[str, "_Row | None", "tuple[_Ancestors, _Identity] | None"]
+
+# A directory is listed, and its entries looked at, through a descriptor of the directory
+# that was checked to be the one its parent listed: a directory swapped for a symlink while
+# the tree is walked (RENAME_EXCHANGE) is not followed out of the tree. The files themselves
+# are opened by path, and refused when they are not the file collected (files.check_unchanged).
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
 
 class Collector:
@@ -109,18 +117,19 @@ class Collector:
             raise SourceError(f"source {self._root!r} is not a directory", self._root)
         add = self.entries.add
         # The scanned directories being walked, innermost last.
-        stack = [self._scan("", frozenset({(st.st_dev, st.st_ino)}))]
+        root = (st.st_dev, st.st_ino)
+        stack = [self._scan("", frozenset({root}), root)]
         while stack:
             item = next(stack[-1], None)
             if item is None:
                 stack.pop()
                 continue
-            path, row, ancestors = item
+            path, row, below = item
             if row is not None:
                 add(*row)
                 yield row
-            if ancestors is not None:
-                stack.append(self._scan(path, ancestors))
+            if below is not None:
+                stack.append(self._scan(path, *below))
 
     def _fail(self, path: str, reason: str) -> None:
         if not self._skip_errors:
@@ -137,21 +146,40 @@ class Collector:
             return False
         return True
 
-    def _scan(self, rel: str, ancestors: _Ancestors) -> Iterator[_Item]:
+    def _scan(self, rel: str, ancestors: _Ancestors, identity: _Identity) -> Iterator[_Item]:
         """The directory's entries in name order, each looked at when the walk reaches it:
         what a directory holds while it is walked is its sorted names, not an entry with its
-        stat for each (~1.2 KiB an entry: a directory of 200,000 files took 250 MB)."""
+        stat for each (~1.2 KiB an entry: a directory of 200,000 files took 250 MB). Its
+        descriptor stays open meanwhile: one for each level of the walk's depth."""
         directory = os.path.join(self._root, rel) if rel else self._root
+        flags = _DIRECTORY_FLAGS | (0 if self._follow or not rel else os.O_NOFOLLOW)
         try:
-            names = sorted(os.listdir(directory))
+            fd = os.open(directory, flags)
         except OSError as exc:
             self._fail(rel or ".", exc.strerror or str(exc))
             return
+        try:
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != identity:
+                    self._fail(rel or ".", "changed while the archive was being made")
+                    return
+                names = sorted(os.listdir(fd))
+            except OSError as exc:
+                self._fail(rel or ".", exc.strerror or str(exc))
+                return
+            yield from self._entries(rel, directory, fd, names, ancestors)
+        finally:
+            os.close(fd)
+
+    def _entries(
+        self, rel: str, directory: str, fd: int, names: list[str], ancestors: _Ancestors
+    ) -> Iterator[_Item]:
         for name in names:
             path = f"{rel}/{name}" if rel else name
             full = f"{directory}/{name}"  # os.path.join: ~0.2 us more an entry
             try:
-                st = os.stat(full, follow_symlinks=self._follow)
+                st = os.stat(name, dir_fd=fd, follow_symlinks=self._follow)
             except OSError as exc:
                 self._fail(path, exc.strerror or str(exc))
                 continue
@@ -175,13 +203,18 @@ class Collector:
                 if key in ancestors:
                     self._fail(path, "symlink loop back to an enclosing directory")
                     continue
-                below = ancestors | {key}
+                below = ancestors | {key}, key
             elif stat.S_ISLNK(mode):
                 kind = SYMLINK
                 try:
-                    target = os.readlink(full)
+                    target = os.readlink(name, dir_fd=fd)
                 except OSError as exc:
                     self._fail(path, exc.strerror or str(exc))
+                    continue
+                problem = symlink_problem(path, target)
+                if problem is not None:
+                    self._fail(path, f"{problem}: extraction refuses it (--follow-symlinks"
+                                     " archives what it points to)")
                     continue
             elif stat.S_ISREG(mode):
                 kind, size = FILE, st.st_size

@@ -368,16 +368,19 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             raise CorruptArchiveError(f"zip entry {info.filename!r} is encrypted (not supported)")
         unix_mode = info.external_attr >> 16 if info.create_system == 3 else 0
         mode = stat.S_IMODE(unix_mode)
+        # Without a file type the entry carries no Unix mode: a default. With one, the mode
+        # is as stored, 000 too (a chmod 000 file archived as such).
+        typed = stat.S_IFMT(unix_mode) != 0
         detail = ""
         if info.is_dir():
-            kind, mode = DIR, mode or 0o755
+            kind, mode = DIR, mode if typed else 0o755
         elif stat.S_ISLNK(unix_mode):
             kind = SYMLINK
         elif stat.S_IFMT(unix_mode) not in _ZIP_FILE_TYPES:
             kind = SPECIAL
             detail = _ZIP_SPECIAL.get(stat.S_IFMT(unix_mode), f"zip file type {unix_mode:o}")
         else:
-            kind, mode = FILE, mode or 0o644
+            kind, mode = FILE, mode if typed else 0o644
         member = Member(
             _zip_name(info), kind, info.file_size, mode, _zip_mtime(info, dos_in_utc),
             detail=detail, end=info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size,

@@ -203,16 +203,9 @@ class MemberGuard:
             self._folded_files.add(key)
 
     def _check_symlink(self, member: Member, path: str) -> None:
-        target = member.target or ""
-        if not target:
-            raise UnsafeMemberError(member.name, "symlink with an empty target")
-        if "\x00" in target:
-            raise UnsafeMemberError(member.name, "NUL byte in symlink target")
-        if target.startswith("/"):
-            raise UnsafeMemberError(member.name, f"symlink to an absolute path ({target!r})")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-        if resolved == ".." or resolved.startswith("../"):
-            raise UnsafeMemberError(member.name, f"symlink points outside ({target!r})")
+        problem = symlink_problem(path, member.target or "")
+        if problem is not None:
+            raise UnsafeMemberError(member.name, problem)
 
     def _check_hardlink(self, member: Member) -> None:
         target = normalize_name(member.target or "", zip_rules=self._zip)
@@ -224,6 +217,21 @@ class MemberGuard:
                 member.name, f"hardlink to {member.target!r}, which is not an earlier file"
             )
         member.target = target
+
+
+def symlink_problem(path: str, target: str) -> str | None:
+    """Why a symlink at ``path`` to ``target`` is refused (it could lead out of the tree it
+    lands in), or None. Create asks too: such a link is not archived as a trap."""
+    if not target:
+        return "symlink with an empty target"
+    if "\x00" in target:
+        return "NUL byte in symlink target"
+    if target.startswith("/"):
+        return f"symlink to an absolute path ({target!r})"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        return f"symlink points outside ({target!r})"
+    return None
 
 
 def strip_name(name: str, kind: str, count: int) -> str | None:
