@@ -260,3 +260,36 @@ def test_quiet_keeps_a_stats_table_asked_for(
     assert main(["verify", str(archive), "-q", "--stats"]) == 0
     out = capsys.readouterr().out
     assert "wall time" in out and "OK" not in out  # the table, without the result line
+
+
+def test_create_to_standard_output_closed_early_exits_141_quietly(sample_tree: Path) -> None:
+    """It printed "cannot write <stdout>: Broken pipe" and exited 5."""
+    (sample_tree / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "arcman", "create", str(sample_tree), "-o", "-", "--format",
+             "tar.gz", "-q"], stdout=write_end, stderr=subprocess.PIPE, text=True, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO to warn about")
+@pytest.mark.parametrize("quiet", [[], ["-q"]], ids=["logged", "quiet"])
+def test_a_name_with_a_newline_cannot_forge_a_line_of_the_report(
+    tmp_path: Path, quiet: list[str]
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    os.mkfifo(source / "evil\narcman: error: forged")
+    proc = subprocess.run(
+        [sys.executable, "-m", "arcman", "create", str(source), "-o", str(tmp_path / "a.tar"),
+         "--skip-unreadable", *quiet], capture_output=True, text=True,
+    )
+    assert proc.returncode == 6, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "skipped" in line]
+    assert len(warnings) == 1 and "evil\\x0aarcman: error: forged: special file" in warnings[0]
+    assert "arcman: error: forged" not in proc.stderr.replace("\\x0aarcman: error: forged", "")

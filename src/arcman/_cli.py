@@ -377,7 +377,7 @@ def _operate(
             # The library logs each skip as a warning; -q hides warnings, never skips.
             if args.quiet:
                 for line in meta.skipped:
-                    print(f"arcman: skipped {line}", file=sys.stderr)
+                    print(f"arcman: skipped {_visible(line)}", file=sys.stderr)
         text = (
             f"created {args.output}: {_files(meta.file_count)}, "
             f"{_human(meta.uncompressed_size)} -> {_human(meta.compressed_size)}"
@@ -474,6 +474,15 @@ def _standard(stream: Any, role: str, kind: str, *, closed: bool, advice: str) -
 
 def _writes_stdout(args: argparse.Namespace) -> bool:
     return args.command == "create" and getattr(args, "output", None) == "-"
+
+
+def _reader_gone() -> int:
+    """The reader stopped early (`arcman list x | head`): end quietly with the status a shell
+    reports for a tool killed by SIGPIPE (128 + 13), as tar or ls would under pipefail; 0
+    would claim the whole output was delivered. stdout goes to /dev/null so that flushing the
+    rest of it at exit does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def _has_a_tree(dest: str) -> bool:
@@ -591,6 +600,22 @@ def _clean_after_signal(args: argparse.Namespace) -> None:
         clean_stale(target, including_own=True)
 
 
+
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def _visible(text: str) -> str:
+    """``text`` with control characters escaped (a newline as ``\\x0a``): a name holding one
+    would otherwise forge a line of the report, or move the terminal's cursor."""
+    return text.translate(_CONTROLS)
+
+
+def _escape_controls(record: Any) -> bool:
+    """A logging filter: the message as ``_visible`` shows it."""
+    record.msg, record.args = _visible(record.getMessage()), None
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
@@ -608,6 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         min(args.verbose, 2)
     ]
     logging.basicConfig(level=level, format="arcman: %(levelname)s [%(threadName)s] %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_escape_controls)
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             # Names are bytes on POSIX: one that is not UTF-8 is printed back as its bytes, as
@@ -621,12 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # so that a reader gone away shows here, not as Python exits
         return code
     except BrokenPipeError:
-        # The reader stopped early (`arcman list x | head`): end quietly with the status a shell
-        # reports for a tool killed by SIGPIPE (128 + 13), as tar or ls would under pipefail;
-        # 0 would claim the whole output was delivered. stdout goes to /dev/null so that
-        # flushing the rest of it at exit does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return _reader_gone()
     except KeyboardInterrupt:
         _clean_after_signal(args)
         print("arcman: interrupted", file=sys.stderr)
@@ -636,6 +658,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("arcman: terminated", file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as exc:
+        if isinstance(exc.__cause__, BrokenPipeError) and _writes_stdout(args):
+            return _reader_gone()  # `create -o - | head`: a DestinationError to the library
         code = _exit_code(exc)
         if code == EXIT_INTERNAL:
             logging.getLogger("arcman").debug("internal error", exc_info=True)
