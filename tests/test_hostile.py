@@ -980,3 +980,23 @@ def test_unreadable_sidecars(box: Path, tmp_path: Path) -> None:
     with ArchiveManager() as manager:
         manager.extract_archive(archive, tmp_path / "out")
     assert (tmp_path / "out" / "f").read_bytes() == b"x"
+
+
+def test_a_sidecar_left_from_another_archive_is_no_size_hint(
+    tmp_path: Path, sample_tree: Path
+) -> None:
+    """A .meta left beside a replaced archive (copied over by hand, or by another tool) claimed
+    its own size, and extraction refused the archive for space it did not need."""
+    import json
+
+    archive, other = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        manager.create_archive(sample_tree, other, ArchiveConfig(compression_level=1))
+    stale = json.loads((tmp_path / "b.tar.gz.meta").read_text())
+    assert stale["compressed_size"] != archive.stat().st_size
+    stale["uncompressed_size"] = 10**15
+    (tmp_path / "a.tar.gz.meta").write_text(json.dumps(stale, indent=2))
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "sub" / "big.bin").exists()

@@ -415,9 +415,11 @@ def _known_size(source: ArchiveSource) -> int | None:
         # The member list follows the sizes: a million names are not decoded for one number
         # (json.load of the whole sidecar was the peak of extracting a million files).
         cut = head.find('\n  "files": [')
-        size = json.loads(head[:cut].rstrip().rstrip(",") + "}" if cut >= 0 else head).get(
-            "uncompressed_size"
-        )
+        sizes = json.loads(head[:cut].rstrip().rstrip(",") + "}" if cut >= 0 else head)
+        size, compressed = sizes.get("uncompressed_size"), sizes.get("compressed_size")
+        # A sidecar left from an archive since replaced would refuse this one for space.
+        if compressed != os.path.getsize(source.path):
+            return None
     except (OSError, ValueError, AttributeError, RecursionError):  # a damaged sidecar: no hint
         return None
     return size if isinstance(size, int) and size >= 0 else None
