@@ -600,7 +600,6 @@ def _clean_after_signal(args: argparse.Namespace) -> None:
         clean_stale(target, including_own=True)
 
 
-
 _CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 

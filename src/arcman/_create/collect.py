@@ -1,11 +1,11 @@
 """Collector: walks the source tree and returns its entries in archive order.
 
-One scan reads one directory (os.scandir, lstat from the directory entry, excludes and the
-name check applied while walking, names sorted). The walk is depth-first (each directory, then
-its children by name), so the order is deterministic. The entries land in a compact
-EntryTable; walk() also hands each one out as soon as it is reached, so that reading,
-hashing and compression run while the tree is still being walked. The collection completes
-when every reachable directory has been scanned.
+One scan reads one directory (its sorted names listed through a descriptor, each entry's
+lstat taken relative to it, excludes and the name check applied while walking). The walk
+is depth-first (each directory, then its children by name), so the order is deterministic.
+The entries land in a compact EntryTable; walk() also hands each one out as soon as it is
+reached, so that reading, hashing and compression run while the tree is still being walked.
+The collection completes when every reachable directory has been scanned.
 
 The scans run on the thread that consumes the walk. Scanning ahead on a thread of their own
 was measured slower: each lstat gives up the GIL, and the two threads then wait for each
