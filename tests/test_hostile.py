@@ -1000,3 +1000,24 @@ def test_a_sidecar_left_from_another_archive_is_no_size_hint(
     with ArchiveManager() as manager:
         manager.extract_archive(archive, tmp_path / "out")
     assert (tmp_path / "out" / "sub" / "big.bin").exists()
+
+
+def test_a_manifest_nested_too_deep_for_json_is_malformed(tmp_path: Path) -> None:
+    """json raised RecursionError: "internal error", exit 70, in extract, verify and list."""
+    import io as _io
+
+    deep = b"[" * 30000 + b"]" * 30000 + b"\n"
+    archive = tmp_path / "deep.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("a")
+        info.size = 2
+        tar.addfile(info, _io.BytesIO(b"hi"))
+        info = tarfile.TarInfo(MANIFEST_NAME)
+        info.size = len(deep)
+        tar.addfile(info, _io.BytesIO(deep))
+    with ArchiveManager() as manager:
+        with pytest.raises(IntegrityError, match="malformed"):
+            manager.verify_archive(archive)
+        with pytest.raises(IntegrityError, match="malformed"):
+            manager.extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

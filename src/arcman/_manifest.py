@@ -173,7 +173,7 @@ def read_manifest(source: IO[bytes]) -> Iterator[ManifestEntry]:
             raise IntegrityError("manifest is truncated: its closing line is missing")
     except IntegrityError:
         raise
-    except (ValueError, KeyError, TypeError, StopIteration) as exc:
+    except (ValueError, KeyError, TypeError, StopIteration, RecursionError) as exc:
         raise IntegrityError(f"manifest is malformed: {exc or 'empty'}") from exc
     if trailer.get("count") != count:
         raise IntegrityError(
