@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from arcman import ArchiveManager, CorruptArchiveError
 from arcman._cli import main
 from helpers import snapshot, tar_file, write_tar
 
@@ -116,6 +118,19 @@ def test_empty_or_zeroed_tar_is_3(tmp_path: Path, size: int) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.tar"]
 
 
+@pytest.mark.parametrize("size", [262, 511])
+def test_a_tar_cut_short_within_its_first_header_is_3(tmp_path: Path, size: int) -> None:
+    """Its magic is there but not the whole header: a truncated download, exit 3 as any other
+    truncated archive, not 2 ("not an archive arcman recognizes")."""
+    whole = write_tar(tmp_path / "whole.tar", [tar_file("a.txt")]).read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole[:size])
+    assert "cut short" in assert_error(arcman("verify", cut), 3)
+    with cut.open("rb") as stream, pytest.raises(CorruptArchiveError, match="cut short"), \
+            ArchiveManager() as manager:
+        manager.verify_archive_integrity(stream)
+
+
 def test_unsafe_archive_is_3(tmp_path: Path) -> None:
     evil = write_tar(tmp_path / "evil.tar", [tar_file("../escape")])
     line = assert_error(arcman("extract", evil, "-C", tmp_path / "dest"), 3)
@@ -219,7 +234,6 @@ def test_reader_closing_the_pipe_exits_141_quietly(tmp_path: Path, excludes: int
 
 def test_list_prints_a_name_that_is_not_utf8_as_its_bytes(tmp_path: Path) -> None:
     """As tar tf does, in a strict UTF-8 locale too (PYTHONIOENCODING=utf-8 is one)."""
-    import tarfile
 
     archive = tmp_path / "a.tar"
     with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
@@ -293,3 +307,44 @@ def test_a_name_with_a_newline_cannot_forge_a_line_of_the_report(
     warnings = [line for line in proc.stderr.splitlines() if "skipped" in line]
     assert len(warnings) == 1 and "evil\\x0aarcman: error: forged: special file" in warnings[0]
     assert "arcman: error: forged" not in proc.stderr.replace("\\x0aarcman: error: forged", "")
+
+
+def test_list_and_diff_escape_control_characters_in_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name holding a newline or an escape sequence is one line of `list`/`diff`, shown as
+    GNU tar shows it escaped, not a forged second line or a terminal command; --json keeps
+    the name as it is (JSON escapes it)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a\nforged").write_text("x")
+    (source / "b\x1b[2Jclear").write_text("y")
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(source), "-o", str(archive), "-q"]) == 0
+    capsys.readouterr()
+    for long in ([], ["-l"]):
+        assert main(["list", str(archive), *long]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2
+        assert lines[0].endswith("a\\x0aforged") and lines[1].endswith("b\\x1b[2Jclear")
+    assert main(["list", str(archive), "--json"]) == 0
+    names = [e["name"] for e in json.loads(capsys.readouterr().out)["entries"]]
+    assert names == ["a\nforged", "b\x1b[2Jclear"]
+    (source / "a\nforged").unlink()
+    assert main(["diff", str(archive), str(source)]) == 1
+    assert capsys.readouterr().out.splitlines() == ["- a\\x0aforged"]
+
+
+def test_an_error_message_is_one_line_whatever_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """arcman's own messages quote names with repr(); one from a library or the OS might not,
+    and its newline must not forge a second line of the report."""
+    from arcman import CorruptArchiveError, _manager
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise CorruptArchiveError("bad member x\narcman: forged")
+
+    monkeypatch.setattr(_manager.ArchiveManager, "verify_archive", broken)
+    assert main(["verify", str(tmp_path / "a.tar")]) == 3
+    assert capsys.readouterr().err == "arcman: error: bad member x\\x0aarcman: forged\n"

@@ -116,6 +116,33 @@ def test_foreign_tar_with_dot_slash_names_compares_by_extracted_paths(
     assert capsys.readouterr().out.splitlines() == ["- a.txt"]
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_strip_components_counts_a_leading_dot_as_extract_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], count: int
+) -> None:
+    """`tar -C dir -cf x.tar .` stores './top/app/f': stripped once, extract makes it
+    'top/app/f' (as GNU tar does), and diff must compare that path, not 'app/f'."""
+    src = tmp_path / "src"
+    (src / "top" / "app").mkdir(parents=True)
+    (src / "top" / "app" / "f").write_text("x")
+    os.link(src / "top" / "app" / "f", src / "top" / "app" / "h")
+    archive = tmp_path / "dot.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(src, arcname=".")
+    with tarfile.open(archive) as tar:
+        assert "./top/app/h" in tar.getnames()
+    out = tmp_path / "out"
+    assert main(["extract", str(archive), "-C", str(out), "--strip-components", str(count)]) == 0
+    capsys.readouterr()
+    assert main(["diff", str(archive), str(out), "--strip-components", str(count)]) == 0
+    assert capsys.readouterr().out.strip() == "no differences"
+    changed = out / ("top/app/h" if count == 1 else "app/h")
+    changed.unlink()
+    changed.write_text("y")
+    assert main(["diff", str(archive), str(out), "--strip-components", str(count)]) == 1
+    assert capsys.readouterr().out.strip() == f"M {changed.relative_to(out)}"
+
+
 def test_foreign_tar_with_hard_links_and_unlisted_parents_compares_as_extracted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -150,8 +150,8 @@ def test_a_hardlink_target_is_stripped_too(tmp_path: Path) -> None:
     assert os.stat(out / "f").st_ino == os.stat(out / "h").st_ino
     assert (out / "h").read_bytes() == b"data"
     with ArchiveManager() as manager:  # and diff takes the link as extract made it
-        entries = manager.list_archive(archive)
-    assert diff_tree(list(entries), str(out), ArchiveConfig(), strip_components=1).same
+        entries = manager.list_archive(archive, strip_components=1)
+    assert diff_tree(entries, str(out), ArchiveConfig()).same
 
 
 def test_a_leading_dot_counts_as_a_component_as_in_gnu_tar_and_bsdtar(tmp_path: Path) -> None:
@@ -213,6 +213,8 @@ def test_strip_components_must_be_a_count(tmp_path: Path, value: object) -> None
     with pytest.raises(ConfigError, match="strip_components"), ArchiveManager() as manager:
         manager.extract_archive(tmp_path / "a.tar", tmp_path / "out",
                                 strip_components=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="strip_components"), ArchiveManager() as manager:
+        manager.list_archive(tmp_path / "a.tar", strip_components=value)  # type: ignore[arg-type]
 
 
 @pytest.mark.needs_zstd

@@ -423,21 +423,21 @@ def _operate(
 
         if args.strip_components < 0:
             raise ValueError("--strip-components must be 0 or more")
-        result = diff_tree(
-            manager.list_archive(_archive(args), config), args.directory, config,
-            args.strip_components,
+        entries = manager.list_archive(
+            _archive(args), config, strip_components=args.strip_components
         )
-        text = "\n".join(result.lines()) if not result.same else "no differences"
+        result = diff_tree(entries, args.directory, config)
+        text = "\n".join(map(_visible, result.lines())) if not result.same else "no differences"
         out = {"archive": args.archive, "directory": args.directory, **result.to_dict()}
         return out, text, EXIT_OK if result.same else EXIT_VERIFY
     entries = manager.list_archive(_archive(args), config)
     # Lines made as they are printed, and the entries streamed as JSON: a listing of a big
     # archive is never one string or one list of dicts in memory.
     lines = (
-        (f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {e.name}"
+        (f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {_visible(e.name)}"
          for e in entries)
         if args.long
-        else (e.name for e in entries)
+        else (_visible(e.name) for e in entries)
     )
     return {"archive": args.archive, "entries": entries}, lines, code
 
@@ -662,9 +662,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _exit_code(exc)
         if code == EXIT_INTERNAL:
             logging.getLogger("arcman").debug("internal error", exc_info=True)
-            print(f"arcman: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"arcman: internal error: {type(exc).__name__}: {_visible(str(exc))}",
+                  file=sys.stderr)
         else:
-            print(f"arcman: error: {exc}", file=sys.stderr)
+            print(f"arcman: error: {_visible(str(exc))}", file=sys.stderr)
         return code
     finally:
         signal.signal(signal.SIGTERM, previous)

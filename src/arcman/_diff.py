@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._config import ArchiveConfig
 from ._create.collect import Collector, SourceEntry
-from ._extract.safety import normalize_name, strip_name
+from ._extract.safety import normalize_name
 from ._extract.stage import safe_mode
 from ._extract.ustar import HARDLINK
 from ._manifest import DIR, FILE, SYMLINK, reproducible_mode
@@ -72,28 +73,21 @@ def _mode_differs(old: ArchiveEntry, entry: SourceEntry, reproducible: bool) -> 
     return extracted != entry.mode
 
 
-def _extracted_path(name: str, kind: str, strip_components: int) -> str | None:
-    """The path extraction gives a member (None: the root, or a directory stripped away)."""
-    if strip_components:
-        stripped = strip_name(name, kind, strip_components)
-        if stripped is None:
-            return None
-        name = stripped
-    return normalize_name(name, zip_rules=False)
+def _normalized(name: str) -> str:
+    """The path extraction gives ``name`` ("" for the root); an UnsafeMemberError where
+    extraction would refuse it."""
+    return normalize_name(name, zip_rules=False) or ""
 
 
-def _as_extracted(entries: list[ArchiveEntry], strip_components: int) -> dict[str, ArchiveEntry]:
-    """The archive's entries by the path extraction gives them, as extraction leaves them: a
-    hard link is one more name of its target's file, and a directory the archive does not
-    list but needs for its members is made with mode 0o755."""
+def _as_extracted(entries: Sequence[ArchiveEntry]) -> dict[str, ArchiveEntry]:
+    """The archive's entries by their paths, as extraction leaves them: a hard link is one
+    more name of its target's file, and a directory the archive does not list but needs for
+    its members is made with mode 0o755."""
     archived: dict[str, ArchiveEntry] = {}
     for e in entries:
-        name = _extracted_path(e.name, e.type, strip_components)
-        if name is None:
-            continue
+        name = _normalized(e.name)  # as listed, unless extraction would refuse it
         if e.type == HARDLINK:
-            target_path = _extracted_path(e.target or "", HARDLINK, strip_components)
-            target = archived.get(target_path or "")
+            target = archived.get(_normalized(e.target or ""))
             if target is not None and target.type == FILE:
                 e = dataclasses.replace(target, name=e.name)
         archived[name] = e
@@ -105,15 +99,12 @@ def _as_extracted(entries: list[ArchiveEntry], strip_components: int) -> dict[st
     return archived
 
 
-def diff_tree(
-    entries: list[ArchiveEntry], directory: str, config: ArchiveConfig, strip_components: int = 0
-) -> TreeDiff:
-    """Compare ``entries`` (from ``list_archive``) with ``directory``, walked like ``create``.
+def diff_tree(entries: Sequence[ArchiveEntry], directory: str, config: ArchiveConfig) -> TreeDiff:
+    """Compare ``entries`` (from ``list_archive``, with the ``strip_components`` of the
+    extraction to compare with) with ``directory``, walked like ``create``.
 
-    Member names are normalized as extraction does (``./a`` is ``a``; the root ``.`` is not
-    a member; ``strip_components`` as ``extract`` strips them), and hard links and unlisted
-    parent directories taken as extraction makes them, so that foreign archives compare with
-    the tree they extract to."""
+    Hard links and unlisted parent directories are taken as extraction makes them, so that
+    foreign archives compare with the tree they extract to."""
     tree = Collector(
         directory,
         exclude_patterns=config.exclude_patterns,
@@ -123,7 +114,7 @@ def diff_tree(
         skip_errors=False,
     ).collect().entries
     root = os.path.realpath(directory)
-    archived = _as_extracted(entries, strip_components)
+    archived = _as_extracted(entries)
     result = TreeDiff()
     for entry in tree:
         old = archived.pop(entry.path, None)

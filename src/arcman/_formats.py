@@ -79,7 +79,11 @@ class CompressionFormat(enum.Enum):
             return cls.TAR_ZST
         if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
             return cls.ZIP
-        if len(head) == HEAD_SIZE and head[257:262] == b"ustar":
+        if head[257:262] == b"ustar":
+            if len(head) < HEAD_SIZE:
+                raise CorruptArchiveError(
+                    f"{name} is a tar cut short: {len(head)} bytes, less than its first header"
+                )
             return cls.TAR
         if len(head) == HEAD_SIZE and _is_v7_tar_header(head):
             return cls.TAR

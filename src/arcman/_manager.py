@@ -195,12 +195,7 @@ class ArchiveManager:
                 raise ConfigError(f"{name} must be a bool, not {value!r}")
         if keep_previous and not replace:
             raise ConfigError("keep_previous needs replace=True: without it nothing is replaced")
-        if isinstance(strip_components, bool) or not isinstance(strip_components, int) or (
-            strip_components < 0
-        ):
-            raise ConfigError(
-                f"strip_components must be an integer of 0 or more, not {strip_components!r}"
-            )
+        _check_strip(strip_components)
         expected = _digest(expected_sha256)
 
         def work(cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock) -> ArchiveMetadata:
@@ -237,18 +232,22 @@ class ArchiveManager:
         return True
 
     def list_archive(
-        self, archive_path: str | os.PathLike[str] | IO[bytes], config: ArchiveConfig | None = None
+        self, archive_path: str | os.PathLike[str] | IO[bytes], config: ArchiveConfig | None = None,
+        *, strip_components: int = 0,
     ) -> Sequence[ArchiveEntry]:
         """Every member, checked as ``verify_archive`` checks them, in archive order: a
-        sequence that makes each ArchiveEntry as it is read (a few dozen bytes a member)."""
+        sequence that makes each ArchiveEntry as it is read (a few dozen bytes a member).
+        ``strip_components``: named as ``extract_archive`` with it names them (what is
+        stripped away left out), to compare with a tree so extracted."""
         archive = _archive(archive_path)
+        _check_strip(strip_components)
 
         def work(
             cfg: ArchiveConfig, submit: Submit | None, clock: PhaseClock
         ) -> Sequence[ArchiveEntry]:
             from ._extract import extract as _extract
 
-            return _extract.list_archive(archive, cfg, submit, clock)
+            return _extract.list_archive(archive, cfg, submit, clock, strip_components)
 
         return self._run("list", config, work, lambda r: (sum(e.type == FILE for e in r), 0, 0))
 
@@ -264,6 +263,15 @@ class ArchiveManager:
             stats["pool_size"] = self.config.thread_pool_size
             stats["pool_alive"] = bool(self._pools)
         return stats
+
+
+def _check_strip(strip_components: object) -> None:
+    if isinstance(strip_components, bool) or not isinstance(strip_components, int) or (
+        strip_components < 0
+    ):
+        raise ConfigError(
+            f"strip_components must be an integer of 0 or more, not {strip_components!r}"
+        )
 
 
 def _path(value: object) -> str:

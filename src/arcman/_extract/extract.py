@@ -19,7 +19,7 @@ import stat
 import tarfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -54,7 +54,7 @@ from .check import ObservedLog, check_against_manifest, pack_record
 from .commit import check_destination, commit, ensure_space, make_staging
 from .decompress import DecompressedStream
 from .members import HARDLINK, Data, Member, open_zip, tar_members, zip_members
-from .safety import MemberGuard, normalize_name
+from .safety import MemberGuard, normalize_name, strip_name
 from .source import ArchiveSource
 from .stage import HashSink, MemberSink, StagingTree
 
@@ -78,6 +78,8 @@ class Scan:
     compressed_size: int
     observed: ObservedLog = field(default_factory=ObservedLog)
     names: NameList = field(default_factory=NameList)
+    # A listing's names as the archive spells them (``./a``), when it will strip components.
+    raw_names: NameList | None = None
     file_count: int = 0
     manifest: SpooledManifest | None = None
     uncompressed_size: int = 0
@@ -189,11 +191,13 @@ def scan_archive(
     verify: bool,
     expected_sha256: str | None = None,
     progress: Progress | None = None,
+    raw_names: bool = False,
 ) -> Scan:
     """Read every member of ``source`` into ``sink`` and check what can be checked: the
     members against the manifest (``verify``), the archive against ``expected_sha256`` if
     given, else against its .sha256 sidecar (``verify``). ``progress``: the caller's, when it
-    has saved a zip stream under it already (``spool_zip``), to go on from there."""
+    has saved a zip stream under it already (``spool_zip``), to go on from there. ``raw_names``:
+    keep the names as the archive spells them too (``Scan.raw_names``)."""
     if progress is None:
         progress = Progress(config, source.size)
     spool_zip(source, None, config, clock, progress)  # for verify and list; extract's is done
@@ -206,7 +210,7 @@ def scan_archive(
         start(submit, _hash_file, path, stop) if path is not None and expected is not None
         else None
     )
-    scan = Scan(source.fmt, source.size or 0)
+    scan = Scan(source.fmt, source.size or 0, raw_names=NameList() if raw_names else None)
     try:
         _scan_members(
             source, scan, sink, guard, submit, clock, progress,
@@ -342,6 +346,8 @@ def _dispatch(
         sink.add_hardlink(path, member.target or "")
     scan.observed.add(record, digest)
     scan.names.append(path)
+    if scan.raw_names is not None:
+        scan.raw_names.append(member.name)
 
 
 def _listed_path(name: str, fmt: CompressionFormat) -> str | None:
@@ -449,7 +455,7 @@ def extract_archive(
 ) -> ArchiveMetadata:
     dest = os.path.abspath(dest_dir)
     source = ArchiveSource(archive)
-    check_destination(dest, replace)
+    check_destination(dest, replace, keep_previous)
     staging = make_staging(dest)
     sink: StagingTree | None = None
     try:
@@ -506,22 +512,44 @@ def verify_archive(
 
 
 def list_archive(
-    archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock
+    archive: str | IO[bytes], config: ArchiveConfig, submit: Submit | None, clock: PhaseClock,
+    strip_components: int = 0,
 ) -> EntryList:
     """Every member with its SHA-256: from the manifest when there is one (once every member
-    has been checked against it, as verify does), else computed."""
+    has been checked against it, as verify does), else computed. With ``strip_components``,
+    named as extraction names them (see ``_stripped``)."""
     sink = HashSink(submit, members_share(config.memory_budget), clock)
     with ArchiveSource(archive) as source, scan_archive(
-        source, sink, None, config, submit, clock, verify=True
+        source, sink, None, config, submit, clock, verify=True,
+        raw_names=strip_components > 0,
     ) as scan:
-        if scan.manifest is not None:
-            return EntryList(
-                ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
-                for e in scan.manifest
-            )
-        return EntryList(
-            ArchiveEntry(o.path, o.kind, o.size, o.mode, o.mtime, o.sha256, o.target)
-            for o in scan.observed
+        listed = scan.manifest if scan.manifest is not None else scan.observed
+        entries: Iterable[ArchiveEntry] = (
+            ArchiveEntry(e.path, e.kind, e.size, e.mode, e.mtime, e.sha256, e.target)
+            for e in listed
+        )
+        if strip_components:
+            entries = _stripped(entries, scan, strip_components)
+        return EntryList(entries)
+
+
+def _stripped(entries: Iterable[ArchiveEntry], scan: Scan, count: int) -> Iterator[ArchiveEntry]:
+    """``entries`` named as ``strip_components=count`` extracts them, directories stripped
+    away left out. Components are counted in the names the archive spells, as extraction
+    counts them (``./app/x`` is ``app/x`` stripped once, not ``x``), not in the listed ones:
+    a hard link's target too."""
+    assert scan.raw_names is not None
+    spelled = dict(zip((o.path for o in scan.observed), scan.raw_names, strict=True))
+    zip_rules = scan.fmt is CompressionFormat.ZIP
+    for entry in entries:
+        name = strip_name(spelled.get(entry.name, entry.name), entry.type, count)
+        if name is None or (path := normalize_name(name, zip_rules=zip_rules)) is None:
+            continue
+        target = entry.target
+        if entry.type == HARDLINK and target is not None:
+            target = strip_name(spelled.get(target, target), HARDLINK, count)
+        yield ArchiveEntry(
+            path, entry.type, entry.size, entry.mode, entry.mtime, entry.sha256, target
         )
 
 
