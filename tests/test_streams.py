@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,24 +128,51 @@ def test_a_damaged_stream_leaves_the_destination_as_it_was(
 
 
 class _Spools:
-    """Records where each spool was made (tempfile.TemporaryFile's ``dir``); ``full``: its
-    writes fail as on a full disk."""
+    """Records where each spool was made (tempfile.TemporaryFile's ``dir``); ``room``: the
+    bytes its disk takes before it is full."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, full: bool = False) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, room: int | None = None) -> None:
         self.dirs: list[str | None] = []
         self._make = tempfile.TemporaryFile
-        self._full = full
+        self._room = room
         monkeypatch.setattr(tempfile, "TemporaryFile", self)
 
     def __call__(self, dir: str | None = None) -> object:
         self.dirs.append(dir)
-        spool = self._make(dir=dir)
-        if self._full:
-            def write(data: bytes) -> int:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if self._room is not None:
+            return io.BufferedRandom(_FullDisk(self._room))
+        return self._make(dir=dir)
 
-            spool.write = write  # type: ignore[method-assign]
-        return spool
+
+class _FullDisk(io.RawIOBase):
+    """A file on a disk with ``room`` bytes free: a write past them fails below the buffer,
+    as the kernel's does, so that what the buffer holds then fails again when it is flushed
+    or closed."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self._room = room
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        return 0
+
+    def write(self, data: Any) -> int:
+        if len(data) > self._room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return len(data)
 
 
 def test_a_zip_stream_is_saved_beside_the_tree_and_leaves_nothing(
@@ -189,14 +217,21 @@ def test_a_zip_stream_over_the_limit_is_refused_before_anything_is_extracted(
     assert sorted(os.listdir(tmp_path)) == ["app.zip", "app.zip.meta", "app.zip.sha256", "src"]
 
 
+@pytest.mark.parametrize(
+    "room", [lambda size: 0, lambda size: size - size % (1 << 20)], ids=["at once", "buffered"]
+)
 def test_a_full_disk_while_a_zip_stream_is_saved_leaves_the_destination_as_it_was(
-    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sample_tree: Path, monkeypatch: pytest.MonkeyPatch,
+    room: Callable[[int], int],
 ) -> None:
     data = _archive(tmp_path, sample_tree, "zip").read_bytes()
+    assert 0 < len(data) % (1 << 20) < io.DEFAULT_BUFFER_SIZE  # a last piece that is buffered
     dest = tmp_path / "app"
     dest.mkdir()
     (dest / "VERSION").write_text("v1")
-    _Spools(monkeypatch, full=True)
+    # Full at once, or once the whole 1 MiB pieces are written and the last few KiB wait in
+    # the buffer (which failed again as the spool was closed, an internal error).
+    _Spools(monkeypatch, room=room(len(data)))
     with pytest.raises(DestinationError, match="no space left on device while writing a "
                        "temporary copy of <stream>"), ArchiveManager() as manager:
         manager.extract_archive(Trickle(data), dest, replace=True)

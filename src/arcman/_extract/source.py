@@ -12,6 +12,7 @@ leave behind, and read from there as a file is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -64,8 +65,12 @@ class ArchiveSource:
     def close(self) -> None:
         """Release a spooled zip's temporary (idempotent; a stream given is the caller's)."""
         if self._spooled is not None:
-            self._spooled.close()
-            self._spooled = None
+            spooled, self._spooled = self._spooled, None
+            # Failing, close() flushes again what the buffer holds when the disk filled,
+            # reported by spool() already: thrown away with the unlinked file, not raised over
+            # that error.
+            with contextlib.suppress(OSError):
+                spooled.close()
 
     @property
     def needs_spool(self) -> bool:
