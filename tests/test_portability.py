@@ -246,3 +246,99 @@ def test_a_file_system_without_modes_gets_the_tree_with_a_warning(
     assert "keeps no Unix permissions" in caplog.text
     assert (fat / "app" / "private" / "key").read_text() == "secret\n"
     assert (fat / "app" / "run.sh").read_text() == "#!/bin/sh\n"
+
+
+def _deployed(tmp_path: Path) -> tuple[Path, Path]:
+    """An archive and a deployed tree at /opt/app, say, with its own file as it was."""
+    archive = _archive(tmp_path)
+    dest = tmp_path / "app"
+    (dest / "data").mkdir(parents=True)
+    (dest / "VERSION").write_text("v1")
+    return archive, dest
+
+
+def _fake_mountinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *points: str) -> None:
+    """/proc/self/mountinfo listing ``points`` as the kernel writes them (a space as \\040)."""
+    from arcman._extract import commit
+
+    table = tmp_path / "mountinfo"
+    table.write_text("".join(
+        f"{n} 1 0:{n} / {p.replace(' ', chr(92) + '040')} rw,relatime shared:1 - tmpfs tmpfs rw\n"
+        for n, p in enumerate(["/", *points], 20)
+    ))
+    monkeypatch.setattr(commit, "_MOUNTINFO", str(table))
+
+
+@pytest.mark.parametrize("keep_previous", [False, True])
+def test_replace_refuses_a_tree_with_a_file_system_mounted_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_previous: bool
+) -> None:
+    """A Pi's data partition mounted at /opt/app/my data: replacing /opt/app would move it
+    away with the old tree, and removing that tree (shutil.rmtree goes into mounts) would
+    delete the partition's files. Refused before any work, DEST as it was."""
+    archive, dest = _deployed(tmp_path)
+    (dest / "my data").mkdir()
+    _fake_mountinfo(tmp_path, monkeypatch, str(tmp_path / "elsewhere"), str(dest / "my data"))
+    with pytest.raises(DestinationError, match=r"mounted at '.*/app/my data' in "), \
+            ArchiveManager() as manager:
+        manager.extract_archive(archive, dest, replace=True, keep_previous=keep_previous)
+    assert sorted(os.listdir(dest)) == ["VERSION", "data", "my data"]
+    assert sorted(os.listdir(tmp_path)) == ["app", "app.tar.gz", "app.tar.gz.meta",
+                                            "app.tar.gz.sha256", "mountinfo", "tree"]
+
+
+def test_keep_previous_refuses_a_previous_tree_with_a_mount_it_would_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive, dest = _deployed(tmp_path)
+    (tmp_path / "app.prev" / "data").mkdir(parents=True)
+    _fake_mountinfo(tmp_path, monkeypatch, str(tmp_path / "app.prev" / "data"))
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, dest, replace=True)  # app.prev is not touched
+        with pytest.raises(DestinationError, match=r"app\.prev/data' in .*keeping the replaced"):
+            manager.extract_archive(archive, dest, replace=True, keep_previous=True)
+    assert os.listdir(tmp_path / "app.prev") == ["data"]
+
+
+def test_without_a_mount_table_a_directory_on_another_device_is_a_mount(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS and the BSDs have no /proc: a directory whose device differs is a mount point."""
+    from arcman._extract import commit
+
+    _, dest = _deployed(tmp_path)
+    (dest / "data" / "deeper").mkdir()
+    monkeypatch.setattr(commit, "_MOUNTINFO", str(tmp_path / "no-proc"))
+    assert commit.mounts_inside(str(dest)) == []
+    real_lstat = os.lstat
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        st = real_lstat(path, *args, **kwargs)
+        if os.fspath(path) == str(dest / "data"):
+            return os.stat_result((*st[:2], st.st_dev + 1, *st[3:]))
+        return st
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    assert commit.mounts_inside(str(dest)) == [str(dest / "data")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mounts a tmpfs (Linux)")
+def test_a_real_mount_inside_dest_keeps_its_files(tmp_path: Path) -> None:
+    import subprocess
+
+    archive, dest = _deployed(tmp_path)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(dest / "data")],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
+    try:
+        (dest / "data" / "db").write_text("precious")
+        assert main(["extract", str(archive), "-C", str(dest), "--replace", "-q"]) == 5
+        assert (dest / "data" / "db").read_text() == "precious"
+        assert (dest / "VERSION").read_text() == "v1"
+    finally:  # wherever the mount is now (without the check, in a removed staging tree)
+        with open("/proc/self/mounts") as table:
+            points = [line.split()[1] for line in table]
+        for point in points:
+            if point.startswith(f"{tmp_path}/"):
+                subprocess.run(["umount", "-l", point], check=True)

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 
@@ -47,8 +48,9 @@ _AT_FDCWD = -100
 log = logging.getLogger("arcman")
 
 
-def check_destination(dest: str, replace: bool) -> None:
-    """Fail early (before any work) when the commit could not succeed."""
+def check_destination(dest: str, replace: bool, keep_previous: bool = False) -> None:
+    """Fail early (before any work) when the commit could not succeed, or would remove or
+    move away a file system mounted in a tree it replaces (see ``mounts_inside``)."""
     parent = os.path.dirname(dest)
     if not os.path.isdir(parent):
         raise DestinationError(f"parent directory {parent!r} does not exist")
@@ -77,6 +79,58 @@ def check_destination(dest: str, replace: bool) -> None:
             raise DestinationError(
                 f"destination {dest!r} is not empty (pass replace=True / --replace to swap it)"
             )
+        if not empty:
+            _refuse_mounts(dest, "replacing it would move it away with the old tree")
+    if keep_previous and os.path.isdir(previous := previous_path(dest)):
+        _refuse_mounts(previous, "keeping the replaced tree there would delete it")
+
+
+def _refuse_mounts(tree: str, why: str) -> None:
+    mounts = mounts_inside(tree)
+    if mounts:
+        more = f" (and {len(mounts) - 1} more)" if len(mounts) > 1 else ""
+        raise DestinationError(
+            f"a file system is mounted at {mounts[0]!r}{more} in {tree!r}: {why} (and removing "
+            "that tree would empty it); unmount it, or deploy to a directory without mounts"
+        )
+
+
+def mounts_inside(tree: str) -> list[str]:
+    """The mount points below ``tree`` (not ``tree`` itself), sorted. A removal of the tree
+    (shutil.rmtree) would go into them and delete what they hold: a Pi's data partition
+    mounted in the deployed tree, say. Linux lists them in /proc/self/mountinfo, bind mounts
+    of the same file system included; elsewhere a directory on another device is one."""
+    root = os.path.realpath(tree)
+    prefix = root.rstrip("/") + "/"
+    try:
+        with open(_MOUNTINFO, "rb") as table:
+            # Field 5 is the mount point, with space, tab, newline and backslash as octal.
+            points = [_unescape(line.split(b" ")[4]) for line in table]
+    except (OSError, IndexError):
+        return _other_devices(root)
+    return sorted(point for point in points if point.startswith(prefix))
+
+
+_MOUNTINFO = "/proc/self/mountinfo"
+
+
+def _unescape(field: bytes) -> str:
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field))
+
+
+def _other_devices(root: str) -> list[str]:
+    """The directories below ``root`` on another device than it: its mount points, where no
+    mount table can be read (macOS, BSD; a bind mount of the same file system goes unseen)."""
+    device = os.lstat(root).st_dev
+    found = []
+    for top, dirs, _ in os.walk(root, onerror=lambda exc: None):
+        for name in list(dirs):
+            path = os.path.join(top, name)
+            with contextlib.suppress(OSError):
+                if os.lstat(path).st_dev != device:
+                    found.append(path)
+                    dirs.remove(name)
+    return sorted(found)
 
 
 def make_staging(dest: str) -> str:
@@ -278,7 +332,7 @@ def commit(
         if not os.path.lexists(dest):
             os.rename(staging, dest)
         else:
-            check_destination(dest, replace)
+            check_destination(dest, replace, keep_previous)
             left = _into_existing(staging, dest, keep_previous)
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
