@@ -163,8 +163,14 @@ def test_writer_and_parser_round_trip() -> None:
     ],
 )
 def test_parser_rejects_malformed_manifests(data: bytes) -> None:
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError) as caught:
         list(read_manifest(io.BytesIO(data)))
+    assert not str(caught.value).endswith(": ")  # a reason, even for an empty one
+
+
+def test_an_empty_manifest_says_so() -> None:
+    with pytest.raises(IntegrityError, match=r"^manifest is malformed: empty$"):
+        list(read_manifest(io.BytesIO(b"")))
 
 
 def _entries(*paths: str) -> list[ManifestEntry]:

@@ -174,7 +174,7 @@ def read_manifest(source: IO[bytes]) -> Iterator[ManifestEntry]:
     except IntegrityError:
         raise
     except (ValueError, KeyError, TypeError, StopIteration, RecursionError) as exc:
-        raise IntegrityError(f"manifest is malformed: {exc or 'empty'}") from exc
+        raise IntegrityError(f"manifest is malformed: {str(exc) or 'empty'}") from exc
     if trailer.get("count") != count:
         raise IntegrityError(
             f"manifest is inconsistent: it says {trailer.get('count')} entries, has {count}"
