@@ -11,6 +11,7 @@ import pytest
 
 from arcman import ArchiveConfig, ArchiveManager, SourceError
 from arcman._create.collect import Collector
+from arcman._diff import diff_tree
 
 MANIFEST = ".arcman-manifest.jsonl"
 
@@ -249,6 +250,45 @@ def test_a_symlink_extraction_refuses_is_refused_or_skipped(tmp_path: Path, targ
         if target == "../outside":
             (tmp_path / "outside").write_text("o")
             manager.create_archive(root, tmp_path / "b.tar", ArchiveConfig(follow_symlinks=True))
+
+
+@pytest.mark.parametrize("skip", [False, True], ids=["fail", "skip"])
+def test_a_symlink_chain_that_leads_out_of_the_tree_is_refused(
+    tmp_path: Path, skip: bool
+) -> None:
+    """``b -> a/..`` looks inside, but with ``a -> .`` it is the tree's parent: verify and
+    extract refuse it, so create must not write it and exit 0. Known only once every link is
+    seen, after the link may have been written: an error even when skipping is asked."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("f")
+    (root / "a").symlink_to(".")
+    (root / "b").symlink_to("a/..")
+    (root / "c").symlink_to("a/f")  # a chain that stays inside is fine
+    config = ArchiveConfig(on_error="skip" if skip else "fail")
+    with pytest.raises(SourceError, match=r"'b': symlink to 'a/\.\.' resolves outside"), \
+            ArchiveManager() as manager:
+        manager.create_archive(root, tmp_path / "a.tar", config)
+    assert sorted(os.listdir(tmp_path)) == ["src"]
+    (root / "b").unlink()
+    with ArchiveManager() as manager:
+        manager.create_archive(root, tmp_path / "a.tar", config)
+        assert manager.verify_archive_integrity(tmp_path / "a.tar")
+
+
+def test_diff_takes_the_tree_as_it_is(tmp_path: Path) -> None:
+    """The links create refuses are a difference for diff, not an error."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "f").write_text("f")
+    with ArchiveManager() as manager:
+        entries = manager.list_archive(
+            manager.create_archive(root, tmp_path / "a.tar").filename
+        )
+    (root / "abs").symlink_to("/usr/bin/python3")
+    (root / "a").symlink_to(".")
+    (root / "b").symlink_to("a/..")
+    assert sorted(diff_tree(entries, str(root), ArchiveConfig()).added) == ["a", "abs", "b"]
 
 
 @pytest.mark.parametrize("follow", [False, True], ids=["links-kept", "links-followed"])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .._errors import SourceError, UnsafeMemberError
 from .._excludes import Excludes
-from .._extract.safety import normalize_name, symlink_problem
+from .._extract.safety import normalize_name, resolves_inside, symlink_problem
 from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
 from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
@@ -51,6 +51,9 @@ _Item = tuple[str, "_Row | None", "tuple[_Ancestors, _Identity] | None"]
 # are opened by path, and refused when they are not the file collected (files.check_unchanged).
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
+# Why a symlink extraction would refuse is not archived, and what to do instead.
+_REFUSED = ": extraction refuses it (--follow-symlinks archives what it points to)"
+
 
 class Collector:
     def __init__(
@@ -64,7 +67,9 @@ class Collector:
         skip_errors: bool,
         name_check: Callable[[str], object] | None = None,
     ) -> None:
-        """``name_check`` raises UnsafeMemberError for a name the archive must not hold."""
+        """``name_check`` raises UnsafeMemberError for a name the archive must not hold; with
+        it, symlinks that extraction refuses are refused too. Without it (diff), the tree is
+        taken as it is."""
         self._root = os.path.realpath(root)
         # pathspec costs ~15 ms to import and Excludes a regular expression search per pattern
         # and entry, so plain names (the defaults, .DS_Store and Thumbs.db) are matched as
@@ -92,6 +97,7 @@ class Collector:
         self._check = name_check
         self.entries = EntryTable()
         self.skipped: list[tuple[str, str]] = []
+        self._links: dict[str, str] = {}  # path -> target, when symlinks are judged
 
     def collect(self) -> Collection:
         """The whole tree, for callers that need it complete (its total size, say) first."""
@@ -130,6 +136,24 @@ class Collector:
                 yield row
             if below is not None:
                 stack.append(self._scan(path, *below))
+        self._judge_link_chains()
+
+    def _judge_link_chains(self) -> None:
+        """Refuse a symlink that leads out of the tree through the tree's other symlinks
+        (``a -> .`` with ``b -> a/..``, each target harmless alone), as verify and extraction
+        refuse it (resolves_inside). Known only once the walk is over, when walk() may have
+        handed the link on to be written: an error then even with skip_errors, and the
+        archive is never put in place."""
+        for path, target in self._links.items():
+            try:
+                inside = resolves_inside(self._links, path)
+            except RecursionError:
+                inside = False
+            if not inside:
+                raise SourceError(
+                    f"cannot archive {path!r}: symlink to {target!r} resolves outside the tree "
+                    f"through the tree's other symlinks{_REFUSED}", path,
+                )
 
     def _fail(self, path: str, reason: str) -> None:
         if not self._skip_errors:
@@ -211,11 +235,12 @@ class Collector:
                 except OSError as exc:
                     self._fail(path, exc.strerror or str(exc))
                     continue
-                problem = symlink_problem(path, target)
-                if problem is not None:
-                    self._fail(path, f"{problem}: extraction refuses it (--follow-symlinks"
-                                     " archives what it points to)")
-                    continue
+                if self._check is not None:
+                    problem = symlink_problem(path, target)
+                    if problem is not None:
+                        self._fail(path, f"{problem}{_REFUSED}")
+                        continue
+                    self._links[path] = target
             elif stat.S_ISREG(mode):
                 kind, size = FILE, st.st_size
                 if self._max_size is not None and size > self._max_size:
