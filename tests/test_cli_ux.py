@@ -85,8 +85,8 @@ def _tree(root: Path) -> Path:
 def test_gitignore_patterns_apply_relative_to_their_directory(tmp_path: Path) -> None:
     root = _tree(tmp_path / "t")
     patterns = gitignore_patterns(str(root))
-    assert [p for p, _ in patterns] == ["build/", "sub/**/*.log", "sub/only"]
-    assert patterns[1][1].endswith("sub/.gitignore:1")
+    assert [p for p, _ in patterns] == [".git", "build/", "sub/**/*.log", "sub/only"]
+    assert patterns[2][1].endswith("sub/.gitignore:1")
 
 
 def test_dry_run_lists_contents_and_reasons_without_writing(

@@ -122,7 +122,7 @@ def test_an_escaped_trailing_space_is_part_of_the_pattern(tmp_path: Path) -> Non
     """git strips trailing spaces unless one is escaped ("foo\\ "); pathspec must get it."""
     root = _build(tmp_path / "t", LAYOUTS["escaped trailing space"])
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
-    assert patterns == ["foo\\ ", "bar\\ ", "baz", "qux\\\\"]
+    assert patterns == [".git", "foo\\ ", "bar\\ ", "baz", "qux\\\\"]
     assert _arcman_kept(root) == {".gitignore", "foo", "bar", "baz "}
 
 
@@ -130,7 +130,7 @@ def test_a_directory_name_is_literal_in_its_gitignore_patterns(tmp_path: Path) -
     """``[ab]/.gitignore`` applies under ``[ab]``, not under ``a`` and ``b``."""
     root = _build(tmp_path / "t", LAYOUTS["glob characters in directory names"])
     assert [pattern for pattern, _ in gitignore_patterns(str(root))] == [
-        "\\!neg/**/k", "\\#hash/**/k", "\\?/**/k", "\\[ab\\]/**/*.log",
+        ".git", "\\!neg/**/k", "\\#hash/**/k", "\\?/**/k", "\\[ab\\]/**/*.log",
         "back\\\\slash/**/k", "x\\*/k",
     ]
     assert {"a/k.log", "b/k.log", "xy/k", "z/k", "neg/k", "backslash/k"} <= _arcman_kept(root)
@@ -350,3 +350,21 @@ def test_a_pattern_that_does_not_compile_is_a_config_error(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is not valid" in err
     assert sorted(os.listdir(tmp_path)) == ["src"]
+
+
+def test_gitignore_leaves_out_gits_own_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkout's .git (its whole history, and whatever secrets it ever held) is not part
+    of the tree git sees: `create . --gitignore` went on to archive it."""
+    root = _build(tmp_path / "t", {".git/config": "[core]\n", "sub/.git": "gitdir: ../x\n",
+                                   "a": ""})
+    assert main(["create", str(root), "--gitignore", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [e["path"] for e in plan["included"]] == ["a", "sub"]
+    assert {e["path"]: e["reason"] for e in plan["excluded"]} == {
+        ".git": "pattern '.git' from --gitignore (git's own directory)",
+        "sub/.git": "pattern '.git' from --gitignore (git's own directory)",
+    }
+    assert main(["create", str(root), "--dry-run", "--json"]) == 0  # without it, all is kept
+    assert ".git/config" in {e["path"] for e in json.loads(capsys.readouterr().out)["included"]}

@@ -125,8 +125,10 @@ class Excludes:
 
 
 def gitignore_patterns(root: str) -> list[tuple[str, str]]:
-    """Every ``.gitignore`` under ``root`` (parents before children, so deeper ones win)."""
-    found: list[tuple[str, str]] = []
+    """The tree as git sees it: without git's own ``.git`` (a repository's history, which
+    git never takes for content), then every ``.gitignore`` under ``root`` (parents before
+    children, so deeper ones win)."""
+    found: list[tuple[str, str]] = [(".git", "--gitignore (git's own directory)")]
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d != ".git")
         if ".gitignore" in files:
