@@ -8,14 +8,18 @@ from __future__ import annotations
 import bz2
 import functools
 import gzip
+import io
 import lzma
 import struct
+import threading
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
 from arcman._backends import isal_zlib
 from arcman._errors import CorruptArchiveError
+from arcman._extract import decompress
 from arcman._extract.decompress import PIECE, DecompressedStream
 from arcman._formats import CompressionFormat
 from arcman._stats import PhaseClock
@@ -146,3 +150,105 @@ def test_cut_bzip2_or_xz_stream_refused(
     path.write_bytes(_pack(fmt, SMALL)[:-5])
     with pytest.raises(CorruptArchiveError):
         decode(path, threaded, fmt)
+
+
+class Stalled(io.RawIOBase):
+    """A pipe whose writer is alive but stops sending: ``data``, then a read that waits for
+    ``resume`` (30 s at most: a hang guard), and then the end."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self._position = 0
+        self.waiting = False  # a read waits now
+        self.stalled = threading.Event()  # a read has waited
+        self.resume = threading.Event()
+        self.closed_event = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._data:
+            self.waiting = True
+            self.stalled.set()
+            self.resume.wait(30)
+            self.waiting = False
+            return 0
+        n = min(len(buffer), len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        self._position += n
+        return n
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        super().close()
+        self.closed_event.set()
+
+
+class SpyDecoder:
+    """A decoder that records its close()."""
+
+    def __init__(self, decoder: IO[bytes]) -> None:
+        self._decoder = decoder
+        self.closed = False
+
+    def read(self, n: int) -> bytes:
+        return self._decoder.read(n)
+
+    def close(self) -> None:
+        self.closed = True
+        self._decoder.close()
+
+
+def _first_half(fmt: CompressionFormat) -> bytes:
+    packed = member(DATA) if fmt is CompressionFormat.TAR_GZ else (
+        DATA if fmt is CompressionFormat.TAR else _pack(fmt, SMALL)
+    )
+    return packed[: len(packed) // 2]
+
+
+@pytest.mark.parametrize(
+    "fmt", [CompressionFormat.TAR_GZ, _BZ2, _XZ, CompressionFormat.TAR], ids=lambda f: f.value
+)
+def test_close_leaves_a_stalled_read_to_the_producer(
+    fmt: CompressionFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``arcman extract -`` over a network that stalls: close() waited for the producer thread,
+    which waited on a read that never returned, and Ctrl-C hung. close() returns now, and
+    closes nothing under that read: the producer closes the decoder and the raw file once the
+    read returns."""
+    raw = Stalled(_first_half(fmt))
+    spies: list[SpyDecoder] = []
+    real = decompress.open_decoder
+
+    def spy(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
+        spies.append(SpyDecoder(real(raw, fmt)))
+        return spies[-1]  # type: ignore[return-value]
+
+    monkeypatch.setattr(decompress, "open_decoder", spy)
+    stream = DecompressedStream(
+        raw, fmt, PhaseClock(), threaded=True, read_ahead=16 * 2**20  # type: ignore[arg-type]
+    )
+    assert raw.stalled.wait(30)
+    stream.close()
+    assert raw.waiting, "close() returned only once the stalled read did"
+    assert not raw.closed and not spies[0].closed
+    raw.resume.set()
+    assert raw.closed_event.wait(30)
+    assert spies[0].closed
+
+
+def test_close_of_a_file_returns_with_everything_closed(tmp_path: Path) -> None:
+    """A file's read cannot stall: close() waits for the producer, mid-stream too, and no
+    descriptor stays open after it."""
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(member(DATA))
+    raw = open(path, "rb")  # noqa: SIM115 - the stream closes it
+    stream = DecompressedStream(raw, CompressionFormat.TAR_GZ, PhaseClock(), True, 16 * 2**20)
+    assert stream.read(10) == DATA[:10]
+    stream.close()
+    assert raw.closed

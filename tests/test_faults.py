@@ -10,12 +10,17 @@ leftovers clearly named temporaries, which the next run removes.
 from __future__ import annotations
 
 import errno
+import fcntl
+import io
 import logging
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -466,6 +471,118 @@ def test_terminate_during_dry_run(
     monkeypatch.setattr(_cli, "_dry_run", terminated)
     assert _cli.main(["create", str(sample_tree), "--dry-run"]) == 143
     assert capsys.readouterr().err == "arcman: terminated\n"
+
+
+def _unread(pipe: Any) -> int:
+    """How many bytes written to ``pipe`` its reader has not taken yet."""
+    packed = fcntl.ioctl(pipe.fileno(), termios.FIONREAD, bytes(4))
+    return int(struct.unpack("i", packed)[0])
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [pytest.param(signal.SIGINT, 130, "interrupted", id="SIGINT"),
+     pytest.param(signal.SIGTERM, 143, "terminated", id="SIGTERM")],
+)
+@pytest.mark.parametrize("command", ["extract", "verify", "list"])
+def test_interrupt_and_terminate_while_standard_input_stalls(
+    tmp_path: Path, versions: dict[str, Any], sig: signal.Signals, code: int, said: str,
+    command: str,
+) -> None:
+    """``ssh pi arcman extract - -C /opt/app < app.tar.gz`` over a network that stalls: the
+    decompressing thread waits on a read that does not return, and Ctrl-C or SIGTERM hung
+    (closing the stream waited for that thread). Left to it, its read must not crash the
+    interpreter's exit either (a BufferedReader's lock held by a daemon thread is a fatal
+    error there)."""
+    box = tmp_path / "box"
+    dest = box / "dest"
+    dest.mkdir(parents=True)
+    (dest / "VERSION").write_text("v1")
+    before = snapshot(dest)
+    args = ("-C", dest, "--replace") if command == "extract" else ()
+    data = versions["archives"]["v2"].read_bytes()
+    proc = subprocess.Popen(
+        _arcman(command, "-", *args, "-q"), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, preexec_fn=_default_sigint,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(data[: len(data) // 4])
+        proc.stdin.flush()
+        # Blocked: it has read all that was written, and the pipe stays open with no more.
+        deadline = time.monotonic() + 60
+        while _unread(proc.stdin) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(sig)
+        returncode = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert (returncode, err) == (code, f"arcman: {said}\n")  # no traceback, no fatal error
+    assert snapshot(dest) == before
+    assert os.listdir(box) == ["dest"]  # no staging tree left
+
+
+class _Stalling(io.RawIOBase):
+    """A stream whose writer is alive but stops sending: ``data``, then a read that waits for
+    ``resume`` (30 s at most: a hang guard), and then the end."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self.waiting = threading.Event()
+        self.resume = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._data:
+            self.waiting.set()
+            self.resume.wait(30)
+            self.waiting.clear()
+            return 0
+        n = min(len(buffer), len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        return n
+
+
+def test_a_library_call_interrupted_while_its_stream_stalls_raises_at_once(
+    tmp_path: Path, versions: dict[str, Any]
+) -> None:
+    """extract_archive(stream, dest) raises Ctrl-C's KeyboardInterrupt while the stream's read
+    still waits, not once it returns; the read is left to the decompressing thread."""
+    data = versions["archives"]["v2"].read_bytes()
+    stream = _Stalling(data[: len(data) // 4])
+    main = threading.main_thread().ident
+    assert main == threading.get_ident() and main is not None
+
+    def interrupt() -> None:
+        if stream.waiting.wait(30):
+            signal.pthread_kill(main, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupter.start()
+    try:
+        with ArchiveManager() as manager, pytest.raises(KeyboardInterrupt):
+            manager.extract_archive(stream, tmp_path / "dest")
+        assert stream.waiting.is_set(), "raised only once the stalled read returned"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        stream.resume.set()
+        interrupter.join()
+    for thread in threading.enumerate():
+        if thread.name == "arcman-decompress":  # done once its read returns
+            thread.join(30)
+            assert not thread.is_alive()
+    assert os.listdir(tmp_path) == []
 
 
 # ---------------------------------------------------------------- misbehaving sources

@@ -9,6 +9,7 @@ configuration error; 3 unsafe or corrupt input; 4 source problem; 5 destination 
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import os
 import signal
@@ -448,7 +449,14 @@ def _archive(args: argparse.Namespace) -> str | IO[bytes]:
     if args.archive != "-":
         return str(args.archive)
     # Started with it closed (`<&-`), Python has no sys.stdin at all.
-    return _standard(sys.stdin, "archive", "input", closed=sys.stdin is None, advice="pipe one in")
+    _standard(sys.stdin, "archive", "input", closed=sys.stdin is None, advice="pipe one in")
+    # Read through its descriptor, not sys.stdin.buffer: on Ctrl-C, a read that a stalled pipe
+    # holds up is left to the decompressing thread (see DecompressedStream.close), and a
+    # BufferedReader's read holds a lock that the interpreter's exit then cannot take ("Fatal
+    # Python error: _enter_buffered_busy"); a FileIO's read takes none.
+    stdin = io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
+    stdin.name = "<stdin>"  # as sys.stdin.buffer names it in messages, not as fd 0
+    return stdin
 
 
 def _output(args: argparse.Namespace) -> str | IO[bytes]:
@@ -458,18 +466,17 @@ def _output(args: argparse.Namespace) -> str | IO[bytes]:
         return str(args.output)
     # Closed at start (`>&-`), it is /dev/null (see main()), where the archive would vanish.
     closed = getattr(sys.stdout, "name", None) == os.devnull
-    return _standard(sys.stdout, "output", "output", closed=closed, advice="redirect it")
+    _standard(sys.stdout, "output", "output", closed=closed, advice="redirect it")
+    return sys.stdout.buffer
 
 
-def _standard(stream: Any, role: str, kind: str, *, closed: bool, advice: str) -> IO[bytes]:
-    """``stream``'s bytes, for an archive to go through; neither closed nor a terminal."""
+def _standard(stream: Any, role: str, kind: str, *, closed: bool, advice: str) -> None:
+    """Check that ``stream`` can carry an archive: neither closed nor a terminal."""
     where = f"the {role} '-' is standard {kind}, which is"
     if closed:
         raise ValueError(f"{where} closed: {advice}")
     if stream.isatty():
         raise ValueError(f"{where} a terminal: {advice}")
-    buffer: IO[bytes] = stream.buffer
-    return buffer
 
 
 def _writes_stdout(args: argparse.Namespace) -> bool:

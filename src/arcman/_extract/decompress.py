@@ -8,26 +8,45 @@ two). Every decoder reads concatenated streams and reports a truncated one; any 
 failure surfaces on the consumer side as CorruptArchiveError, and so does anything after the
 last stream but the padding its format allows.
 In sequential mode the same decoder runs on the caller's thread.
+
+The producer thread owns the decoder and the raw file while it runs, and closes them when it
+ends: close() never closes a decoder that the thread may still be using (its C code could
+crash). close() waits for the thread unless it waits on a pipe or a socket that may never
+deliver (``ssh pi arcman extract -`` over a stalled network): Ctrl-C must not wait for that.
 """
 
 from __future__ import annotations
 
 import bz2
+import contextlib
+import io
 import lzma
+import os
 import queue
+import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from .._backends import isal_zlib, pyzstd
 from .._errors import CorruptArchiveError
 from .._formats import CompressionFormat
 from .._stats import PhaseClock
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 PIECE = 4 * 1024 * 1024
 GZIP_INPUT = 4 * 1024 * 1024
 _DEPTH = 4
 _END = object()
+# How long close() lets a read of a pipe or a socket that is under way return before it leaves
+# the producer thread to finish on its own. A flowing local pipe fills a read in milliseconds,
+# and the thread has then released everything (the caller's stream too) when close() returns,
+# as it has for a file; a stalled one costs this once, well within what Ctrl-C may take.
+_GRACE = 0.2
+_POLL = 0.02  # close()'s wait for the thread, between looks at what it is doing
 
 
 def open_decoder(raw: IO[bytes], fmt: CompressionFormat) -> IO[bytes]:
@@ -125,6 +144,63 @@ class _Streams:
         pass  # the raw file is DecompressedStream's
 
 
+class _Stopped(Exception):
+    """A read started after close(): the producer ends instead of waiting for more input."""
+
+
+class _Input(io.RawIOBase):
+    """The raw file as the decoder reads it, for close() to see whether the producer thread
+    waits on a read, and so that no read starts once close() has asked the thread to stop."""
+
+    def __init__(self, raw: IO[bytes], stop: threading.Event) -> None:
+        super().__init__()
+        self._raw = raw
+        self._stop = stop
+        self.reading = False
+        self.may_stall = _may_stall(raw)
+
+    def readable(self) -> bool:
+        return True
+
+    def _start(self) -> None:
+        if self._stop.is_set():
+            raise _Stopped("decompression stopped")
+        self.reading = True
+
+    def read(self, size: int = -1, /) -> bytes:
+        self._start()
+        try:
+            return self._raw.read(size)
+        finally:
+            self.reading = False
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
+        self._start()
+        try:
+            # Every raw file here has it: a file opened "rb", or source.py's _Replay.
+            return cast("io.RawIOBase", self._raw).readinto(buffer)
+        finally:
+            self.reading = False
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def _may_stall(raw: IO[bytes]) -> bool:
+    """Whether a read of ``raw`` may wait indefinitely: a pipe's or a socket's does while its
+    writer is alive but silent; a regular file's returns."""
+    try:
+        return not stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both
+        return True
+
+
 class DecompressedStream:
     """A read-only file over an archive's decompressed bytes.
 
@@ -132,22 +208,22 @@ class DecompressedStream:
     decoded (for progress and the compression-ratio limit). The producer records it with each
     piece: asking the raw file from the consumer's thread would wait on its lock while the
     decoder reads. The producer thread completes at the end of the data, on the first error, or
-    when close() asks it to stop.
+    when close() asks it to stop; it then closes the decoder and the raw file.
     """
 
     def __init__(
         self, raw: IO[bytes], fmt: CompressionFormat, clock: PhaseClock, threaded: bool,
         read_ahead: int,
     ) -> None:
-        self._raw = raw  # closed by close()
-        self._decoder = open_decoder(self._raw, fmt)
+        self._stop = threading.Event()
+        self._raw = _Input(raw, self._stop)  # closed by _release()
+        self._decoder = open_decoder(cast("IO[bytes]", self._raw), fmt)
         self._clock = clock
         self._buffer = memoryview(b"")
         self._eof = False
         self.produced = 0
         self.position = 0  # decompressed bytes handed out
         self.consumed = 0
-        self._stop = threading.Event()
         self._pieces: Iterator[tuple[bytes, int] | BaseException | object]
         self._thread: threading.Thread | None = None
         if threaded:
@@ -177,15 +253,25 @@ class DecompressedStream:
         yield _END
 
     def _produce(self) -> None:
-        for item in self._decode():
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if self._stop.is_set():
-                return
+        try:
+            for item in self._decode():
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Close the decoder and the raw file: by whichever thread reads through them."""
+        try:
+            self._decoder.close()
+        finally:
+            self._raw.close()
 
     def _next_piece(self) -> bool:
         if self._eof:
@@ -238,13 +324,22 @@ class DecompressedStream:
         return self.position
 
     def close(self) -> None:
+        """Stop decoding. Returns once the decoder and the raw file are closed, unless the
+        producer thread waits on a read of a pipe or a socket that does not return within
+        _GRACE: it closes them itself when that read returns (a daemon thread, which the
+        process's exit does not wait for)."""
         self._stop.set()
-        if self._thread is not None:
-            while self._thread.is_alive():
-                try:
-                    self._queue.get(timeout=0.05)
-                except queue.Empty:
-                    continue
-            self._thread.join()
-        self._decoder.close()
-        self._raw.close()
+        if self._thread is None:
+            self._release()
+            return
+        deadline: float | None = None
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                while True:  # a producer waiting to queue a piece sees the stop at once
+                    self._queue.get_nowait()
+            if self._raw.reading and self._raw.may_stall:
+                now = time.monotonic()
+                deadline = now + _GRACE if deadline is None else deadline
+                if now >= deadline:
+                    return
+            self._thread.join(_POLL)
