@@ -10,9 +10,11 @@ import shutil
 import stat
 import sys
 import tarfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from arcman import CompressionFormat
 
@@ -116,3 +118,39 @@ def load_bench(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+class Stalled(io.RawIOBase):
+    """A pipe whose writer is alive but stops sending: ``data``, then a read that waits for
+    ``resume`` (30 s at most: a hang guard), and then the end. ``waiting`` is set while that
+    read waits; ``closed_event`` once the stream is closed."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = memoryview(data)
+        self._position = 0
+        self.waiting = threading.Event()
+        self.resume = threading.Event()
+        self.closed_event = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._data:
+            self.waiting.set()
+            self.resume.wait(30)
+            self.waiting.clear()
+            return 0
+        n = min(len(buffer), len(self._data))
+        buffer[:n] = self._data[:n]
+        self._data = self._data[n:]
+        self._position += n
+        return n
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        super().close()
+        self.closed_event.set()

@@ -8,12 +8,10 @@ from __future__ import annotations
 import bz2
 import functools
 import gzip
-import io
 import lzma
 import struct
-import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
@@ -23,6 +21,7 @@ from arcman._extract import decompress
 from arcman._extract.decompress import PIECE, DecompressedStream
 from arcman._formats import CompressionFormat
 from arcman._stats import PhaseClock
+from helpers import Stalled
 
 DATA = bytes(range(256)) * (PIECE // 200) + b"tail"  # two pieces, the last one short
 
@@ -152,43 +151,6 @@ def test_cut_bzip2_or_xz_stream_refused(
         decode(path, threaded, fmt)
 
 
-class Stalled(io.RawIOBase):
-    """A pipe whose writer is alive but stops sending: ``data``, then a read that waits for
-    ``resume`` (30 s at most: a hang guard), and then the end."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__()
-        self._data = memoryview(data)
-        self._position = 0
-        self.waiting = False  # a read waits now
-        self.stalled = threading.Event()  # a read has waited
-        self.resume = threading.Event()
-        self.closed_event = threading.Event()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._data:
-            self.waiting = True
-            self.stalled.set()
-            self.resume.wait(30)
-            self.waiting = False
-            return 0
-        n = min(len(buffer), len(self._data))
-        buffer[:n] = self._data[:n]
-        self._data = self._data[n:]
-        self._position += n
-        return n
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        super().close()
-        self.closed_event.set()
-
-
 class SpyDecoder:
     """A decoder that records its close()."""
 
@@ -233,9 +195,9 @@ def test_close_leaves_a_stalled_read_to_the_producer(
     stream = DecompressedStream(
         raw, fmt, PhaseClock(), threaded=True, read_ahead=16 * 2**20  # type: ignore[arg-type]
     )
-    assert raw.stalled.wait(30)
+    assert raw.waiting.wait(30)
     stream.close()
-    assert raw.waiting, "close() returned only once the stalled read did"
+    assert raw.waiting.is_set(), "close() returned only once the stalled read did"
     assert not raw.closed and not spies[0].closed
     raw.resume.set()
     assert raw.closed_event.wait(30)

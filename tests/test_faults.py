@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import logging
 import os
 import random
@@ -31,6 +30,7 @@ import pytest
 from arcman import ArchiveConfig, ArchiveManager, DestinationError, SourceError, _atomic
 from arcman._atomic import clean_stale
 from arcman._create import collect
+from helpers import Stalled
 
 LEFTOVER = _atomic._SIBLING  # what clean_stale recognizes
 
@@ -528,38 +528,13 @@ def test_interrupt_and_terminate_while_standard_input_stalls(
     assert os.listdir(box) == ["dest"]  # no staging tree left
 
 
-class _Stalling(io.RawIOBase):
-    """A stream whose writer is alive but stops sending: ``data``, then a read that waits for
-    ``resume`` (30 s at most: a hang guard), and then the end."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__()
-        self._data = memoryview(data)
-        self.waiting = threading.Event()
-        self.resume = threading.Event()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._data:
-            self.waiting.set()
-            self.resume.wait(30)
-            self.waiting.clear()
-            return 0
-        n = min(len(buffer), len(self._data))
-        buffer[:n] = self._data[:n]
-        self._data = self._data[n:]
-        return n
-
-
 def test_a_library_call_interrupted_while_its_stream_stalls_raises_at_once(
     tmp_path: Path, versions: dict[str, Any]
 ) -> None:
     """extract_archive(stream, dest) raises Ctrl-C's KeyboardInterrupt while the stream's read
     still waits, not once it returns; the read is left to the decompressing thread."""
     data = versions["archives"]["v2"].read_bytes()
-    stream = _Stalling(data[: len(data) // 4])
+    stream = Stalled(data[: len(data) // 4])
     main = threading.main_thread().ident
     assert main == threading.get_ident() and main is not None
 
