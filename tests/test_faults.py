@@ -284,6 +284,39 @@ def test_old_tree_moved_back_when_the_fallback_swap_was_cut(tmp_path: Path) -> N
     assert snapshot(dest) == expected and not old.exists()
 
 
+def test_names_near_the_file_systems_limit(tmp_path: Path, sample_tree: Path) -> None:
+    """A 240-byte archive name or a 250-byte DEST is a name the file system takes, but their
+    temporaries' suffixes made them fail ("File name too long"). Their temporaries now begin
+    with a shortened stem, which the next run still recognizes as theirs; a name whose
+    sidecar or DEST.prev could not exist is refused before any work."""
+    archive = tmp_path / ("a" * 233 + ".tar.gz")
+    dest = tmp_path / ("d" * 250)
+    with ArchiveManager() as manager:
+        manager.create_archive(sample_tree, archive)
+        manager.extract_archive(archive, dest)
+        manager.extract_archive(archive, dest, replace=True, keep_previous=True)
+        assert manager.verify_archive_integrity(archive)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [archive.name, archive.name + ".meta", archive.name + ".sha256", dest.name,
+         dest.name + ".prev", "src"])
+    stale = Path(_atomic.sibling(str(dest), _atomic.STAGING_MARKER).replace(
+        f"-{os.getpid()}-", f"-{_dead_pid()}-"))
+    assert len(stale.name) <= 255 and dest.name not in stale.name
+    stale.mkdir()
+    elsewhere = tmp_path / stale.name.replace(".ddd", ".ddD", 1)  # another long name's
+    elsewhere.mkdir()
+    clean_stale(str(dest))
+    assert not stale.exists() and elsewhere.exists()
+    with pytest.raises(DestinationError, match="would be a name of 256 bytes"), \
+            ArchiveManager() as manager:
+        manager.create_archive(sample_tree, tmp_path / ("b" * 242 + ".tar.gz"))
+    with pytest.raises(DestinationError, match="would be a name of 256 bytes"), \
+            ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / ("e" * 251), keep_previous=True,
+                                replace=True)
+    assert not any(p.name.startswith(("b", "e", ".b", ".e")) for p in tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------- killed, interrupted
 
 

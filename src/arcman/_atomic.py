@@ -52,7 +52,42 @@ def sibling(path: str, marker: str, inode: int | None = None) -> str:
     tag = _identity("self")
     owner = f"{os.getpid()}-{tag}" if tag is not None else str(os.getpid())
     suffix = f"-{inode}" if inode is not None else ""
-    return os.path.join(parent, f".{name}{marker}{owner}-{os.urandom(4).hex()}{suffix}")
+    return os.path.join(parent, f".{_stem(name)}{marker}{owner}-{os.urandom(4).hex()}{suffix}")
+
+
+# The longest name a sibling's own part may take: NAME_MAX (255 bytes on every file system
+# arcman targets) less the dot, the longest marker, a 7-digit pid, the tag, the random part
+# and a 20-digit inode, with their dashes (59 bytes), and a margin.
+_STEM_MAX = 190
+
+
+def _stem(name: str) -> str:
+    """``name`` as siblings of it begin: itself, or for a name too long to take the suffixes
+    (a temporary of a 240-byte archive name failed with "File name too long") its first bytes
+    and a hash of the whole, which tells apart two long names that begin alike."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= _STEM_MAX:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:8]
+    return f"{os.fsdecode(encoded[: _STEM_MAX - 9])}~{digest}"
+
+
+def check_name_length(path: str, *suffixes: str) -> None:
+    """A DestinationError, before any work, if ``path`` with one of ``suffixes`` (its
+    sidecars, DEST.prev) is a name longer than its file system takes: found only when it is
+    renamed into place, it would fail after the main output was committed."""
+    parent, name = os.path.split(path)
+    try:
+        limit = os.pathconf(parent or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for suffix in suffixes:
+        size = len(os.fsencode(name + suffix))
+        if size > limit:
+            raise DestinationError(
+                f"{name + suffix!r} would be a name of {size} bytes, over the {limit} that "
+                f"{parent or '.'!r} takes: give {name!r} a shorter name"
+            )
 
 
 def _identity(pid: int | str) -> str | None:
@@ -108,9 +143,10 @@ def clean_stale(path: str, *, including_own: bool = False) -> None:
         names = os.listdir(parent)
     except OSError:
         return
+    stem = _stem(name)
     for candidate in names:
         match = _SIBLING.fullmatch(candidate)
-        if match is None or match["name"] != name:
+        if match is None or match["name"] != stem:
             continue
         pid = int(match["pid"])
         stale = os.path.join(parent, candidate)

@@ -16,7 +16,13 @@ from contextlib import ExitStack
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from .._atomic import AtomicFile, HashingWriter, clean_stale, describe_os_error
+from .._atomic import (
+    AtomicFile,
+    HashingWriter,
+    check_name_length,
+    clean_stale,
+    describe_os_error,
+)
 from .._config import MAX_EPOCH, ArchiveConfig
 from .._errors import ConfigError, DestinationError, UnsupportedFormatError
 from .._formats import CompressionFormat
@@ -64,6 +70,7 @@ def create_archive(
         out = DeviceOutput(archive_path)
         excluded = {archive_path}
     elif isinstance(archive, str):
+        check_name_length(archive_path, ".sha256", ".meta")
         checksum_path, meta_path = sidecar_paths(archive_path)
         for output in (archive_path, checksum_path, meta_path):
             clean_stale(output)  # a killed run's temporaries must not be archived, nor linger

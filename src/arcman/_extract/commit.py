@@ -31,6 +31,7 @@ from .._atomic import (
     OLD_MARKER,
     PREV_MARKER,
     STAGING_MARKER,
+    check_name_length,
     clean_stale,
     describe_os_error,
     remove_tree,
@@ -54,6 +55,8 @@ def check_destination(dest: str, replace: bool, keep_previous: bool = False) -> 
     parent = os.path.dirname(dest)
     if not os.path.isdir(parent):
         raise DestinationError(f"parent directory {parent!r} does not exist")
+    if keep_previous:
+        check_name_length(dest, PREV_SUFFIX)
     if os.path.lexists(dest):
         if os.path.islink(dest):
             # The commit renames over DEST: it would replace the link, not fill its target.
@@ -191,8 +194,11 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
+PREV_SUFFIX = ".prev"
+
+
 def previous_path(dest: str) -> str:
-    return dest.rstrip(os.sep) + ".prev"
+    return dest.rstrip(os.sep) + PREV_SUFFIX
 
 
 def _swap(staging: str, dest: str, marker: str = OLD_MARKER) -> tuple[str, bool]:
