@@ -264,3 +264,45 @@ def test_stats_hold_every_operation_close_waited_for(
     manager.close()
     assert manager.get_stats()["operations"] == {"create": 1}
     worker.join(30)
+
+
+def test_two_creates_of_one_output_leave_one_runs_archive_and_its_sidecars(
+    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A has renamed its archive into place and is about to rename its .sha256 when B, writing
+    # the same output, runs from start to end. Unlocked, A's sidecars then land beside B's
+    # archive. B must wait for A's commit to be over (A waits for B 1 s, then goes on).
+    import hashlib
+    import json
+
+    from arcman import _atomic
+
+    out = tmp_path / "same.tar.gz"
+    a_between = threading.Event()
+    b_done = threading.Event()
+    commit = _atomic.AtomicFile.commit
+
+    def paused_commit(self: _atomic.AtomicFile) -> None:
+        if threading.current_thread().name == "A" and self.path.endswith(".sha256"):
+            a_between.set()
+            b_done.wait(1.0)
+        commit(self)
+
+    monkeypatch.setattr(_atomic.AtomicFile, "commit", paused_commit)
+
+    def create(tree: Path) -> None:
+        with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
+            manager.create_archive(tree, out)
+
+    a = threading.Thread(target=create, args=(trees[0],), name="A")
+    a.start()
+    assert a_between.wait(30)
+    b = threading.Thread(target=lambda: (create(trees[1]), b_done.set()), name="B")
+    b.start()
+    a.join(30)
+    b.join(30)
+    assert b_done.is_set()
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert Path(f"{out}.sha256").read_text() == f"{digest}  same.tar.gz\n"
+    assert json.loads(Path(f"{out}.meta").read_text())["checksum_sha256"] == digest
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

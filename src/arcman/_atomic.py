@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -391,6 +392,26 @@ class AtomicFile(HashingWriter):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp_path)
+
+
+def lock_directory(path: str) -> int | None:
+    """Wait for an exclusive lock on the directory ``path`` and return the descriptor that
+    holds it (closing it releases the lock), or None where the file system has no locks.
+
+    Held while an archive and its sidecars are renamed into place: two runs writing one
+    output at once then end with one run's archive and that run's sidecars, never one's
+    archive beside the other's ``.sha256``. flock, not a lock file: nothing is left behind
+    by a killed run, and a directory can be locked on Linux and macOS alike."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # ENOLCK on some network file systems: commit unlocked, as before
+        os.close(fd)
+        return None
+    return fd
 
 
 def write_atomically(path: str, data: bytes) -> None:

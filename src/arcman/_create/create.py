@@ -22,6 +22,7 @@ from .._atomic import (
     check_name_length,
     clean_stale,
     describe_os_error,
+    lock_directory,
 )
 from .._config import MAX_EPOCH, ArchiveConfig
 from .._errors import ConfigError, DestinationError, UnsupportedFormatError
@@ -188,7 +189,7 @@ def create_archive(
             for chunk in metadata.json_chunks():
                 meta.write(chunk.encode())
             meta.write(b"\n")
-        sidecars.flush()  # out of their buffers: a full disk shows now, not at their commit
+        sidecars.ready(os.path.dirname(archive_path))
     return metadata
 
 
@@ -250,18 +251,22 @@ def _is_special(path: str) -> bool:
 
 class _Sidecars:
     """The sidecars' AtomicFiles, written while the archive is still a temporary: committed
-    when the block ends without error (after the archive's own commit), else discarded."""
+    when the block ends without error (after the archive's own commit), else discarded.
+    From ready() on, their directory is locked (lock_directory) until they are committed, so
+    the archive's commit and theirs are one step to another run writing the same output."""
 
     def __init__(self) -> None:
         self._files: list[AtomicFile] = []
+        self._lock: int | None = None
 
     def add(self, path: str) -> AtomicFile:
         self._files.append(AtomicFile(path))
         return self._files[-1]
 
-    def flush(self) -> None:
+    def ready(self, directory: str) -> None:
         for f in self._files:
-            f.flush()
+            f.flush()  # out of their buffers: a full disk shows now, not at their commit
+        self._lock = lock_directory(directory)
 
     def __enter__(self) -> _Sidecars:
         return self
@@ -274,6 +279,8 @@ class _Sidecars:
         finally:
             for f in self._files:
                 f.discard()  # nothing left to remove once committed
+            if self._lock is not None:
+                os.close(self._lock)
 
 
 def _output_format(requested: CompressionFormat | None, path: str) -> CompressionFormat:
