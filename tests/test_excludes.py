@@ -352,6 +352,26 @@ def test_a_pattern_that_does_not_compile_is_a_config_error(
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
 
+def test_an_invalid_line_of_a_pattern_file_is_named_by_its_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was named as re-rooted ('sub/**/[z-a]'), a pattern the user never wrote."""
+    root = _build(tmp_path / "t", {"a": "a", "sub/.gitignore": "# build\n*.o\n[z-a]\n"})
+    (tmp_path / "extra").write_text("*.log\n\nfoo\\\n")
+    out = tmp_path / "a.tar.gz"
+    gitignore = str(root / "sub" / ".gitignore")
+    for args, where, line in (
+        (["--gitignore"], f"{gitignore}:3", "[z-a]"),
+        (["--exclude-from", str(tmp_path / "extra")], f"{tmp_path / 'extra'}:3", "foo\\"),
+    ):
+        for output in (["-o", str(out)], ["--dry-run"]):
+            assert main(["create", str(root), *output, *args]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1
+            assert f"{where}: pattern {line!r} is not valid" in err
+    assert sorted(os.listdir(tmp_path)) == ["extra", "t"]
+
+
 def test_gitignore_leaves_out_gits_own_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

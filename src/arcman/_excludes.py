@@ -31,8 +31,27 @@ def read_pattern_file(path: str, prefix: str = "") -> list[tuple[str, str]]:
         stripped = _trim(line)
         if not stripped or stripped.startswith("#"):
             continue
-        patterns.append((_reroot(stripped, prefix), f"{path}:{number}"))
+        origin = f"{path}:{number}"
+        reason = invalid_pattern(stripped)
+        if reason is not None:  # named here, by its file and line, not re-rooted
+            raise ConfigError(f"{origin}: pattern {stripped!r} is not valid: {reason}")
+        patterns.append((_reroot(stripped, prefix), origin))
     return patterns
+
+
+def invalid_pattern(pattern: str) -> str | None:
+    """Why pathspec cannot compile ``pattern`` (as Excludes trims it), or None if it can."""
+    import pathspec
+
+    text = _trim(pattern)
+    text = text[:-1] if text.endswith("/") else text
+    if text in ("", "!"):  # "/" and "!/" match nothing (see Excludes)
+        return None
+    try:
+        pathspec.GitIgnoreSpec.from_lines([text])
+    except (ValueError, re.error) as exc:  # pathspec's GitIgnorePatternError is a ValueError
+        return exc.msg if isinstance(exc, re.error) else str(exc)  # re's without a position
+    return None
 
 
 def _trim(line: str) -> str:
@@ -89,14 +108,12 @@ class Excludes:
                 texts.append((index, dirs_only, text))
         try:
             compiled = pathspec.GitIgnoreSpec.from_lines([text for _, _, text in texts]).patterns
-        except (ValueError, re.error):  # pathspec's GitIgnorePatternError is a ValueError
-            for index, _, text in texts:  # name the first pattern that does not compile
-                try:
-                    pathspec.GitIgnoreSpec.from_lines([text])
-                except (ValueError, re.error) as exc:
-                    reason = exc.msg if isinstance(exc, re.error) else str(exc)  # no position
+        except (ValueError, re.error):
+            for pattern in patterns:  # name the first pattern that does not compile
+                reason = invalid_pattern(pattern)
+                if reason is not None:
                     raise ConfigError(
-                        f"exclude pattern {patterns[index]!r} is not valid: {reason}"
+                        f"exclude pattern {pattern!r} is not valid: {reason}"
                     ) from None
             raise
         self._rules: list[tuple[re.Pattern[str], bool, bool, int]] = []  # the last first
