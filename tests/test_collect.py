@@ -314,3 +314,60 @@ def test_a_directory_swapped_for_a_link_out_of_the_tree_is_not_walked(
                 (root / "a").rename(tmp_path / "a.real")
                 (root / "a").symlink_to(tmp_path / "secret")
     assert seen == ["a"] and "'a'" in str(caught.value)
+
+
+def test_a_tree_deeper_than_the_open_file_limit_is_archived(tmp_path: Path) -> None:
+    """The walk held a descriptor for each level: 100 levels under a limit of 64 (macOS
+    allows 256 by default) failed "Too many open files"."""
+    import subprocess
+    import sys
+
+    deep = tmp_path / "src" / "/".join(["d"] * 100)
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("bottom")
+    out = tmp_path / "a.tar.gz"
+    program = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit("
+        "resource.RLIMIT_NOFILE)[1]))\n"
+        "from arcman._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, "create", str(tmp_path / "src"), "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+    assert names[-2:] == ["/".join(["d"] * 100 + ["f"]), MANIFEST]
+    assert len(names) == 102
+
+
+def _collector(root: Path, *, skip: bool) -> Collector:
+    return Collector(str(root), exclude_patterns=[], exclude_paths=set(), follow_symlinks=False,
+                     max_file_size=None, skip_errors=skip)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_directory_replaced_while_its_subtree_is_walked_is_an_error(
+    tmp_path: Path, skip: bool
+) -> None:
+    """The walk opens a directory again after each subdirectory's tree: it must still be the
+    directory its parent listed, or what follows would come from another one."""
+    root = tmp_path / "src"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f").write_text("f")
+    (root / "a" / "c").write_text("old c")
+    collector = _collector(root, skip=skip)
+    walk = collector.walk()
+    assert [next(walk).path for _ in range(3)] == ["a", "a/b", "a/b/f"]
+    (root / "a").rename(tmp_path / "moved")
+    (root / "a").mkdir()
+    (root / "a" / "c").write_text("new c")
+    if not skip:
+        with pytest.raises(SourceError, match="'a': changed while the archive was being made"):
+            next(walk)
+        return
+    assert list(walk) == []
+    assert collector.skipped == [("a", "changed while the archive was being made")]

@@ -174,88 +174,108 @@ class Collector:
         """The directory's entries in name order, each looked at when the walk reaches it:
         what a directory holds while it is walked is its sorted names, not an entry with its
         stat for each (~1.2 KiB an entry: a directory of 200,000 files took 250 MB). Its
-        descriptor stays open meanwhile: one for each level of the walk's depth."""
+        descriptor is open meanwhile, but not while a subdirectory's tree is walked: held for
+        each level, a tree deeper than the open-file limit failed ("Too many open files";
+        macOS allows 256 by default). It is opened again after the subtree (~5 us), and the
+        directory must still be the one its parent listed."""
         directory = os.path.join(self._root, rel) if rel else self._root
+        fd = self._open(rel, directory, identity)
+        if fd < 0:
+            return
+        try:
+            try:
+                names = sorted(os.listdir(fd))
+            except OSError as exc:
+                self._fail(rel or ".", exc.strerror or str(exc))
+                return
+            for name in names:
+                path = f"{rel}/{name}" if rel else name
+                full = f"{directory}/{name}"  # os.path.join: ~0.2 us more an entry
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=self._follow)
+                except OSError as exc:
+                    self._fail(path, exc.strerror or str(exc))
+                    continue
+                mode = st.st_mode
+                is_dir = stat.S_ISDIR(mode)
+                # An excluded directory is not entered, as in git: nothing below it comes back.
+                if name in self._names or (
+                    self._excludes is not None and self._excludes.excluded(path, is_dir)
+                ):
+                    continue
+                if full in self._exclude_paths or (
+                    (st.st_dev, st.st_ino) in self._exclude_ids
+                    and os.path.realpath(full) in self._exclude_paths
+                ):
+                    continue
+                size = 0
+                target = below = None
+                if is_dir:
+                    kind = DIR
+                    key = (st.st_dev, st.st_ino)
+                    if key in ancestors:
+                        self._fail(path, "symlink loop back to an enclosing directory")
+                        continue
+                    below = ancestors | {key}, key
+                elif stat.S_ISLNK(mode):
+                    kind = SYMLINK
+                    try:
+                        target = os.readlink(name, dir_fd=fd)
+                    except OSError as exc:
+                        self._fail(path, exc.strerror or str(exc))
+                        continue
+                    if self._check is not None:
+                        problem = symlink_problem(path, target)
+                        if problem is not None:
+                            self._fail(path, f"{problem}{_REFUSED}")
+                            continue
+                        self._links[path] = target
+                elif stat.S_ISREG(mode):
+                    kind, size = FILE, st.st_size
+                    if self._max_size is not None and size > self._max_size:
+                        self._fail(path, f"{size} bytes is over max_file_size={self._max_size}")
+                        continue
+                else:
+                    self._fail(path, "special file (device, fifo or socket) cannot be archived")
+                    continue
+                row: _Row | None = None
+                if self._storable(path):
+                    row = (path, kind, size, stat.S_IMODE(mode), int(st.st_mtime), st.st_uid,
+                           st.st_gid, target, change_stamp(st))
+                if below is None:
+                    if row is not None:
+                        yield path, row, None
+                    continue
+                os.close(fd)
+                fd = -1
+                yield path, row, below  # its subtree is walked now
+                fd = self._open(rel, directory, identity)
+                if fd < 0:
+                    return
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _open(self, rel: str, directory: str, identity: _Identity) -> int:
+        """A descriptor of the directory if it is the one its parent listed (``identity``),
+        else -1 with the failure recorded (raised unless skipping)."""
         flags = _DIRECTORY_FLAGS | (0 if self._follow or not rel else os.O_NOFOLLOW)
         try:
             fd = os.open(directory, flags)
         except OSError as exc:
             self._fail(rel or ".", exc.strerror or str(exc))
-            return
+            return -1
         try:
-            try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) != identity:
-                    self._fail(rel or ".", "changed while the archive was being made")
-                    return
-                names = sorted(os.listdir(fd))
-            except OSError as exc:
-                self._fail(rel or ".", exc.strerror or str(exc))
-                return
-            yield from self._entries(rel, directory, fd, names, ancestors)
-        finally:
+            st = os.fstat(fd)
+        except OSError as exc:
             os.close(fd)
-
-    def _entries(
-        self, rel: str, directory: str, fd: int, names: list[str], ancestors: _Ancestors
-    ) -> Iterator[_Item]:
-        for name in names:
-            path = f"{rel}/{name}" if rel else name
-            full = f"{directory}/{name}"  # os.path.join: ~0.2 us more an entry
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=self._follow)
-            except OSError as exc:
-                self._fail(path, exc.strerror or str(exc))
-                continue
-            mode = st.st_mode
-            is_dir = stat.S_ISDIR(mode)
-            # An excluded directory is not entered, as in git: nothing below it comes back.
-            if name in self._names or (
-                self._excludes is not None and self._excludes.excluded(path, is_dir)
-            ):
-                continue
-            if full in self._exclude_paths or (
-                (st.st_dev, st.st_ino) in self._exclude_ids
-                and os.path.realpath(full) in self._exclude_paths
-            ):
-                continue
-            size = 0
-            target = below = None
-            if is_dir:
-                kind = DIR
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    self._fail(path, "symlink loop back to an enclosing directory")
-                    continue
-                below = ancestors | {key}, key
-            elif stat.S_ISLNK(mode):
-                kind = SYMLINK
-                try:
-                    target = os.readlink(name, dir_fd=fd)
-                except OSError as exc:
-                    self._fail(path, exc.strerror or str(exc))
-                    continue
-                if self._check is not None:
-                    problem = symlink_problem(path, target)
-                    if problem is not None:
-                        self._fail(path, f"{problem}{_REFUSED}")
-                        continue
-                    self._links[path] = target
-            elif stat.S_ISREG(mode):
-                kind, size = FILE, st.st_size
-                if self._max_size is not None and size > self._max_size:
-                    self._fail(path, f"{size} bytes is over max_file_size={self._max_size}")
-                    continue
-            else:
-                self._fail(path, "special file (device, fifo or socket) cannot be archived")
-                continue
-            row: _Row | None = None
-            if self._storable(path):
-                row = (path, kind, size, stat.S_IMODE(mode), int(st.st_mtime), st.st_uid,
-                       st.st_gid, target, change_stamp(st))
-            elif below is None:
-                continue
-            yield path, row, below
+            self._fail(rel or ".", exc.strerror or str(exc))
+            return -1
+        if (st.st_dev, st.st_ino) != identity:
+            os.close(fd)
+            self._fail(rel or ".", "changed while the archive was being made")
+            return -1
+        return fd
 
 
 def check_name(path: str, *, zip_rules: bool) -> None:
