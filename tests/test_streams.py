@@ -612,6 +612,34 @@ def test_an_output_that_is_a_fifo_is_written_through(tmp_path: Path, sample_tree
     assert snapshot(tmp_path / "out") == snapshot(sample_tree)
 
 
+@pytest.mark.parametrize("target", ["v1.tar.gz", "missing.tar.gz"])
+def test_an_output_that_is_a_symlink_is_refused(
+    tmp_path: Path, sample_tree: Path, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o latest.tar.gz` (a link to v1.tar.gz) replaced the link with the archive: the link
+    was gone without a word, v1.tar.gz left as it was. Refused, as a symlink DEST is; a
+    device reached through a link (`-o /dev/stdout`) is still written through."""
+    (tmp_path / "v1.tar.gz").write_bytes(b"release 1")
+    link = tmp_path / "latest.tar.gz"
+    link.symlink_to(target)
+    assert main(["create", str(sample_tree), "-o", str(link), "-q"]) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is a symlink (to {target!r})" in err
+    with ArchiveManager() as manager, pytest.raises(DestinationError, match="is a symlink"):
+        manager.create_archive(sample_tree, link)
+    assert os.readlink(link) == target and (tmp_path / "v1.tar.gz").read_bytes() == b"release 1"
+    assert sorted(os.listdir(tmp_path)) == ["latest.tar.gz", "src", "v1.tar.gz"]
+    if os.path.exists("/dev/stdout") and os.path.islink("/dev/stdout"):
+        done = subprocess.run(
+            [sys.executable, "-m", "arcman", "create", str(sample_tree), "-o", "/dev/stdout",
+             "--format", "tar.gz", "-q"], capture_output=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        with ArchiveManager() as manager:
+            manager.extract_archive(io.BytesIO(done.stdout), tmp_path / "out")
+        assert snapshot(tmp_path / "out") == snapshot(sample_tree)
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod needs root")
 def test_an_output_that_is_a_device_stays_one(tmp_path: Path, sample_tree: Path) -> None:
     """`-o /dev/null --format tar` replaced /dev/null with a regular file."""

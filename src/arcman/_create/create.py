@@ -71,6 +71,14 @@ def create_archive(
         out = DeviceOutput(archive_path)
         excluded = {archive_path}
     elif isinstance(archive, str):
+        if os.path.islink(archive_path):
+            # As for extract's DEST: the rename would replace the link, and writing through
+            # it would change a file of another name (latest.tar.gz -> app-1.2.tar.gz).
+            raise DestinationError(
+                f"output {archive_path!r} is a symlink (to {os.readlink(archive_path)!r}): the "
+                "archive is renamed into place and would replace the link; give the path it "
+                "points to, or remove the link"
+            )
         check_name_length(archive_path, ".sha256", ".meta")
         checksum_path, meta_path = sidecar_paths(archive_path)
         for output in (archive_path, checksum_path, meta_path):
