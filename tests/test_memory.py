@@ -100,10 +100,10 @@ def test_expanded_size_is_read_without_decoding_the_member_list(tmp_path: Path) 
     assert text.index('"uncompressed_size"') < text.index('\n  "files": [')
     # Never decoded, so a list that is not even JSON does not matter.
     meta.write_text(text[: text.index('\n  "files": [')] + '\n  "files": [ not json')
-    assert extract._known_size(ArchiveSource(str(archive))) == 0
+    assert extract._known_size(ArchiveSource(str(archive))) == (0, repr(str(meta)))
     size = Path(archive).stat().st_size  # a sidecar of another archive gives no hint
     meta.write_text(f'{{"compressed_size": {size}, "uncompressed_size": 123}}')
-    assert extract._known_size(ArchiveSource(str(archive))) == 123
+    assert extract._known_size(ArchiveSource(str(archive))) == (123, repr(str(meta)))
     meta.write_text(f'{{"compressed_size": {size + 1}, "uncompressed_size": 123}}')
     assert extract._known_size(ArchiveSource(str(archive))) is None
     meta.write_text("not json")

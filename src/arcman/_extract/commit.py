@@ -152,8 +152,9 @@ def make_staging(dest: str) -> str:
     return staging
 
 
-def ensure_space(staging: str, needed: int | None) -> None:
-    """Refuse up front when the archive's known expanded size cannot fit beside the old tree."""
+def ensure_space(staging: str, needed: tuple[int, str] | None) -> None:
+    """Refuse up front when the archive's known expanded size (and where it was read) cannot
+    fit beside the old tree."""
     if needed is None:
         return
     try:
@@ -161,10 +162,11 @@ def ensure_space(staging: str, needed: int | None) -> None:
     except OSError:
         return  # no statvfs (Windows) or an exotic file system: ENOSPC is still caught
     free = st.f_bavail * st.f_frsize
-    if needed > free:
+    size, origin = needed
+    if size > free:
         raise DestinationError(
             f"not enough space to extract beside {os.path.dirname(staging)!r}: "
-            f"{needed} bytes needed, {free} free"
+            f"{size} bytes needed (as {origin} says), {free} free"
         )
 
 

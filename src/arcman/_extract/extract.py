@@ -407,16 +407,18 @@ def spool_zip(
         source.spool(directory, limit, progress.reach)
 
 
-def _known_size(source: ArchiveSource) -> int | None:
-    """The expanded size, when the archive declares it before extraction: from a zip's central
-    directory, or from the ``.meta`` sidecar arcman writes beside every archive file."""
+def _known_size(source: ArchiveSource) -> tuple[int, str] | None:
+    """The expanded size, when the archive declares it before extraction, and where it was
+    read: a zip's central directory, or the ``.meta`` sidecar arcman writes beside every
+    archive file (named in a refusal, so that a wrong one can be found and removed)."""
     if source.fmt is CompressionFormat.ZIP:
         with open_zip(source.zip_file()) as archive:
-            return sum(info.file_size for info in archive.infolist())
+            return sum(info.file_size for info in archive.infolist()), "the zip's directory"
     if source.path is None:
         return None
+    meta = source.path + ".meta"
     try:
-        with open(source.path + ".meta", encoding="utf-8") as f:
+        with open(meta, encoding="utf-8") as f:
             head = f.read(_META_HEAD)
         # The member list follows the sizes: a million names are not decoded for one number
         # (json.load of the whole sidecar was the peak of extracting a million files).
@@ -428,7 +430,7 @@ def _known_size(source: ArchiveSource) -> int | None:
             return None
     except (OSError, ValueError, AttributeError, RecursionError):  # a damaged sidecar: no hint
         return None
-    return size if isinstance(size, int) and size >= 0 else None
+    return (size, repr(meta)) if isinstance(size, int) and size >= 0 else None
 
 
 def _guard(
