@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from arcman import ArchiveConfig, ArchiveError, ArchiveManager, IntegrityError
+from arcman import ArchiveConfig, ArchiveError, ArchiveManager, DestinationError, IntegrityError
 from helpers import FORMATS, snapshot, writable
 
 
@@ -306,3 +306,56 @@ def test_two_creates_of_one_output_leave_one_runs_archive_and_its_sidecars(
     assert Path(f"{out}.sha256").read_text() == f"{digest}  same.tar.gz\n"
     assert json.loads(Path(f"{out}.meta").read_text())["checksum_sha256"] == digest
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_extraction_committed_while_another_commits_is_not_replaced_without_replace(
+    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both find DEST empty. A has checked it again at its commit and is about to rename its
+    # tree in when B commits. Unlocked, B then passed the same check and renamed its tree
+    # in; A's rename found DEST full and replaced B's tree although neither asked --replace.
+    from arcman._extract import commit as commit_module
+
+    archives = []
+    with ArchiveManager() as manager:
+        for i in (0, 1):
+            archives.append(tmp_path / f"{i}.tar.gz")
+            manager.create_archive(trees[i], archives[-1])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    a_between = threading.Event()
+    b_done = threading.Event()
+    into_existing = commit_module._into_existing
+
+    def paused(staging: str, dest: str, keep_previous: bool) -> str | None:
+        if threading.current_thread().name == "A":
+            a_between.set()
+            b_done.wait(1.0)
+        return into_existing(staging, dest, keep_previous)
+
+    monkeypatch.setattr(commit_module, "_into_existing", paused)
+    errors: dict[str, BaseException] = {}
+
+    def extract(name: str, archive: Path) -> None:
+        try:
+            with ArchiveManager() as manager:
+                manager.extract_archive(archive, dest)
+        except BaseException as exc:
+            errors[name] = exc
+        finally:
+            if name == "B":
+                b_done.set()
+
+    a = threading.Thread(target=extract, args=("A", archives[0]), name="A")
+    a.start()
+    assert a_between.wait(30)
+    b = threading.Thread(target=extract, args=("B", archives[1]), name="B")
+    b.start()
+    a.join(30)
+    b.join(30)
+    assert "A" not in errors, errors
+    assert isinstance(errors.get("B"), DestinationError), errors
+    assert snapshot(dest) == snapshot(trees[0])
+    assert sorted(os.listdir(tmp_path)) == ["0.tar.gz", "0.tar.gz.meta", "0.tar.gz.sha256",
+                                            "1.tar.gz", "1.tar.gz.meta", "1.tar.gz.sha256",
+                                            "dest", *(f"src{i}" for i in range(4))]

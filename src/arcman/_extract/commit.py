@@ -34,6 +34,7 @@ from .._atomic import (
     check_name_length,
     clean_stale,
     describe_os_error,
+    lock_directory,
     remove_tree,
     rename_over,
     sibling,
@@ -337,11 +338,18 @@ def commit(
         if writeback is None:
             writeback = Writeback(staging, early=False)
         writeback.finish()
-        if not os.path.lexists(dest):
-            os.rename(staging, dest)
-        else:
-            check_destination(dest, replace, keep_previous)
-            left = _into_existing(staging, dest, keep_previous)
+        # Locked (see lock_directory) from the check to the rename: another extraction into
+        # DEST, committed in between, would be replaced without --replace.
+        lock = lock_directory(os.path.dirname(dest))
+        try:
+            if not os.path.lexists(dest):
+                os.rename(staging, dest)
+            else:
+                check_destination(dest, replace, keep_previous)
+                left = _into_existing(staging, dest, keep_previous)
+        finally:
+            if lock is not None:
+                os.close(lock)
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
     except BaseException as exc:
