@@ -466,6 +466,28 @@ def test_limits_refuse(box: Path, limits: dict[str, int], match: str) -> None:
         mgr.extract_archive(archive, box / "dest")  # raising the limits lets it through
 
 
+def test_a_limit_is_reported_as_a_limit_and_the_manifest_as_a_member(
+    box: Path, sample_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--max-members N` on an arcman archive of N files said "unsafe member
+    '.arcman-manifest.jsonl': more than N members": neither unsafe, nor a member to the user."""
+    from arcman._cli import main
+
+    archive = box / "a.tar.gz"
+    with ArchiveManager() as manager:
+        members = len(manager.create_archive(sample_tree, archive).files)
+    extract = ["extract", str(archive), "-C", str(box / "d1"), "--max-members", str(members)]
+    assert main(extract) == 3
+    err = capsys.readouterr().err
+    assert err == (
+        "arcman: error: over an extraction limit at '.arcman-manifest.jsonl': more than "
+        f"{members} members (the manifest arcman adds counts as one)\n"
+    )
+    assert not (box / "d1").exists()
+    extract = ["extract", str(archive), "-C", str(box / "d2"), "--max-members", str(members + 1)]
+    assert main(extract) == 0
+
+
 def test_cli_raises_and_lifts_limits(box: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from arcman._cli import main
 

@@ -33,14 +33,19 @@ class DestinationError(ArchiveError):
 class UnsafeMemberError(ArchiveError):
     """An archive member would escape the destination or is of a refused kind."""
 
+    _summary = "unsafe member"
+
     def __init__(self, member: str, reason: str) -> None:
-        super().__init__(f"unsafe member {member!r}: {reason}")
+        super().__init__(f"{self._summary} {member!r}: {reason}")
         self.member = member
         self.reason = reason
 
 
 class LimitExceededError(UnsafeMemberError):
     """An archive exceeds an extraction limit (size, member count, compression ratio)."""
+
+    # Not "unsafe member": the member the limit is reached at is often harmless.
+    _summary = "over an extraction limit at"
 
 
 class IntegrityError(ArchiveError):

@@ -276,7 +276,7 @@ def _scan_members(
                 guard.check_ratio(scan.uncompressed_size + size, zip_end)
             if member.kind == FILE and _is_manifest(member.name):
                 if guard is not None:
-                    guard.count(member)
+                    guard.count(member, manifest=True)
                 scan.manifest = SpooledManifest()
                 for chunk in _chunks(member, after_chunk):
                     scan.manifest.write(chunk)

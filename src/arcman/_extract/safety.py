@@ -141,13 +141,15 @@ class MemberGuard:
             return FILE
         return kind
 
-    def count(self, member: Member) -> None:
+    def count(self, member: Member, *, manifest: bool = False) -> None:
         """Count ``member`` against the limits: check() does for every member it judges; the
-        manifest, which is read but not extracted, is counted by itself."""
+        ``manifest``, which is read but not extracted, is counted by itself."""
         limits = self._limits
         self.members += 1
         if limits.max_members is not None and self.members > limits.max_members:
-            raise LimitExceededError(member.name, f"more than {limits.max_members} members")
+            raise LimitExceededError(member.name, f"more than {limits.max_members} members" + (
+                " (the manifest arcman adds counts as one)" if manifest else ""
+            ))
         if member.kind == FILE:
             if limits.max_member_size is not None and member.size > limits.max_member_size:
                 raise LimitExceededError(
