@@ -106,6 +106,13 @@ LAYOUTS: dict[str, dict[str, str]] = {
         ".gitignore": "*.log\ntmp/\n", "keep.log": "", "sub/x.log": "", "sub/keep.log": "",
         "sub/.gitignore": "!keep.log\n!tmp/\n", "sub/tmp/f": "", "tmp/f": "",
     },
+    "POSIX character classes": {
+        ".gitignore": "[[:digit:]]*.log\n[![:alpha:]]*.tmp\nx[[:upper:][:digit:]]\n"
+                      "[]:alpha:]]\nh[[:xdigit:]]\n\\[[:lower:]]\n",
+        "1.log": "", "a.log": "", "9z.log": "", "_.tmp": "", "b.tmp": "", "3.tmp": "",
+        "xA": "", "x1": "", "xa": "", "]": "", ":": "", "a": "", "hf": "", "hg": "",
+        "[l]": "", "[:]": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },
@@ -370,6 +377,20 @@ def test_an_invalid_line_of_a_pattern_file_is_named_by_its_file_and_line(
             assert err.count("\n") == 1
             assert f"{where}: pattern {line!r} is not valid" in err
     assert sorted(os.listdir(tmp_path)) == ["extra", "t"]
+
+
+@pytest.mark.parametrize("name", ["space", "punct", "graph", "print", "blank", "cntrl", "bogus"])
+def test_a_posix_class_without_a_plain_range_is_refused(tmp_path: Path, name: str) -> None:
+    """pathspec read "[[:space:]]" as a set of its letters: matched otherwise than git."""
+    from arcman import ArchiveConfig, ConfigError
+
+    root = _build(tmp_path / "t", {"a b": "", ".gitignore": f"*[[:{name}:]]*\n"})
+    with pytest.raises(ConfigError, match=re.escape(f"[:{name}:] is not supported")):
+        gitignore_patterns(str(root))
+    config = ArchiveConfig(exclude_patterns=[f"[[:{name}:]]"])
+    with ArchiveManager(config) as manager, pytest.raises(ConfigError, match="is not supported"):
+        manager.create_archive(root, tmp_path / "a.tar")
+    assert sorted(os.listdir(tmp_path)) == ["t"]
 
 
 def test_gitignore_leaves_out_gits_own_directory(

@@ -40,18 +40,80 @@ def read_pattern_file(path: str, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def invalid_pattern(pattern: str) -> str | None:
-    """Why pathspec cannot compile ``pattern`` (as Excludes trims it), or None if it can."""
+    """Why ``pattern`` cannot be compiled as Excludes compiles it, or None if it can."""
     import pathspec
 
-    text = _trim(pattern)
-    text = text[:-1] if text.endswith("/") else text
-    if text in ("", "!"):  # "/" and "!/" match nothing (see Excludes)
-        return None
     try:
-        pathspec.GitIgnoreSpec.from_lines([text])
+        text = _for_pathspec(pattern)[1]
+        if text not in ("", "!"):  # "/" and "!/" match nothing (see Excludes)
+            pathspec.GitIgnoreSpec.from_lines([text])
     except (ValueError, re.error) as exc:  # pathspec's GitIgnorePatternError is a ValueError
         return exc.msg if isinstance(exc, re.error) else str(exc)  # re's without a position
     return None
+
+
+def _for_pathspec(pattern: str) -> tuple[bool, str]:
+    """(directories only?, the pattern as pathspec is given it): trimmed as git trims a line,
+    without its trailing slash, and with POSIX classes rewritten (see _posix_classes)."""
+    text = _trim(pattern)
+    dirs_only = text.endswith("/")
+    return dirs_only, _posix_classes(text[:-1] if dirs_only else text)
+
+
+# git's wildmatch takes POSIX classes in a bracket expression ("[[:digit:]]*.log"), with
+# ASCII meanings; pathspec makes of them a set of the class name's letters, which matches
+# none of what git matches (and Python warns "Possible nested set"). Those that are plain
+# ranges are rewritten as the ranges; one whose characters a bracket would have to escape
+# (punct, space...) is refused rather than matched otherwise than git matches it.
+_CLASS_RANGES = {
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "digit": "0-9", "lower": "a-z", "upper": "A-Z",
+    "xdigit": "0-9a-fA-F",
+}
+_CLASS = re.compile(r"\[:([a-z]*):\]")
+
+
+def _posix_classes(text: str) -> str:
+    """``text`` with each ``[:name:]`` inside a bracket expression replaced by its range; a
+    ValueError for a class that has none here. By hand: neither pathspec nor fnmatch reads
+    them, and a bracket's extent (a leading "]" or "!]" is literal, "\\" escapes) must be
+    known to tell a class from a set that holds "[" and ":"."""
+    if "[:" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\":
+            out.append(text[i : i + 2])
+            i += 2
+            continue
+        if text[i] != "[":
+            out.append(text[i])
+            i += 1
+            continue
+        j = i + 1
+        if text[j : j + 1] in ("!", "^"):
+            j += 1
+        if text[j : j + 1] == "]":
+            j += 1
+        out.append(text[i:j])
+        while j < len(text) and text[j] != "]":
+            match = _CLASS.match(text, j)
+            if text[j] == "\\":
+                out.append(text[j : j + 2])
+                j += 2
+            elif match is None:
+                out.append(text[j])
+                j += 1
+            elif match[1] in _CLASS_RANGES:
+                out.append(_CLASS_RANGES[match[1]])
+                j = match.end()
+            else:
+                raise ValueError(
+                    f"the character class [:{match[1]}:] is not supported: list its characters"
+                )
+        out.append(text[j : j + 1])  # the closing "]" (none: pathspec judges the rest)
+        i = j + 1
+    return "".join(out)
 
 
 def _trim(line: str) -> str:
@@ -100,13 +162,11 @@ class Excludes:
         import pathspec
 
         texts: list[tuple[int, bool, str]] = []  # (index, directories only, pattern)
-        for index, pattern in enumerate(patterns):
-            text = _trim(pattern)
-            dirs_only = text.endswith("/")
-            text = text[:-1] if dirs_only else text
-            if text not in ("", "!"):  # "/" and "!/" match nothing
-                texts.append((index, dirs_only, text))
         try:
+            for index, pattern in enumerate(patterns):
+                dirs_only, text = _for_pathspec(pattern)
+                if text not in ("", "!"):  # "/" and "!/" match nothing
+                    texts.append((index, dirs_only, text))
             compiled = pathspec.GitIgnoreSpec.from_lines([text for _, _, text in texts]).patterns
         except (ValueError, re.error):
             for pattern in patterns:  # name the first pattern that does not compile
