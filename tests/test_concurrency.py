@@ -359,3 +359,54 @@ def test_an_extraction_committed_while_another_commits_is_not_replaced_without_r
     assert sorted(os.listdir(tmp_path)) == ["0.tar.gz", "0.tar.gz.meta", "0.tar.gz.sha256",
                                             "1.tar.gz", "1.tar.gz.meta", "1.tar.gz.sha256",
                                             "dest", *(f"src{i}" for i in range(4))]
+
+
+def test_a_rollback_waits_for_a_commit_in_progress(
+    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DEST holds tree 1, DEST.prev tree 0. A deploys tree 2 with --keep-previous and is
+    # between its check and its swap when B rolls back. Unlocked, B swapped DEST and
+    # DEST.prev under A, whose commit then discarded tree 1 as the older .prev: the tree
+    # deployed before A's was gone.
+    from arcman._extract import commit as commit_module
+
+    dest = tmp_path / "dest"
+    archives = []
+    with ArchiveManager() as manager:
+        for i in (0, 1, 2):
+            archives.append(tmp_path / f"{i}.tar.gz")
+            manager.create_archive(trees[i], archives[-1])
+        for i in (0, 1):
+            manager.extract_archive(archives[i], dest, replace=True, keep_previous=True)
+    a_between = threading.Event()
+    b_done = threading.Event()
+    into_existing = commit_module._into_existing
+
+    def paused(staging: str, dest: str, keep_previous: bool) -> str | None:
+        if threading.current_thread().name == "A":
+            a_between.set()
+            b_done.wait(1.0)
+        return into_existing(staging, dest, keep_previous)
+
+    monkeypatch.setattr(commit_module, "_into_existing", paused)
+
+    def deploy() -> None:
+        with ArchiveManager() as manager:
+            manager.extract_archive(archives[2], dest, replace=True, keep_previous=True)
+
+    def roll_back() -> None:
+        with ArchiveManager() as manager:
+            manager.rollback(dest)
+        b_done.set()
+
+    a = threading.Thread(target=deploy, name="A")
+    a.start()
+    assert a_between.wait(30)
+    b = threading.Thread(target=roll_back, name="B")
+    b.start()
+    a.join(30)
+    b.join(30)
+    assert b_done.is_set()
+    # A's deploy, then B's rollback of it: tree 1 back at DEST, tree 2 at DEST.prev.
+    assert snapshot(dest) == snapshot(trees[1])
+    assert snapshot(tmp_path / "dest.prev") == snapshot(trees[2])

@@ -386,13 +386,19 @@ def rollback(dest: str) -> None:
     """Swap DEST and DEST.prev (atomically where renameat2 exists); running it again undoes it.
     A failure at any step, Ctrl-C included, leaves both as they were."""
     prev = previous_path(dest)
-    for path in (dest, prev):
-        if not os.path.isdir(path) or os.path.islink(path):
-            raise DestinationError(f"cannot roll back: {path!r} is not a directory")
+    # Not in the middle of an extraction's commit (see commit), which would then discard
+    # the tree this swap had just put at DEST.prev.
+    lock = lock_directory(os.path.dirname(dest))
     try:
+        for path in (dest, prev):
+            if not os.path.isdir(path) or os.path.islink(path):
+                raise DestinationError(f"cannot roll back: {path!r} is not a directory")
         _swap_keeping(prev, dest, prev)
         _fsync_directory(os.path.dirname(dest))
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
     except OSError as exc:
         raise DestinationError(describe_os_error(exc, dest)) from exc
+    finally:
+        if lock is not None:
+            os.close(lock)
