@@ -308,21 +308,13 @@ def test_two_creates_of_one_output_leave_one_runs_archive_and_its_sidecars(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_an_extraction_committed_while_another_commits_is_not_replaced_without_replace(
-    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Both find DEST empty. A has checked it again at its commit and is about to rename its
-    # tree in when B commits. Unlocked, B then passed the same check and renamed its tree
-    # in; A's rename found DEST full and replaced B's tree although neither asked --replace.
+def _pause_thread_a_in_its_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """(A is paused, B is done): the thread named A, once its commit has checked DEST, sets
+    the first and waits up to 1 s for the second before it renames its tree in."""
     from arcman._extract import commit as commit_module
 
-    archives = []
-    with ArchiveManager() as manager:
-        for i in (0, 1):
-            archives.append(tmp_path / f"{i}.tar.gz")
-            manager.create_archive(trees[i], archives[-1])
-    dest = tmp_path / "dest"
-    dest.mkdir()
     a_between = threading.Event()
     b_done = threading.Event()
     into_existing = commit_module._into_existing
@@ -334,6 +326,23 @@ def test_an_extraction_committed_while_another_commits_is_not_replaced_without_r
         return into_existing(staging, dest, keep_previous)
 
     monkeypatch.setattr(commit_module, "_into_existing", paused)
+    return a_between, b_done
+
+
+def test_an_extraction_committed_while_another_commits_is_not_replaced_without_replace(
+    tmp_path: Path, trees: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both find DEST empty. A has checked it again at its commit and is about to rename its
+    # tree in when B commits. Unlocked, B then passed the same check and renamed its tree
+    # in; A's rename found DEST full and replaced B's tree although neither asked --replace.
+    archives = []
+    with ArchiveManager() as manager:
+        for i in (0, 1):
+            archives.append(tmp_path / f"{i}.tar.gz")
+            manager.create_archive(trees[i], archives[-1])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    a_between, b_done = _pause_thread_a_in_its_commit(monkeypatch)
     errors: dict[str, BaseException] = {}
 
     def extract(name: str, archive: Path) -> None:
@@ -368,8 +377,6 @@ def test_a_rollback_waits_for_a_commit_in_progress(
     # between its check and its swap when B rolls back. Unlocked, B swapped DEST and
     # DEST.prev under A, whose commit then discarded tree 1 as the older .prev: the tree
     # deployed before A's was gone.
-    from arcman._extract import commit as commit_module
-
     dest = tmp_path / "dest"
     archives = []
     with ArchiveManager() as manager:
@@ -378,17 +385,7 @@ def test_a_rollback_waits_for_a_commit_in_progress(
             manager.create_archive(trees[i], archives[-1])
         for i in (0, 1):
             manager.extract_archive(archives[i], dest, replace=True, keep_previous=True)
-    a_between = threading.Event()
-    b_done = threading.Event()
-    into_existing = commit_module._into_existing
-
-    def paused(staging: str, dest: str, keep_previous: bool) -> str | None:
-        if threading.current_thread().name == "A":
-            a_between.set()
-            b_done.wait(1.0)
-        return into_existing(staging, dest, keep_previous)
-
-    monkeypatch.setattr(commit_module, "_into_existing", paused)
+    a_between, b_done = _pause_thread_a_in_its_commit(monkeypatch)
 
     def deploy() -> None:
         with ArchiveManager() as manager:
