@@ -20,7 +20,7 @@ import shutil
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import IO, Any
 
@@ -394,24 +394,31 @@ class AtomicFile(HashingWriter):
             os.unlink(self.temp_path)
 
 
-def lock_directory(path: str) -> int | None:
-    """Wait for an exclusive lock on the directory ``path`` and return the descriptor that
-    holds it (closing it releases the lock), or None where the file system has no locks.
+@contextlib.contextmanager
+def directory_locked(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on the directory ``path`` (waiting for it) for the block; where
+    the file system has no locks, the block runs unlocked, as it did before there was one.
 
-    Held while an archive and its sidecars are renamed into place: two runs writing one
-    output at once then end with one run's archive and that run's sidecars, never one's
-    archive beside the other's ``.sha256``. flock, not a lock file: nothing is left behind
-    by a killed run, and a directory can be locked on Linux and macOS alike."""
+    Held while an archive and its sidecars are renamed into place, and while an extraction
+    checks DEST and renames its tree in: two runs writing one output at once then end with
+    one run's archive and that run's sidecars, never one's archive beside the other's
+    ``.sha256``. flock, not a lock file: nothing is left behind by a killed run, and a
+    directory can be locked on Linux and macOS alike."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None
+        fd = -1
+    if fd >= 0:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK on some network file systems
+            os.close(fd)
+            fd = -1
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:  # ENOLCK on some network file systems: commit unlocked, as before
-        os.close(fd)
-        return None
-    return fd
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
 
 
 def write_atomically(path: str, data: bytes) -> None:

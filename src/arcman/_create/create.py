@@ -22,7 +22,7 @@ from .._atomic import (
     check_name_length,
     clean_stale,
     describe_os_error,
-    lock_directory,
+    directory_locked,
 )
 from .._config import MAX_EPOCH, ArchiveConfig
 from .._errors import ConfigError, DestinationError, UnsupportedFormatError
@@ -260,12 +260,12 @@ def _is_special(path: str) -> bool:
 class _Sidecars:
     """The sidecars' AtomicFiles, written while the archive is still a temporary: committed
     when the block ends without error (after the archive's own commit), else discarded.
-    From ready() on, their directory is locked (lock_directory) until they are committed, so
-    the archive's commit and theirs are one step to another run writing the same output."""
+    From ready() on, their directory is locked (directory_locked) until they are committed,
+    so the archive's commit and theirs are one step to another run writing the same output."""
 
     def __init__(self) -> None:
         self._files: list[AtomicFile] = []
-        self._lock: int | None = None
+        self._lock = ExitStack()
 
     def add(self, path: str) -> AtomicFile:
         self._files.append(AtomicFile(path))
@@ -274,7 +274,7 @@ class _Sidecars:
     def ready(self, directory: str) -> None:
         for f in self._files:
             f.flush()  # out of their buffers: a full disk shows now, not at their commit
-        self._lock = lock_directory(directory)
+        self._lock.enter_context(directory_locked(directory))
 
     def __enter__(self) -> _Sidecars:
         return self
@@ -287,8 +287,7 @@ class _Sidecars:
         finally:
             for f in self._files:
                 f.discard()  # nothing left to remove once committed
-            if self._lock is not None:
-                os.close(self._lock)
+            self._lock.close()
 
 
 def _output_format(requested: CompressionFormat | None, path: str) -> CompressionFormat:

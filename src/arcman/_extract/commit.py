@@ -34,7 +34,7 @@ from .._atomic import (
     check_name_length,
     clean_stale,
     describe_os_error,
-    lock_directory,
+    directory_locked,
     remove_tree,
     rename_over,
     sibling,
@@ -338,18 +338,14 @@ def commit(
         if writeback is None:
             writeback = Writeback(staging, early=False)
         writeback.finish()
-        # Locked (see lock_directory) from the check to the rename: another extraction into
-        # DEST, committed in between, would be replaced without --replace.
-        lock = lock_directory(os.path.dirname(dest))
-        try:
+        # Locked from the check to the rename: another extraction into DEST, committed in
+        # between, would be replaced without --replace.
+        with directory_locked(os.path.dirname(dest)):
             if not os.path.lexists(dest):
                 os.rename(staging, dest)
             else:
                 check_destination(dest, replace, keep_previous)
                 left = _into_existing(staging, dest, keep_previous)
-        finally:
-            if lock is not None:
-                os.close(lock)
     except _Stranded as exc:
         raise DestinationError(str(exc)) from exc.__cause__
     except BaseException as exc:
@@ -388,17 +384,14 @@ def rollback(dest: str) -> None:
     prev = previous_path(dest)
     # Not in the middle of an extraction's commit (see commit), which would then discard
     # the tree this swap had just put at DEST.prev.
-    lock = lock_directory(os.path.dirname(dest))
-    try:
+    with directory_locked(os.path.dirname(dest)):
         for path in (dest, prev):
             if not os.path.isdir(path) or os.path.islink(path):
                 raise DestinationError(f"cannot roll back: {path!r} is not a directory")
-        _swap_keeping(prev, dest, prev)
-        _fsync_directory(os.path.dirname(dest))
-    except _Stranded as exc:
-        raise DestinationError(str(exc)) from exc.__cause__
-    except OSError as exc:
-        raise DestinationError(describe_os_error(exc, dest)) from exc
-    finally:
-        if lock is not None:
-            os.close(lock)
+        try:
+            _swap_keeping(prev, dest, prev)
+            _fsync_directory(os.path.dirname(dest))
+        except _Stranded as exc:
+            raise DestinationError(str(exc)) from exc.__cause__
+        except OSError as exc:
+            raise DestinationError(describe_os_error(exc, dest)) from exc
