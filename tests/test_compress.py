@@ -8,6 +8,7 @@ import io
 import itertools
 import random
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -241,6 +242,42 @@ def test_threaded_writer_below_its_start_is_written_by_flush_alone() -> None:
     dropped.write(b"never")
     dropped.stop()  # an abandoned stream (the archive is being removed): nothing more written
     assert written == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("may_stall", [True, False])
+def test_an_abandoned_writer_drops_what_is_queued_and_leaves_a_stalled_write(
+    may_stall: bool,
+) -> None:
+    """After a failure or Ctrl-C, stop(abandon=True) joined the thread, which waited on a
+    write to a pipe that nobody read (`arcman create -o - | ssh ...` on a stalled network)."""
+    began = threading.Event()
+    gate = threading.Event()
+    written: list[int] = []
+
+    def stalled_write(data: bytes) -> None:
+        began.set()
+        gate.wait(30)
+        written.append(len(data))
+
+    stage = ThreadedWriter(stalled_write, lambda: None, 64 * MiB, may_stall=may_stall)
+    for _ in range(3):
+        stage.write(b"x" * START_AFTER)
+    assert began.wait(30)
+    stopper = threading.Thread(target=stage.stop, kwargs={"abandon": True})
+    started = time.monotonic()
+    stopper.start()
+    stopper.join(1)
+    # A regular file's write returns: it is waited for; a stream's is left after the grace.
+    assert stopper.is_alive() is not may_stall
+    if may_stall:
+        assert time.monotonic() - started < 2
+    gate.set()
+    stopper.join(30)
+    deadline = time.monotonic() + 30
+    while not written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert written == [START_AFTER]  # the write under way ends; what was queued is dropped
 
 
 def test_a_stream_of_one_block_is_compressed_by_the_caller() -> None:

@@ -262,6 +262,7 @@ class HashingWriter:
         self._name = name
         self._hash = hashlib.sha256()
         self.size = 0
+        self.may_stall = may_stall(file)
 
     @property
     def sha256(self) -> str:
@@ -307,6 +308,15 @@ class HashingWriter:
             raise DestinationError(describe_os_error(exc, self._name)) from exc
         except ValueError as exc:
             raise DestinationError(f"cannot write {self._name}: {exc}") from exc
+
+
+def may_stall(stream: IO[bytes]) -> bool:
+    """Whether a read or write of ``stream`` may wait indefinitely: a pipe's, a socket's or a
+    device's does while the other end is alive but idle; a regular file's returns."""
+    try:
+        return not stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both
+        return True
 
 
 def _wait_writable(stream: IO[bytes]) -> None:

@@ -467,7 +467,12 @@ def _output(args: argparse.Namespace) -> str | IO[bytes]:
     # Closed at start (`>&-`), it is /dev/null (see main()), where the archive would vanish.
     closed = getattr(sys.stdout, "name", None) == os.devnull
     _standard(sys.stdout, "output", "output", closed=closed, advice="redirect it")
-    return sys.stdout.buffer
+    # Written through its descriptor, not sys.stdout.buffer, for the reason _archive gives:
+    # on Ctrl-C a write that a stalled pipe holds up is left to the output thread (see
+    # ThreadedWriter.stop), and the exit flushes sys.stdout.buffer, whose lock it holds.
+    stdout = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
+    stdout.name = "<stdout>"
+    return stdout
 
 
 def _standard(stream: Any, role: str, kind: str, *, closed: bool, advice: str) -> None:

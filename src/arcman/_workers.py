@@ -65,6 +65,19 @@ def is_tiny_batch(files: int, cost: int) -> bool:
     return cost < files * (ITEM_OVERHEAD + TINY_FILE_AVERAGE)
 
 
+# The longest a wait of the main thread on another thread lasts before it looks again: CPython
+# runs a Ctrl-C's handler between bytecodes, so a signal that lands after the last look but
+# before a lock wait without a timeout begins is acted on only once that wait ends, and the
+# wait for a stalled stream's data (or for a stalled output to drain) does not end.
+WAKE_INTERVAL = 0.1
+# How long a failed or interrupted operation lets a read or write of a pipe or a socket that is
+# under way return before it leaves the thread doing it to finish on its own (a daemon, which
+# the process's exit does not wait for). A flowing local pipe takes or fills a piece in
+# milliseconds, and the thread has then let go of everything, as it has for a file; a stalled
+# one costs this once, well within what Ctrl-C may take.
+STALL_GRACE = 0.2
+
+
 class ByteBudget:
     """Bounds the bytes handed to workers: acquire() blocks the producer, workers release().
 
@@ -80,14 +93,14 @@ class ByteBudget:
     def acquire(self, n: int) -> None:
         with self._cond:
             while self._used and self._used + n > self._limit:
-                self._cond.wait()
+                self._cond.wait(WAKE_INTERVAL)
             self._used += n
 
     def drain(self) -> None:
         """Wait until every acquired byte has been released (all work in flight is done)."""
         with self._cond:
             while self._used:
-                self._cond.wait()
+                self._cond.wait(WAKE_INTERVAL)
 
     def release(self, n: int) -> None:
         with self._cond:

@@ -51,6 +51,7 @@ import lzma
 import queue
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -58,10 +59,19 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from .._atomic import HashingWriter
 from .._backends import crc32_combiner, isal_zlib, pyzstd, zlib_ng
 from .._formats import CompressionFormat
 from .._stats import PhaseClock
-from .._workers import ByteBudget, Submit, codec_share, output_share, start
+from .._workers import (
+    STALL_GRACE,
+    WAKE_INTERVAL,
+    ByteBudget,
+    Submit,
+    codec_share,
+    output_share,
+    start,
+)
 
 GZIP_BLOCK = 1024 * 1024
 DEFLATE_WINDOW = 32 * 1024
@@ -112,10 +122,14 @@ class ThreadedWriter:
     """
 
     def __init__(
-        self, write: Callable[[bytes], object], finish: Callable[[], None], in_flight: int
+        self, write: Callable[[bytes], object], finish: Callable[[], None], in_flight: int,
+        *, may_stall: bool = False,
     ) -> None:
         self._write = write
         self._finish = finish
+        self._may_stall = may_stall  # a write may wait for good (a pipe nobody reads)
+        self._writing = False
+        self._abandoned = False
         self._queue: queue.Queue[bytes | None] = queue.Queue()
         # Bounded in bytes, not items: a zstd frame is several MiB, and 8 queued ones cost
         # ~60 MB of peak RSS on the 2 x 1 GiB corpus.
@@ -134,11 +148,14 @@ class ThreadedWriter:
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
-            if self._error is None:
+            if self._error is None and not self._abandoned:
+                self._writing = True
                 try:
                     self._write(data)
                 except BaseException as exc:  # handed to the producer by _check()
                     self._error = exc
+                finally:
+                    self._writing = False
             self._budget.release(len(data))
 
     def _check(self) -> None:
@@ -169,13 +186,27 @@ class ThreadedWriter:
 
     close = flush
 
-    def stop(self) -> None:
+    def stop(self, *, abandon: bool = False) -> None:
         """End the thread once what is queued has been written (or dropped after an error).
-        Bytes held before the thread started are dropped: only flush() writes them."""
+        Bytes held before the thread started are dropped: only flush() writes them.
+
+        ``abandon`` (the operation failed, or Ctrl-C): what is queued is dropped, and a write
+        to an output that may stall is waited for STALL_GRACE at most, then left to the thread (a
+        daemon, which the process's exit does not wait for): ``arcman create -o - | ssh ...``
+        whose network stops taking bytes hung on Ctrl-C."""
         self._unstarted = None
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        if self._thread is None or not self._thread.is_alive():
+            return
+        self._abandoned = abandon
+        self._queue.put(None)
+        deadline: float | None = None
+        while self._thread.is_alive():
+            if abandon and self._writing and self._may_stall:
+                now = time.monotonic()
+                deadline = now + STALL_GRACE if deadline is None else deadline
+                if now >= deadline:
+                    return
+            self._thread.join(WAKE_INTERVAL)  # see WAKE_INTERVAL
 
 
 class BlockCodec(Protocol):
@@ -511,7 +542,7 @@ class BlockCompressor:
 def open_sink(
     fmt: CompressionFormat,
     level: int,
-    out: Output,
+    out: HashingWriter,
     submit: Submit | None,
     threads: int,
     clock: PhaseClock,
@@ -521,7 +552,9 @@ def open_sink(
     ``budget``. Unless sequential, the archive is written on a thread of its own, which ends
     with the block."""
     codec = _codec(fmt, level)
-    writer = None if submit is None else ThreadedWriter(out.write, out.flush, output_share(budget))
+    writer = None if submit is None else ThreadedWriter(
+        out.write, out.flush, output_share(budget), may_stall=out.may_stall
+    )
     target: Output = out if writer is None else writer
     try:
         if codec is None:
@@ -531,9 +564,12 @@ def open_sink(
             yield BlockCompressor(
                 target, codec, submit, threads, clock, codec_share(budget), combine
             )
-    finally:
+    except BaseException:
         if writer is not None:
-            writer.stop()
+            writer.stop(abandon=True)
+        raise
+    if writer is not None:
+        writer.stop()  # ended already by the sink's close(), unless the caller did not close it
 
 
 def _codec(fmt: CompressionFormat, level: int) -> BlockCodec | None:

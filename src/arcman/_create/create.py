@@ -230,7 +230,9 @@ class DeviceOutput(StreamOutput):
 
     def __init__(self, path: str) -> None:
         try:
-            stream = open(path, "wb")  # noqa: SIM115 - closed by __exit__
+            # Unbuffered: closing a buffered file waits for its lock, which the output thread
+            # holds while a write to a FIFO nobody reads waits (see ThreadedWriter.stop).
+            stream = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by __exit__
         except OSError as exc:
             raise DestinationError(describe_os_error(exc, path)) from exc
         super().__init__(stream)

@@ -21,18 +21,18 @@ import bz2
 import contextlib
 import io
 import lzma
-import os
 import queue
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from .._atomic import may_stall
 from .._backends import isal_zlib, pyzstd
 from .._errors import CorruptArchiveError
 from .._formats import CompressionFormat
 from .._stats import PhaseClock
+from .._workers import STALL_GRACE, WAKE_INTERVAL
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -41,11 +41,6 @@ PIECE = 4 * 1024 * 1024
 GZIP_INPUT = 4 * 1024 * 1024
 _DEPTH = 4
 _END = object()
-# How long close() lets a read of a pipe or a socket that is under way return before it leaves
-# the producer thread to finish on its own. A flowing local pipe fills a read in milliseconds,
-# and the thread has then released everything (the caller's stream too) when close() returns,
-# as it has for a file; a stalled one costs this once, well within what Ctrl-C may take.
-_GRACE = 0.2
 _POLL = 0.02  # close()'s wait for the thread, between looks at what it is doing
 
 
@@ -157,7 +152,7 @@ class _Input(io.RawIOBase):
         self._raw = raw
         self._stop = stop
         self.reading = False
-        self.may_stall = _may_stall(raw)
+        self.may_stall = may_stall(raw)
 
     def readable(self) -> bool:
         return True
@@ -190,15 +185,6 @@ class _Input(io.RawIOBase):
             self._raw.close()
         finally:
             super().close()
-
-
-def _may_stall(raw: IO[bytes]) -> bool:
-    """Whether a read of ``raw`` may wait indefinitely: a pipe's or a socket's does while its
-    writer is alive but silent; a regular file's returns."""
-    try:
-        return not stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
-    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both
-        return True
 
 
 class DecompressedStream:
@@ -234,7 +220,7 @@ class DecompressedStream:
                 target=self._produce, name="arcman-decompress", daemon=True
             )
             self._thread.start()
-            self._pieces = iter(self._queue.get, None)
+            self._pieces = self._queued()
         else:
             self._pieces = self._decode()
 
@@ -251,6 +237,15 @@ class DecompressedStream:
             yield exc
             return
         yield _END
+
+    def _queued(self) -> Iterator[tuple[bytes, int] | BaseException | object]:
+        """The producer's items, waited for in turns of WAKE_INTERVAL (see there): a Ctrl-C
+        while the stream stalls is acted on at once."""
+        while True:
+            try:
+                yield self._queue.get(timeout=WAKE_INTERVAL)
+            except queue.Empty:
+                continue
 
     def _produce(self) -> None:
         try:
@@ -326,7 +321,7 @@ class DecompressedStream:
     def close(self) -> None:
         """Stop decoding. Returns once the decoder and the raw file are closed, unless the
         producer thread waits on a read of a pipe or a socket that does not return within
-        _GRACE: it closes them itself when that read returns (a daemon thread, which the
+        STALL_GRACE: it closes them itself when that read returns (a daemon thread, which the
         process's exit does not wait for)."""
         self._stop.set()
         if self._thread is None:
@@ -339,7 +334,7 @@ class DecompressedStream:
                     self._queue.get_nowait()
             if self._raw.reading and self._raw.may_stall:
                 now = time.monotonic()
-                deadline = now + _GRACE if deadline is None else deadline
+                deadline = now + STALL_GRACE if deadline is None else deadline
                 if now >= deadline:
                     return
             self._thread.join(_POLL)
