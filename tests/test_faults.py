@@ -512,6 +512,23 @@ def _unread(pipe: Any) -> int:
     return int(struct.unpack("i", packed)[0])
 
 
+def _signalled(proc: subprocess.Popen[bytes], sig: signal.Signals) -> tuple[int, str]:
+    """Send ``sig`` to ``proc``, which waits on a stalled pipe, and return its exit status and
+    its stderr; killed if it has not ended within 10 s (a hang: TimeoutExpired)."""
+    assert proc.stderr is not None
+    try:
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(sig)
+        returncode = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    return returncode, err
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "said"),
     [pytest.param(signal.SIGINT, 130, "interrupted", id="SIGINT"),
@@ -546,16 +563,9 @@ def test_interrupt_and_terminate_while_standard_input_stalls(
         deadline = time.monotonic() + 60
         while _unread(proc.stdin) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert proc.poll() is None, proc.stderr.read()
-        proc.send_signal(sig)
-        returncode = proc.wait(timeout=10)
+        returncode, err = _signalled(proc, sig)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         proc.stdin.close()
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
     assert (returncode, err) == (code, f"arcman: {said}\n")  # no traceback, no fatal error
     assert snapshot(dest) == before
     assert os.listdir(box) == ["dest"]  # no staging tree left
@@ -602,19 +612,11 @@ def test_interrupt_and_terminate_while_the_output_stalls(
             elif unread > 0 and time.monotonic() - since > 0.3:
                 break
             time.sleep(0.01)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else None
-        proc.send_signal(sig)
-        returncode = proc.wait(timeout=10)
+        returncode, err = _signalled(proc, sig)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         reader.close()
         if output == "fifo":
             os.close(read_end)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
     assert (returncode, err) == (code, f"arcman: {said}\n")  # no traceback, no fatal error
     assert sorted(os.listdir(tmp_path)) == ["fifo"]  # still the FIFO, no sidecars
 
