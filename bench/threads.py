@@ -13,8 +13,9 @@ waking each other in turn (free to run on two CPUs, then pinned to one), and the
 page of memory touched for the first time (a virtual machine whose host backs its memory on
 demand, or takes freed memory back, pays a fault to the host for it).
 
-Runs alternate nothing and time nothing against peers (``run.py`` does): each round is one
-operation, its threads' figures summed over the round, medians over ``--rounds``.
+Nothing is compared with the peers here (``run.py`` does that): each round is one operation,
+its threads' figures summed by role, medians over ``--rounds``. The helper process that reads
+or writes batches of tiny files (``_child.py``) is another process: its time is not counted.
 
 Usage: python bench/threads.py CORPUS_DIR [--op create|extract] [--format tar.gz] [--level N]
 [--rounds 5] [--out DIR]  (Linux only; prints a Markdown table)
