@@ -194,18 +194,15 @@ def main() -> int:
           f"{cpus} CPUs, median wall {statistics.median(walls) * 1000:.0f} ms\n")
     print("| thread | on a CPU ms | waiting for a CPU ms | switches | waiting per switch us |")
     print("|---|---|---|---|---|")
-    roles = sorted({role for _, rows in results for role in rows},
-                   key=lambda r: -statistics.median(rows.get(r, [0])[0] for _, rows in results))
-    total = [0.0, 0.0, 0.0]
-    for role in (*roles, "all threads"):
-        if role == "all threads":
-            on_cpu, waiting, switches = total
-        else:
-            on_cpu, waiting, switches = (
-                statistics.median(rows.get(role, [0, 0, 0])[i] for _, rows in results)
-                for i in range(3)
-            )
-            total = [total[0] + on_cpu, total[1] + waiting, total[2] + switches]
+    # Each role's median over the rounds of each figure; most CPU first; their sums last.
+    medians = {
+        role: [statistics.median(rows.get(role, [0, 0, 0])[i] for _, rows in results)
+               for i in range(3)]
+        for role in {role for _, rows in results for role in rows}
+    }
+    table = sorted(medians.items(), key=lambda item: -item[1][0])
+    total = [sum(figures[i] for figures in medians.values()) for i in range(3)]
+    for role, (on_cpu, waiting, switches) in [*table, ("all threads", total)]:
         per = waiting / switches / 1e3 if switches else 0.0
         print(f"| {role} | {on_cpu / 1e6:.0f} | {waiting / 1e6:.0f} | {switches:.0f} | {per:.0f} |")
     busy = total[0] / 1e9 / statistics.median(walls) / cpus
