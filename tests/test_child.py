@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import textwrap
 import threading
 import time
@@ -351,12 +352,17 @@ def test_an_archive_read_by_the_helper_is_the_sequential_ones_byte_for_byte(
 
 
 class Vanishing(Patient):
-    """Removes d4/f0400.txt just before the batch that holds it goes to the helper."""
+    """Removes d4/f0400.txt just before the batch that holds it goes to the helper (a tar's
+    records helper is told the tree's root and gets names under it)."""
+
+    def __init__(self, task: str, *args: str) -> None:
+        super().__init__(task, *args)
+        self.root = args[1] if task == "records" else ""
 
     def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
         for item in batch:
             if item[0].endswith("d4/f0400.txt"):
-                os.unlink(item[0])
+                os.unlink(os.path.join(self.root, item[0]))
         super().submit(batch, reply)
 
 
@@ -384,6 +390,33 @@ def test_a_file_the_helper_cannot_read_is_an_error_or_a_reported_skip(
             assert "d4/f0400.txt" not in names and "d4/f0406.txt" in names
     assert Patient.started and Patient.started[0].sent > 0
     assert _no_child_left(Patient.started)
+
+
+def test_batches_with_names_that_need_pax_are_written_member_by_member(
+    tmp_path: Path, patient: type[Patient]
+) -> None:
+    """A batch the helper cannot make into plain records (a non-ASCII name, a name over 100
+    bytes) comes back read, and its members get pax headers as any other would."""
+    tree = _tiny_tree(tmp_path / "src")
+    odd = ["d4/caf\u00e9-f0400.txt", "d5/" + "n" * 120]
+    (tree / "d4" / "f0400.txt").rename(tree / odd[0])
+    (tree / odd[1]).write_bytes(b"long name")
+    helped, alone = tmp_path / "helped.tar.gz", tmp_path / "alone.tar.gz"
+    with ArchiveManager(POOLED) as manager:
+        result = manager.create_archive(tree, helped)
+        manager.extract_archive(helped, tmp_path / "out")
+    with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
+        manager.create_archive(tree, alone)
+    assert helped.read_bytes() == alone.read_bytes()
+    assert result.file_count == 601 and set(odd) <= set(result.files)
+    assert patient.started and patient.started[0].sent >= 601 - 64
+    assert snapshot(tmp_path / "out") == snapshot(tree)
+    with tarfile.open(helped) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        for name in odd:
+            data = tar.extractfile(members[name])
+            assert data is not None and data.read() == (tree / name).read_bytes()
+    assert _no_child_left(patient.started)
 
 
 def test_batches_of_a_helper_that_dies_are_read_by_the_caller(

@@ -7,7 +7,8 @@ import tarfile
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arcman._create.tar_writer import _header, ustar_header
+from arcman._create.headers import ustar_header
+from arcman._create.tar_writer import _header
 
 TYPES = st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE])
 ASCII = st.text(st.characters(min_codepoint=1, max_codepoint=127), max_size=110)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 TASKS = {
     "write": ("arcman._extract.files", "write_batch"),
     "read": ("arcman._create.files", "read_batch"),
+    "records": ("arcman._create.files", "record_batch"),
 }
 _LENGTH = struct.Struct("<I")
 # The fewest files worth a batch for the helper: a batch costs its sender and the reader

@@ -35,7 +35,7 @@ from .._stats import PhaseClock
 from .._workers import Submit, members_share
 from .collect import Collector, SourceEntry, check_name
 from .compress import open_sink
-from .read import ContentReader, LargeFile, Skipped
+from .read import ContentReader, LargeFile, Records, Skipped
 from .tar_writer import TarWriter
 
 if TYPE_CHECKING:
@@ -138,8 +138,21 @@ def create_archive(
             follow_symlinks=config.follow_symlinks,
             clock=clock,
             prepare=prepare,
+            owner_names=writer.owner_names if isinstance(writer, TarWriter) else None,
         )
-        for row, (entry, content) in enumerate(reader):
+        row = -1  # the table row of the entry in hand
+        for item in reader:
+            if isinstance(item, Records):  # only a TarWriter's reader makes them
+                assert isinstance(writer, TarWriter)
+                nbytes = writer.add_records(item)
+                for entry in item.entries:
+                    progress.advance(entry.size, entry.path)
+                total += nbytes
+                files += len(item.entries)
+                row += len(item.entries)
+                continue
+            entry, content = item
+            row += 1
             if isinstance(content, Skipped):
                 read_skips.append(f"{entry.path}: {content.reason}")
                 unread.add(row)

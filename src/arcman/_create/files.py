@@ -1,8 +1,9 @@
 """How one source file is opened, read whole and checked: by ContentReader, on its threads, and
-by the helper process (_child.py) that reads batches of tiny files beside the GIL.
+by the helper process (_child.py) that reads batches of tiny files beside the GIL; and how such
+a batch is made into finished tar records, there or inline (record_batch).
 
 Imported by that child: nothing here may import more than the standard library's core and
-arcman's exception classes.
+arcman's exception classes, headers and manifest lines.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import stat
 
 from .._errors import SourceError
+from .._manifest_line import FILE, entry_line
+from .headers import BLOCK, PADDING, REGTYPE, ustar_header
 
 # Not typing's: see _child.py.
 TYPE_CHECKING = False
@@ -20,6 +23,11 @@ if TYPE_CHECKING:
     WireItem = tuple[str, int, int]
     # What the helper made of it: its content and SHA-256 (hex), or why it cannot be read.
     Read = tuple[bytes, str] | str
+    # A file for record_batch: its archive name, size, change stamp, mode, uid, gid, mtime,
+    # user and group name.
+    RecordItem = tuple[str, int, int, int, int, int, int, str, str]
+    # The batch's tar records back to back and its manifest lines, or read_batch's answer.
+    Recorded = tuple[bytes, str] | list[Read]
 
 # O_NONBLOCK: a FIFO put in a file's place would block the open until a writer came, before
 # it could be refused; regular files ignore the flag.
@@ -91,3 +99,25 @@ def read_batch(follow: str, batch: list[WireItem]) -> list[Read]:
             continue
         results.append((data, hashlib.sha256(data).hexdigest()))
     return results
+
+
+def record_batch(follow: str, root: str, batch: list[RecordItem]) -> Recorded:
+    """The helper's task for tar archives (run inline too): each file of ``batch``, under
+    ``root``, read as read_batch reads it, and the batch made into its members' tar records
+    (plain ustar header, content, padding) and manifest lines, each joined into one. A batch
+    with a file that cannot be read, or that needs more than a plain header (a long or
+    non-ASCII name), is answered with read_batch's list instead: its caller makes those
+    members as it makes any other."""
+    read = read_batch(follow, [(os.path.join(root, item[0]), item[1], item[2]) for item in batch])
+    records: list[bytes] = []
+    lines: list[str] = []
+    for (name, size, _, mode, uid, gid, mtime, user, group), item in zip(batch, read, strict=True):
+        if isinstance(item, str):
+            return read
+        data, digest = item
+        header = ustar_header(name, REGTYPE, mode, uid, gid, size, mtime, "", user, group)
+        if header is None:
+            return read
+        records += (header, data, PADDING[size % BLOCK])
+        lines.append(entry_line(name, FILE, size, mode, mtime, digest))
+    return b"".join(records), "".join(lines)

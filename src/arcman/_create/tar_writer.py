@@ -1,109 +1,54 @@
 """TarWriter: emits tar records in collection order, then the manifest and the end marker.
 
-Headers are POSIX pax (ustar where the member fits, pax records for long or non-ASCII names
-and large values), readable by GNU tar, bsdtar and Python's tarfile. Owner names are looked up
-once per uid/gid rather than once per member.
-
-tarfile's TarInfo.tobuf costs ~25 us a member, which made the writer thread the bottleneck
-once compression was parallel; ``ustar_header`` builds the common case (ASCII names that fit,
-values in range) directly, byte-identical to tarfile's output, and leaves everything else to
-tarfile's pax path.
+Headers are POSIX pax (plain ustar where the member fits, built by headers.py; pax records
+for long or non-ASCII names and large values), readable by GNU tar, bsdtar and Python's
+tarfile. Owner names are looked up once per uid/gid rather than once per member. A batch of
+small files may come as finished records and manifest lines (read.Records), written whole.
 """
 
 from __future__ import annotations
 
-import functools
 import grp
 import pwd
 import tarfile
 
-from .._extract.ustar import byte_sum
 from .._manifest import DIR, FILE, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestWriter
 from .collect import SourceEntry
 from .compress import Sink
-from .read import Content, LargeFile, Loaded
+from .headers import BLOCK, DIRTYPE, PADDING, REGTYPE, SYMTYPE, ustar_header
+from .read import Content, LargeFile, Loaded, Records
 
-BLOCK = 512
 RECORD = 20 * BLOCK
 # Records are gathered into writes of about this size: one sink call per member (header, data,
 # padding: three) cost more than the zstd compression of a small file did.
 COALESCE = 1024 * 1024
-_TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE}
-_PADDING = tuple(bytes(-n % BLOCK) for n in range(BLOCK))  # by size % BLOCK
-_OCTAL_7 = 8**7
-_OCTAL_11 = 8**11
-# magic "ustar\0", version "00", then after the owner names: empty devmajor/devminor and prefix.
-_MAGIC = tarfile.POSIX_MAGIC
-_TAIL = bytes(8 + 8 + 155 + 12)
-_NO_LINK = bytes(100)
-
-
-def _fits(text: str, length: int) -> bool:
-    return len(text) <= length and text.isascii()
-
-
-@functools.lru_cache(maxsize=64)
-def _owner_block(uname: str, gname: str) -> tuple[bytes, int] | None:
-    """Bytes 257-511 of a ustar header (magic, owner names, the empty rest) and their byte
-    sum, built once per owner; None if the names need pax records."""
-    if not (_fits(uname, 32) and _fits(gname, 32)):
-        return None
-    tail = b"".join((
-        _MAGIC, uname.encode("ascii").ljust(32, b"\0"), gname.encode("ascii").ljust(32, b"\0"),
-        _TAIL,
-    ))
-    return tail, byte_sum(tail)
-
-
-def ustar_header(
-    name: str, type_: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
-    linkname: str, uname: str, gname: str,
-) -> bytes | None:
-    """A plain ustar header block as tarfile's PAX_FORMAT writes it, or None if it needs pax.
-    The checksum (the sum of all bytes, its own field counted as 8 spaces) is summed per field,
-    the owner part once per owner: sum() over the 512-byte block alone cost 2.6 us a member."""
-    owner = _owner_block(uname, gname)
-    if owner is None or not (
-        _fits(name, 100) and _fits(linkname, 100)
-        and 0 <= uid < _OCTAL_7 and 0 <= gid < _OCTAL_7
-        and 0 <= size < _OCTAL_11 and 0 <= mtime < _OCTAL_11
-    ):
-        return None
-    raw_name = name.encode("ascii")
-    numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
-    tail, tail_sum = owner
-    checksum = byte_sum(raw_name) + byte_sum(numbers) + 8 * 32 + type_[0] + tail_sum
-    if linkname:
-        raw_link = linkname.encode("ascii")
-        checksum += byte_sum(raw_link)
-        link = raw_link.ljust(100, b"\0")
-    else:
-        link = _NO_LINK
-    return b"".join((
-        raw_name.ljust(100, b"\0"), numbers, b"%06o\0 " % checksum, type_, link, tail
-    ))
+_TYPES = {FILE: REGTYPE, DIR: DIRTYPE}
 
 
 class _OwnerNames:
+    """The (user, group) names a header holds for a (uid, gid), looked up once per pair; ""
+    for an id with no name here."""
+
     def __init__(self) -> None:
-        self._users: dict[int, str] = {}
-        self._groups: dict[int, str] = {}
+        self._known: dict[tuple[int, int], tuple[str, str]] = {}
 
-    def user(self, uid: int) -> str:
-        if uid not in self._users:
+    def __call__(self, uid: int, gid: int) -> tuple[str, str]:
+        names = self._known.get((uid, gid))
+        if names is None:
             try:
-                self._users[uid] = pwd.getpwuid(uid).pw_name
+                user = pwd.getpwuid(uid).pw_name
             except KeyError:
-                self._users[uid] = ""
-        return self._users[uid]
+                user = ""
+            try:
+                group = grp.getgrgid(gid).gr_name
+            except KeyError:
+                group = ""
+            names = self._known[uid, gid] = (user, group)
+        return names
 
-    def group(self, gid: int) -> str:
-        if gid not in self._groups:
-            try:
-                self._groups[gid] = grp.getgrgid(gid).gr_name
-            except KeyError:
-                self._groups[gid] = ""
-        return self._groups[gid]
+
+def _no_names(uid: int, gid: int) -> tuple[str, str]:
+    return "", ""
 
 
 def _header(
@@ -111,7 +56,7 @@ def _header(
     linkname: str, uname: str, gname: str,
 ) -> bytes:
     """The member's header: the lean ustar block when it fits, tarfile's pax sequence if not."""
-    if type_ == tarfile.DIRTYPE and not name.endswith("/"):
+    if type_ == DIRTYPE and not name.endswith("/"):
         name += "/"  # as tarfile does
     fast = ustar_header(name, type_, mode, uid, gid, size, mtime, linkname, uname, gname)
     if fast is not None:
@@ -128,7 +73,7 @@ class TarWriter:
         """``owner_names=False`` leaves uname/gname empty: uid 0 is "root" everywhere, but gid 0
         is "root" on Linux and "wheel" on macOS, which would break reproducible archives."""
         self._sink = sink
-        self._names = _OwnerNames() if owner_names else None
+        self.owner_names = _OwnerNames() if owner_names else _no_names
         self.manifest = ManifestWriter()
         self.written = 0
         self._parts: list[bytes] = []
@@ -137,13 +82,20 @@ class TarWriter:
         self._emit(tarfile.TarInfo.create_pax_global_header({TAR_MANIFEST_MARK: "1"}))
 
     def _header(self, entry: SourceEntry, size: int) -> bytes:
-        names = self._names
         return _header(
-            entry.path, _TYPES.get(entry.kind, tarfile.SYMTYPE), entry.mode, entry.uid,
+            entry.path, _TYPES.get(entry.kind, SYMTYPE), entry.mode, entry.uid,
             entry.gid, size, entry.mtime, entry.target or "",
-            names.user(entry.uid) if names is not None else "",
-            names.group(entry.gid) if names is not None else "",
+            *self.owner_names(entry.uid, entry.gid),
         )
+
+    def add_records(self, records: Records) -> int:
+        """Write a batch of small files made into records already; return its content bytes."""
+        entries = records.entries
+        self._max_mtime = max(self._max_mtime, max(entry.mtime for entry in entries))
+        size = sum(entry.size for entry in entries)
+        self.manifest.add_lines(records.lines, len(entries), size)
+        self._emit(records.data)
+        return size
 
     def _emit(self, data: bytes) -> None:
         self._parts.append(data)
@@ -160,7 +112,7 @@ class TarWriter:
 
     def _pad(self, size: int) -> None:
         if size % BLOCK:
-            self._emit(_PADDING[size % BLOCK])
+            self._emit(PADDING[size % BLOCK])
 
     def add(self, entry: SourceEntry, content: Content) -> int:
         """Write one member; return the number of content bytes written."""
@@ -171,7 +123,7 @@ class TarWriter:
             # The common member, in one step: header, data and padding.
             data = content.data
             header = self._header(entry, len(data))
-            padding = _PADDING[len(data) % BLOCK]
+            padding = PADDING[len(data) % BLOCK]
             self._parts += (header, data, padding)
             size = len(header) + len(data) + len(padding)
             self._held += size
@@ -197,7 +149,7 @@ class TarWriter:
         data, length = self.manifest.finish()
         try:
             self._emit(
-                _header(MANIFEST_NAME, tarfile.REGTYPE, 0o644, 0, 0, length, self._max_mtime,
+                _header(MANIFEST_NAME, REGTYPE, 0o644, 0, 0, length, self._max_mtime,
                         "", "", "")
             )
             while chunk := data.read(1024 * 1024):

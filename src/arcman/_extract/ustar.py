@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 import struct
 from typing import NamedTuple
-from zlib import adler32
 
+from .._create.headers import byte_sum
 from .._manifest import DIR, FILE, SYMLINK
 
 BLOCK = 512
@@ -49,16 +49,6 @@ class PlainHeader(NamedTuple):
     mtime: int
     linkname: str
     data: int  # bytes of member data and padding that follow the header
-
-
-def byte_sum(data: bytes) -> int:
-    """sum(data), ~5x faster for up to a block: adler32's low half is 1 + the byte sum modulo
-    65521, exact for up to 256 bytes (1 + 256 * 255 < 65521)."""
-    if len(data) <= 256:
-        return (adler32(data) & 0xFFFF) - 1
-    if len(data) <= 2 * 256:
-        return (adler32(data[:256]) & 0xFFFF) + (adler32(data[256:]) & 0xFFFF) - 2
-    return sum(data)
 
 
 def _text(field: bytes) -> str:
