@@ -422,8 +422,8 @@ def directory_locked(path: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # ENOLCK on some network file systems
-            os.close(fd)
-            fd = -1
+            closing, fd = fd, -1  # forgotten first: see _create.read.LargeFile.close
+            os.close(closing)
     try:
         yield
     finally:

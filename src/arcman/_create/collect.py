@@ -246,8 +246,8 @@ class Collector:
                     if row is not None:
                         yield path, row, None
                     continue
-                os.close(fd)
-                fd = -1
+                closing, fd = fd, -1  # forgotten first: see LargeFile.close
+                os.close(closing)
                 yield path, row, below  # its subtree is walked now
                 fd = self._open(rel, directory, identity)
                 if fd < 0:

@@ -114,9 +114,11 @@ class LargeFile:
         self.sha256 = self._hash.hexdigest()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        # Forgotten before it is closed: a Ctrl-C landing between the two would otherwise
+        # have the next close() close the number again, by then perhaps another file's.
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 Content = Loaded | LargeFile | Skipped | None
