@@ -342,6 +342,49 @@ def test_ctrl_c_while_the_cli_loads_is_130_without_a_traceback(
     assert capsys.readouterr().err == "arcman: interrupted\n"
 
 
+def test_ctrl_c_while_the_cli_sets_up_logging_is_130_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Between parsing the arguments and running the command main() imports logging (~5 ms):
+    Ctrl-C there printed a traceback (19 of 150 signals sent in a command's first 60 ms)."""
+    import logging
+
+    def interrupted(**kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logging, "basicConfig", interrupted)
+    (tmp_path / "src").mkdir()
+    archive = tmp_path / "a.tar.gz"
+    assert main(["create", str(tmp_path / "src"), "-o", str(archive)]) == 130
+    assert capsys.readouterr().err == "arcman: interrupted\n"
+    assert list(tmp_path.iterdir()) == [tmp_path / "src"]
+
+
+def test_an_unexpected_exception_is_exit_70_with_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug is reported as one line and exit 70; its traceback is logged at debug level
+    (shown by -vv) for a bug report."""
+    import logging
+
+    import arcman._cli
+
+    caplog.set_level(logging.DEBUG, logger="arcman")
+
+    def broken(args: object) -> int:
+        raise RuntimeError("boom\nforged line")
+
+    monkeypatch.setattr(arcman._cli, "_run", broken)
+    (tmp_path / "src").mkdir()
+    argv = ["create", str(tmp_path / "src"), "-o", str(tmp_path / "a.tar.gz")]
+    assert main(argv) == 70
+    assert capsys.readouterr().err == "arcman: internal error: RuntimeError: boom\\x0aforged line\n"
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]
+
+
 def test_one_file_is_counted_as_one_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

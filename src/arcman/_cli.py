@@ -627,17 +627,8 @@ def _escape_controls(record: Any) -> bool:
     return True
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            # Closed (`arcman ... >&-`): Python then has no stream at all. What would have been
-            # written there is dropped, as by a shell's 2>/dev/null, instead of failing the run.
-            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
-    try:
-        args = build_parser().parse_args(argv)
-    except KeyboardInterrupt:  # Ctrl-C while starting: nothing done yet, nothing to clean
-        print("arcman: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+def _set_up_output(args: argparse.Namespace) -> None:
+    """Logging at the level asked for, and stdout/stderr that print any name."""
     import logging  # after parse_args: see the note at the imports
 
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
@@ -652,9 +643,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             # ls prints it, instead of failing to encode in a UTF-8 locale (stdout) or showing
             # as Python's "\udce9" in a warning (stderr).
             stream.reconfigure(errors="surrogateescape")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Closed (`arcman ... >&-`): Python then has no stream at all. What would have been
+            # written there is dropped, as by a shell's 2>/dev/null, instead of failing the run.
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+    try:
+        args = build_parser().parse_args(argv)
+        _set_up_output(args)
+    except KeyboardInterrupt:  # Ctrl-C while starting: nothing done yet, nothing to clean
+        print("arcman: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    previous = signal.getsignal(signal.SIGTERM)
     previous_int = signal.getsignal(signal.SIGINT)
     try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
         code = _run(args)
         sys.stdout.flush()  # so that a reader gone away shows here, not as Python exits
         return code
@@ -673,6 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reader_gone()  # `create -o - | head`: a DestinationError to the library
         code = _exit_code(exc)
         if code == EXIT_INTERNAL:
+            import logging  # loaded by _set_up_output
+
             logging.getLogger("arcman").debug("internal error", exc_info=True)
             print(f"arcman: internal error: {type(exc).__name__}: {_visible(str(exc))}",
                   file=sys.stderr)
