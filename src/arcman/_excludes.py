@@ -64,22 +64,28 @@ def _for_pathspec(pattern: str) -> tuple[bool, str]:
 
 
 # git's wildmatch takes POSIX classes in a bracket expression ("[[:digit:]]*.log"), with
-# ASCII meanings; pathspec makes of them a set of the class name's letters, which matches
-# none of what git matches (and Python warns "Possible nested set"). Those that are plain
-# ranges are rewritten as the ranges; one whose characters a bracket would have to escape
-# (punct, space...) is refused rather than matched otherwise than git matches it.
+# git's own ASCII meanings (its space holds no vertical tab or form feed); pathspec makes of
+# them a set of the class name's letters, which matches none of what git matches. Each is
+# rewritten as the characters it stands for, in a form that is safe anywhere in a bracket:
+# pathspec pastes a bracket's text into a regular expression as it is (a backslash doubled)
+# and ends it at the first "]", so no "]" or backslash is written out ("[-`" covers both);
+# it cuts a pattern at every "/", and git's brackets never match one, so no class holds "/";
+# no "!" or "^" comes first (a negation); and every class ends with a range (a lone character
+# as "c-c"), so that a "-" after it is a literal, as in git, not the start of a range.
 _CLASS_RANGES = {
-    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "digit": "0-9", "lower": "a-z", "upper": "A-Z",
-    "xdigit": "0-9a-fA-F",
+    "alnum": "a-zA-Z0-9", "alpha": "a-zA-Z", "blank": " - \t-\t", "cntrl": "\x00-\x1f\x7f-\x7f",
+    "digit": "0-9", "graph": '"-.0-~!-!', "lower": "a-z", "print": " -.0-~",
+    "punct": ":-@!-.[-`{-~", "space": " - \t-\n\r-\r", "upper": "A-Z", "xdigit": "0-9a-fA-F",
 }
-_CLASS = re.compile(r"\[:([a-z]*):\]")
+# As git reads one: "[:" up to the first "]", with ":" before it; any other name is an error.
+_CLASS = re.compile(r"\[:([^]]*):\]")
 
 
 def _posix_classes(text: str) -> str:
-    """``text`` with each ``[:name:]`` inside a bracket expression replaced by its range; a
-    ValueError for a class that has none here. By hand: neither pathspec nor fnmatch reads
-    them, and a bracket's extent (a leading "]" or "!]" is literal, "\\" escapes) must be
-    known to tell a class from a set that holds "[" and ":"."""
+    """``text`` with each ``[:name:]`` inside a bracket expression replaced by its ranges; a
+    ValueError for a name that is not a class (git's pattern then matches nothing). By hand:
+    neither pathspec nor fnmatch reads them, and a bracket's extent (a leading "]" or "!]" is
+    literal, "\\" escapes) must be known to tell a class from a set that holds "[" and ":"."""
     if "[:" not in text:
         return text
     out: list[str] = []
@@ -111,10 +117,43 @@ def _posix_classes(text: str) -> str:
                 out.append(_CLASS_RANGES[match[1]])
                 j = match.end()
             else:
-                raise ValueError(
-                    f"the character class [:{match[1]}:] is not supported: list its characters"
-                )
+                raise ValueError(f"[:{match[1]}:] is not a character class")
         out.append(text[j : j + 1])  # the closing "]" (none: pathspec judges the rest)
+        i = j + 1
+    return "".join(out)
+
+
+def _negations_skip_slash(regex: str) -> str:
+    """pathspec's ``regex`` with each negated bracket kept off a "/": git's brackets never
+    match one, pathspec's "[!a]" does, so that "x[!a]y" left "x/y" out of the archive.
+
+    A lookahead goes before each negated bracket: the bracket's own text (which may hold
+    "[", "]" or "-" anywhere) is not touched. By hand: pathspec has no option for it; in its
+    output a "[" is a bracket unless escaped, and in one a "]" ends it unless first or
+    escaped."""
+    if "[^" not in regex:
+        return regex
+    out: list[str] = []
+    i = 0
+    while i < len(regex):
+        if regex[i] == "\\":
+            out.append(regex[i : i + 2])
+            i += 2
+            continue
+        if regex[i] != "[":
+            out.append(regex[i])
+            i += 1
+            continue
+        j = i + 2 if regex[i + 1 : i + 2] == "^" else i + 1
+        if regex[j : j + 1] == "]":
+            j += 1
+        while j < len(regex) and regex[j] != "]":
+            j += 2 if regex[j] == "\\" else 1
+        bracket = regex[i : j + 1]
+        # "[^/]" is pathspec's own "*" and "?" (quantified: a lookahead would change "*").
+        if bracket.startswith("[^") and bracket != "[^/]":
+            out.append("(?!/)")
+        out.append(bracket)
         i = j + 1
     return "".join(out)
 
@@ -182,7 +221,11 @@ class Excludes:
         self._rules: list[tuple[re.Pattern[str], bool, bool, int]] = []  # the last first
         for (index, dirs_only, _), rule in zip(reversed(texts), reversed(compiled), strict=True):
             if rule.regex is not None and rule.include is not None:  # None: a comment
-                self._rules.append((rule.regex, rule.include, dirs_only, index))
+                regex = rule.regex
+                kept_off_slash = _negations_skip_slash(regex.pattern)
+                if kept_off_slash != regex.pattern:  # most have no negated bracket
+                    regex = re.compile(kept_off_slash, regex.flags)
+                self._rules.append((regex, rule.include, dirs_only, index))
 
     def decide(self, path: str, is_dir: bool) -> tuple[int, bool] | None:
         """(index, excludes?) of the pattern that decides on ``path`` ("/"-separated, relative
