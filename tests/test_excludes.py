@@ -119,6 +119,11 @@ LAYOUTS: dict[str, dict[str, str]] = {
         ".gitignore": "x[!a]y\n*[!a]g\nq[^]]r\n", "x/y": "", "xby": "", "f/g": "", "fbg": "",
         "q/r": "", "qsr": "", "q]r": "",
     },
+    "a segment of stars only is **": {
+        ".gitignore": "***/x\na/****\n!a/***/k\n**/y***\n",
+        "x": "", "d/x": "", "d/e/x": "", "a/f": "", "a/b/f": "", "a/b/k": "", "y1": "",
+        "d/y2": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },
@@ -191,6 +196,7 @@ _LINES = [
     "!data/keep/**", "data/*", "!data/keep", "/a", "a/", "a/**/", "!a/b/", "b", "!b", "*/",
     "?", "[ab]", "!*.py", "**", "!**/", "k*", "**/b/**", "/*", "!/a/b/c.py", "b/*.py",
     "a/**/keep.log", "!.gitignore", "#x", "", "a[!x]b", "c[!x]d/", "*[!y]b", "[!a]",
+    "***/b", "!***/keep.log", "a/***", "c/****/f.py", "[]b]", "?[!]]", "[a-c]*", "*[[:punct:]]py",
 ]
 _TREE = ["a.log", "keep.log", "x.py", "data/keep/db", "data/keep/k.log", "data/x", "a/b/c.py",
          "a/b/keep.log", "a/f", "b/a/x.log", "c/b", "c/d/e/f.py", "e/"]
@@ -343,11 +349,13 @@ def test_command_line_excludes_override_gitignore_negations(
     }
 
 
-@pytest.mark.parametrize("pattern", ["[z-a]", "foo\\"])
+@pytest.mark.parametrize("pattern", ["[z-a]", "foo\\", "a[/b]c", "x[!/]", "[\\/]"])
 def test_a_pattern_that_does_not_compile_is_a_config_error(
     tmp_path: Path, pattern: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """They were re.error (exit 70, "internal error") and pathspec's own ValueError."""
+    """They were re.error (exit 70, "internal error") and pathspec's own ValueError. A bracket
+    that holds a "/" is read whole by git ("a[/b]c" matches "abc"), cut at the "/" by
+    pathspec (it matched nothing): refused rather than matched otherwise than git."""
     from arcman import ArchiveConfig, ConfigError
 
     (tmp_path / "src").mkdir()

@@ -57,10 +57,22 @@ def invalid_pattern(pattern: str) -> str | None:
 
 def _for_pathspec(pattern: str) -> tuple[bool, str]:
     """(directories only?, the pattern as pathspec is given it): trimmed as git trims a line,
-    without its trailing slash, and with POSIX classes rewritten (see _posix_classes)."""
+    without its trailing slash, with POSIX classes rewritten (see _brackets) and a
+    segment of three stars or more written as two."""
     text = _trim(pattern)
     dirs_only = text.endswith("/")
-    return dirs_only, _posix_classes(text[:-1] if dirs_only else text)
+    return dirs_only, _star_runs(_brackets(text[:-1] if dirs_only else text))
+
+
+def _star_runs(text: str) -> str:
+    """``text`` with each segment made of stars only written "**": git's wildmatch takes any
+    such run for "**" (any depth), pathspec only "**" itself ("***/a" matched "x/a" but not
+    "a" or "x/y/a")."""
+    if "***" not in text:
+        return text
+    negation = "!" if text.startswith("!") else ""
+    segments = text[len(negation) :].split("/")
+    return negation + "/".join("**" if s.strip("*") == "" and s else s for s in segments)
 
 
 # git's wildmatch takes POSIX classes in a bracket expression ("[[:digit:]]*.log"), with
@@ -81,12 +93,14 @@ _CLASS_RANGES = {
 _CLASS = re.compile(r"\[:([^]]*):\]")
 
 
-def _posix_classes(text: str) -> str:
+def _brackets(text: str) -> str:
     """``text`` with each ``[:name:]`` inside a bracket expression replaced by its ranges; a
-    ValueError for a name that is not a class (git's pattern then matches nothing). By hand:
-    neither pathspec nor fnmatch reads them, and a bracket's extent (a leading "]" or "!]" is
-    literal, "\\" escapes) must be known to tell a class from a set that holds "[" and ":"."""
-    if "[:" not in text:
+    ValueError for a name that is not a class (git's pattern then matches nothing), and for a
+    "/" inside a bracket: git reads "a[/b]c" as one bracket (matching "abc"), pathspec cuts
+    the pattern at the "/". By hand: neither pathspec nor fnmatch reads classes, and a
+    bracket's extent (a leading "]" or "!]" is literal, "\\" escapes) must be known to tell
+    a class from a set that holds "[" and ":"."""
+    if "[" not in text:
         return text
     out: list[str] = []
     i = 0
@@ -105,12 +119,15 @@ def _posix_classes(text: str) -> str:
         if text[j : j + 1] == "]":
             j += 1
         out.append(text[i:j])
+        slash = False
         while j < len(text) and text[j] != "]":
             match = _CLASS.match(text, j)
             if text[j] == "\\":
+                slash = slash or text[j + 1 : j + 2] == "/"
                 out.append(text[j : j + 2])
                 j += 2
             elif match is None:
+                slash = slash or text[j] == "/"
                 out.append(text[j])
                 j += 1
             elif match[1] in _CLASS_RANGES:
@@ -118,6 +135,8 @@ def _posix_classes(text: str) -> str:
                 j = match.end()
             else:
                 raise ValueError(f"[:{match[1]}:] is not a character class")
+        if slash and j < len(text):
+            raise ValueError('a "/" inside a bracket expression is not supported')
         out.append(text[j : j + 1])  # the closing "]" (none: pathspec judges the rest)
         i = j + 1
     return "".join(out)
