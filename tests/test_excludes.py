@@ -215,6 +215,34 @@ def test_generated_gitignores_select_as_git_does(tmp_path_factory: pytest.TempPa
     _same_as_git(_build(tmp_path_factory.mktemp("t"), layout))
 
 
+# Pieces of a pattern: globs, brackets (negated, with classes, a leading "]", a "-" at an
+# end), escapes. A "**" only stands alone in a segment: git 2.39 reads "a**/b" as "a" + "**/b",
+# against its documentation (and pathspec as "a*/b").
+_TOKENS = ["a", "b", "x", " ", "*", "?", "[ab]", "[!a]", "[^b]", "[a-c]", "[]a]", "[!]]",
+           "[a-]", "[-a]", "[*]", "[?]", "[[:alpha:]]", "[[:punct:]]", "\\*", "\\[", "]", "!", "#"]
+_TOKEN_TREE = ["ba", "x/a", "x/b", "a/b/c", "a/x/b", "b/a/a", "*", "?", "[ab]", "]", "-",
+               "a b", "a/a", "ab/x", "c/d/e", "!a", "#a", "a\\b", "[", "aa/bb/cc"]
+
+
+@needs_git
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(
+    st.tuples(
+        st.sampled_from(["", "!", "/", "!/"]),
+        st.lists(st.one_of(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=3).map("".join),
+                           st.sampled_from(["**", "***"])), min_size=1, max_size=3),
+        st.booleans(),
+    ).map(lambda t: t[0] + "/".join(t[1]) + ("/" if t[2] else "")),
+    min_size=1, max_size=3,
+))
+def test_generated_patterns_select_as_git_does(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str]
+) -> None:
+    layout = dict.fromkeys(_TOKEN_TREE, "")
+    layout[".gitignore"] = "\n".join(lines) + "\n"
+    _same_as_git(_build(tmp_path_factory.mktemp("t"), layout))
+
+
 _SEGMENTS = ["x", "y", "*", "?", "x*", "[xy]", "**"]
 
 
