@@ -27,7 +27,14 @@ from typing import Any
 
 import pytest
 
-from arcman import ArchiveConfig, ArchiveManager, DestinationError, SourceError, _atomic
+from arcman import (
+    ArchiveConfig,
+    ArchiveManager,
+    CompressionFormat,
+    DestinationError,
+    SourceError,
+    _atomic,
+)
 from arcman._atomic import clean_stale
 from arcman._create import collect
 from helpers import Stalled
@@ -657,6 +664,80 @@ def test_a_library_call_interrupted_while_its_stream_stalls_raises_at_once(
             thread.join(30)
             assert not thread.is_alive()
     assert os.listdir(tmp_path) == []
+
+
+_LIBRARY_EXTRACT = """
+import sys
+from arcman import ArchiveManager
+try:
+    with ArchiveManager() as manager:
+        manager.extract_archive(sys.stdin.buffer, sys.argv[1])
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+def test_a_program_reading_stdin_buffer_exits_after_ctrl_c_while_it_stalls(
+    tmp_path: Path, versions: dict[str, Any]
+) -> None:
+    """A program of the library's user extracting ``sys.stdin.buffer`` (as the docstring
+    shows), interrupted while the pipe stalls: the read left to the decompressing thread held
+    the BufferedReader's lock, and the program's exit aborted ("Fatal Python error:
+    _enter_buffered_busy", SIGABRT). Past what the reader holds, it is read through its
+    descriptor."""
+    data = versions["archives"]["v2"].read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LIBRARY_EXTRACT, str(tmp_path / "dest")], stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_default_sigint,
+    )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data[: len(data) // 4])
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while _unread(proc.stdin) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # its reads under way: the decompressing thread waits for more
+        returncode, err = _signalled(proc, signal.SIGINT)
+    finally:
+        proc.stdin.close()
+    assert (returncode, err) == (130, "interrupted\n")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_buffered_writer_to_a_pipe_gets_what_it_held_first(
+    tmp_path: Path, versions: dict[str, Any]
+) -> None:
+    """Written through its descriptor (see create._past_the_buffer), a ``sys.stdout.buffer``
+    keeps its order: what it held before the archive comes out first."""
+    import tarfile
+
+    read_end, write_end = os.pipe()
+    writer = open(write_end, "wb")  # noqa: SIM115 - closed below
+    received: list[bytes] = []
+
+    def drain_pipe() -> None:
+        with open(read_end, "rb") as reader:
+            received.append(reader.read())
+
+    drain = threading.Thread(target=drain_pipe)
+    drain.start()
+    try:
+        writer.write(b"held\n")  # buffered, not yet written
+        config = ArchiveConfig(format=CompressionFormat.TAR_GZ)
+        with ArchiveManager(config) as manager:
+            manager.create_archive(versions["src"]["v1"], writer)
+        writer.write(b"after\n")
+    finally:
+        writer.close()
+        drain.join(30)
+    data = received[0]
+    assert data.startswith(b"held\n") and data.endswith(b"after\n")
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(data[len(b"held\n") : -len(b"after\n")])
+    with tarfile.open(archive) as tar:
+        assert len(tar.getnames()) > 600
 
 
 # ---------------------------------------------------------------- misbehaving sources

@@ -9,7 +9,6 @@ configuration error; 3 unsafe or corrupt input; 4 source problem; 5 destination 
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import os
 import signal
@@ -450,13 +449,7 @@ def _archive(args: argparse.Namespace) -> str | IO[bytes]:
         return str(args.archive)
     # Started with it closed (`<&-`), Python has no sys.stdin at all.
     _standard(sys.stdin, "archive", "input", closed=sys.stdin is None, advice="pipe one in")
-    # Read through its descriptor, not sys.stdin.buffer: on Ctrl-C, a read that a stalled pipe
-    # holds up is left to the decompressing thread (see DecompressedStream.close), and a
-    # BufferedReader's read holds a lock that the interpreter's exit then cannot take ("Fatal
-    # Python error: _enter_buffered_busy"); a FileIO's read takes none.
-    stdin = io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
-    stdin.name = "<stdin>"  # as sys.stdin.buffer names it in messages, not as fd 0
-    return stdin
+    return sys.stdin.buffer  # read through its descriptor if it can stall (source.py)
 
 
 def _output(args: argparse.Namespace) -> str | IO[bytes]:
@@ -467,12 +460,7 @@ def _output(args: argparse.Namespace) -> str | IO[bytes]:
     # Closed at start (`>&-`), it is /dev/null (see main()), where the archive would vanish.
     closed = getattr(sys.stdout, "name", None) == os.devnull
     _standard(sys.stdout, "output", "output", closed=closed, advice="redirect it")
-    # Written through its descriptor, not sys.stdout.buffer, for the reason _archive gives:
-    # on Ctrl-C a write that a stalled pipe holds up is left to the output thread (see
-    # ThreadedWriter.stop), and the exit flushes sys.stdout.buffer, whose lock it holds.
-    stdout = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
-    stdout.name = "<stdout>"
-    return stdout
+    return sys.stdout.buffer  # written through its descriptor if it can stall (create.py)
 
 
 def _standard(stream: Any, role: str, kind: str, *, closed: bool, advice: str) -> None:

@@ -178,9 +178,9 @@ class ArchiveManager:
         ``keep_previous`` without ``replace`` is a ConfigError, as it would keep nothing.
         ``archive_path`` may also be a binary stream (``sys.stdin.buffer``, a socket's or an
         HTTP response's), read once from where it is (see ``_archive``). Interrupted while the
-        stream stalls, this raises at once and leaves the waiting read to a daemon thread: for
-        standard input, ``io.FileIO(0, closefd=False)`` then lets the program exit, where
-        ``sys.stdin.buffer``'s lock, held by that read, is a fatal error. ``expected_sha256``
+        stream stalls, this raises at once and leaves the waiting read to a daemon thread
+        (reading a buffered stream through its descriptor, so that the program can exit).
+        ``expected_sha256``
         is the archive's SHA-256 (hex) from a channel you trust: checked instead of its
         .sha256 sidecar, and for a stream the only check of the archive as a whole; a
         mismatch is an IntegrityError, with nothing committed. ``strip_components`` drops that

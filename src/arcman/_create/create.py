@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import stat
@@ -23,6 +24,7 @@ from .._atomic import (
     clean_stale,
     describe_os_error,
     directory_locked,
+    may_stall,
 )
 from .._config import MAX_EPOCH, ArchiveConfig
 from .._errors import ConfigError, DestinationError, UnsupportedFormatError
@@ -224,7 +226,7 @@ class StreamOutput(HashingWriter):
             raise TypeError(f"cannot write an archive to {stream!r}: it has no write()")
         label = getattr(stream, "name", None)
         self.name = label if isinstance(label, str) else "<stream>"
-        super().__init__(stream, self.name)
+        super().__init__(_past_the_buffer(stream, self.name), self.name)
 
     def __enter__(self) -> StreamOutput:
         return self
@@ -234,6 +236,23 @@ class StreamOutput(HashingWriter):
     ) -> None:
         if kind is None:
             self.flush()
+
+
+def _past_the_buffer(stream: IO[bytes], name: str) -> IO[bytes]:
+    """``stream``, or for a buffered writer to a pipe or a socket (``sys.stdout.buffer``) its
+    descriptor, once what it holds is flushed. Interrupted, a create leaves a write that a
+    stalled stream holds up to the output thread (ThreadedWriter.stop); in a BufferedWriter's
+    write that thread holds the writer's lock, which the interpreter's exit needs to flush it
+    ("Fatal Python error: _enter_buffered_busy"); a FileIO's write holds none."""
+    if not isinstance(stream, io.BufferedWriter) or not may_stall(stream):
+        return stream
+    try:
+        stream.flush()
+        return io.FileIO(stream.fileno(), "wb", closefd=False)
+    except OSError as exc:
+        raise DestinationError(describe_os_error(exc, name)) from exc
+    except ValueError as exc:  # the stream was closed
+        raise DestinationError(f"cannot write {name}: {exc}") from exc
 
 
 class DeviceOutput(StreamOutput):

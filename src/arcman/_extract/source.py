@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import IO, cast
 
-from .._atomic import describe_os_error
+from .._atomic import describe_os_error, may_stall
 from .._errors import DestinationError, LimitExceededError, SourceError
 from .._formats import HEAD_SIZE, CompressionFormat
 
@@ -52,7 +52,7 @@ class ArchiveSource:
         self._size = _size_left(archive)
         self._head = _read_fully(archive, HEAD_SIZE, self.name)
         self.fmt = CompressionFormat.detect_head(self._head, self.name)
-        self._stream = archive
+        self._head, self._stream = _past_the_buffer(archive, self._head, self.name)
 
     def __enter__(self) -> ArchiveSource:
         return self
@@ -142,6 +142,26 @@ def _size_left(stream: IO[bytes]) -> int | None:
         return st.st_size - stream.tell() if stat.S_ISREG(st.st_mode) else None
     except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is both
         return None
+
+
+def _past_the_buffer(stream: IO[bytes], head: bytes, name: str) -> tuple[bytes, IO[bytes]]:
+    """(``head``, ``stream``), or for a buffered reader of a pipe or a socket
+    (``sys.stdin.buffer``): ``head`` with what the reader holds already, and the descriptor
+    to read the rest from. Interrupted, an extraction leaves a read that a stalled stream
+    holds up to the decompressing thread (DecompressedStream.close); in a BufferedReader's
+    read that thread holds the reader's lock, which the interpreter's exit then needs
+    ("Fatal Python error: _enter_buffered_busy", SIGABRT); a FileIO's read holds none."""
+    if not isinstance(stream, io.BufferedReader) or not may_stall(stream):
+        return head, stream
+    try:
+        # peek() returns what the reader holds; it reads (once) only when it holds nothing.
+        held = stream.read(len(stream.peek()))
+        raw = io.FileIO(stream.fileno(), "rb", closefd=False)
+    except OSError as exc:
+        raise SourceError(f"cannot read {name}: {exc.strerror or exc}", name) from exc
+    except ValueError as exc:  # the stream was closed
+        raise SourceError(f"cannot read {name}: {exc}", name) from exc
+    return head + held, raw
 
 
 def _read_fully(stream: IO[bytes], n: int, name: str) -> bytes:
