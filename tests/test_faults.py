@@ -519,6 +519,17 @@ def _unread(pipe: Any) -> int:
     return int(struct.unpack("i", packed)[0])
 
 
+def _stall(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    """Feed ``proc`` the first quarter of ``data`` and wait until it has read it all: it is
+    then blocked on a pipe that stays open with no more."""
+    assert proc.stdin is not None
+    proc.stdin.write(data[: len(data) // 4])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while _unread(proc.stdin) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _signalled(proc: subprocess.Popen[bytes], sig: signal.Signals) -> tuple[int, str]:
     """Send ``sig`` to ``proc``, which waits on a stalled pipe, and return its exit status and
     its stderr; killed if it has not ended within 10 s (a hang: TimeoutExpired)."""
@@ -564,12 +575,7 @@ def test_interrupt_and_terminate_while_standard_input_stalls(
     )
     assert proc.stdin is not None and proc.stderr is not None
     try:
-        proc.stdin.write(data[: len(data) // 4])
-        proc.stdin.flush()
-        # Blocked: it has read all that was written, and the pipe stays open with no more.
-        deadline = time.monotonic() + 60
-        while _unread(proc.stdin) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _stall(proc, data)
         returncode, err = _signalled(proc, sig)
     finally:
         proc.stdin.close()
@@ -693,11 +699,7 @@ def test_a_program_reading_stdin_buffer_exits_after_ctrl_c_while_it_stalls(
     )
     assert proc.stdin is not None
     try:
-        proc.stdin.write(data[: len(data) // 4])
-        proc.stdin.flush()
-        deadline = time.monotonic() + 60
-        while _unread(proc.stdin) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _stall(proc, data)
         time.sleep(0.2)  # its reads under way: the decompressing thread waits for more
         returncode, err = _signalled(proc, signal.SIGINT)
     finally:

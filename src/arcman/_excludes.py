@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ._config import ArchiveConfig
@@ -93,15 +93,14 @@ _CLASS_RANGES = {
 _CLASS = re.compile(r"\[:([^]]*):\]")
 
 
-def _brackets(text: str) -> str:
-    """``text`` with each ``[:name:]`` inside a bracket expression replaced by its ranges; a
-    ValueError for a name that is not a class (git's pattern then matches nothing), and for a
-    "/" inside a bracket: git reads "a[/b]c" as one bracket (matching "abc"), pathspec cuts
-    the pattern at the "/". By hand: neither pathspec nor fnmatch reads classes, and a
-    bracket's extent (a leading "]" or "!]" is literal, "\\" escapes) must be known to tell
-    a class from a set that holds "[" and ":"."""
-    if "[" not in text:
-        return text
+def _each_bracket(
+    text: str, negations: tuple[str, ...], rewrite: Callable[[str, int, int], tuple[int, str]]
+) -> str:
+    """``text`` with each bracket expression replaced by what ``rewrite(text, start, body)``
+    gives for it: (the index past its end, its new text); ``start`` is its "[", ``body`` where
+    its set begins. Outside brackets a backslash escapes the next character; a set's leading
+    "]" (after a negation from ``negations``) is a literal. By hand: git's globs and Python's
+    expressions are both read this far alike, and no library exposes either's brackets."""
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -113,33 +112,47 @@ def _brackets(text: str) -> str:
             out.append(text[i])
             i += 1
             continue
-        j = i + 1
-        if text[j : j + 1] in ("!", "^"):
-            j += 1
-        if text[j : j + 1] == "]":
-            j += 1
-        out.append(text[i:j])
-        slash = False
-        while j < len(text) and text[j] != "]":
-            match = _CLASS.match(text, j)
-            if text[j] == "\\":
-                slash = slash or text[j + 1 : j + 2] == "/"
-                out.append(text[j : j + 2])
-                j += 2
-            elif match is None:
-                slash = slash or text[j] == "/"
-                out.append(text[j])
-                j += 1
-            elif match[1] in _CLASS_RANGES:
-                out.append(_CLASS_RANGES[match[1]])
-                j = match.end()
-            else:
-                raise ValueError(f"[:{match[1]}:] is not a character class")
-        if slash and j < len(text):
-            raise ValueError('a "/" inside a bracket expression is not supported')
-        out.append(text[j : j + 1])  # the closing "]" (none: pathspec judges the rest)
-        i = j + 1
+        body = i + 2 if text[i + 1 : i + 2] in negations else i + 1
+        if text[body : body + 1] == "]":
+            body += 1
+        i, replacement = rewrite(text, i, body)
+        out.append(replacement)
     return "".join(out)
+
+
+def _brackets(text: str) -> str:
+    """``text`` with each ``[:name:]`` inside a bracket expression replaced by its ranges; a
+    ValueError for a name that is not a class (git's pattern then matches nothing), and for a
+    "/" inside a bracket: git reads "a[/b]c" as one bracket (matching "abc"), pathspec cuts
+    the pattern at the "/". Neither pathspec nor fnmatch reads classes, and a bracket's
+    extent must be known to tell a class from a set that holds "[" and ":"."""
+    return _each_bracket(text, ("!", "^"), _glob_bracket) if "[" in text else text
+
+
+def _glob_bracket(text: str, start: int, body: int) -> tuple[int, str]:
+    """One bracket of a git pattern, its classes rewritten (see _brackets)."""
+    out = [text[start:body]]
+    slash = False
+    j = body
+    while j < len(text) and text[j] != "]":
+        match = _CLASS.match(text, j)
+        if text[j] == "\\":
+            slash = slash or text[j + 1 : j + 2] == "/"
+            out.append(text[j : j + 2])
+            j += 2
+        elif match is None:
+            slash = slash or text[j] == "/"
+            out.append(text[j])
+            j += 1
+        elif match[1] in _CLASS_RANGES:
+            out.append(_CLASS_RANGES[match[1]])
+            j = match.end()
+        else:
+            raise ValueError(f"[:{match[1]}:] is not a character class")
+    if slash and j < len(text):
+        raise ValueError('a "/" inside a bracket expression is not supported')
+    out.append(text[j : j + 1])  # the closing "]" (none: pathspec judges the rest)
+    return j + 1, "".join(out)
 
 
 def _negations_skip_slash(regex: str) -> str:
@@ -147,34 +160,19 @@ def _negations_skip_slash(regex: str) -> str:
     match one, pathspec's "[!a]" does, so that "x[!a]y" left "x/y" out of the archive.
 
     A lookahead goes before each negated bracket: the bracket's own text (which may hold
-    "[", "]" or "-" anywhere) is not touched. By hand: pathspec has no option for it; in its
-    output a "[" is a bracket unless escaped, and in one a "]" ends it unless first or
-    escaped."""
-    if "[^" not in regex:
-        return regex
-    out: list[str] = []
-    i = 0
-    while i < len(regex):
-        if regex[i] == "\\":
-            out.append(regex[i : i + 2])
-            i += 2
-            continue
-        if regex[i] != "[":
-            out.append(regex[i])
-            i += 1
-            continue
-        j = i + 2 if regex[i + 1 : i + 2] == "^" else i + 1
-        if regex[j : j + 1] == "]":
-            j += 1
-        while j < len(regex) and regex[j] != "]":
-            j += 2 if regex[j] == "\\" else 1
-        bracket = regex[i : j + 1]
-        # "[^/]" is pathspec's own "*" and "?" (quantified: a lookahead would change "*").
-        if bracket.startswith("[^") and bracket != "[^/]":
-            out.append("(?!/)")
-        out.append(bracket)
-        i = j + 1
-    return "".join(out)
+    "[", "]" or "-" anywhere) is not touched. pathspec has no option for it."""
+    return _each_bracket(regex, ("^",), _regex_bracket) if "[^" in regex else regex
+
+
+def _regex_bracket(regex: str, start: int, body: int) -> tuple[int, str]:
+    """One bracket of an expression, behind a lookahead if negated (see _negations_skip_slash)."""
+    j = body
+    while j < len(regex) and regex[j] != "]":
+        j += 2 if regex[j] == "\\" else 1
+    bracket = regex[start : j + 1]
+    # "[^/]" is pathspec's own "*" and "?" (quantified: a lookahead would change "*").
+    lookahead = "(?!/)" if bracket.startswith("[^") and bracket != "[^/]" else ""
+    return j + 1, lookahead + bracket
 
 
 def _trim(line: str) -> str:
