@@ -554,3 +554,68 @@ def test_a_lazy_helper_that_cannot_start_leaves_every_batch_to_the_caller(
     assert [helper.for_batch(64) for _ in range(5)] == [None] * 5
     assert attempts == ["write"]  # tried once
     helper.stop(at_once=True)
+
+
+_INTERRUPTED_AS_THE_HELPER_STARTS = """
+import sys
+from arcman import ArchiveManager, _child
+
+calls = []
+real = _child.LazyHelper.for_batch
+
+def for_batch(self, files, *, last=False):
+    calls.append(files)
+    if len(calls) == 2:  # the batch at which the helper would start
+        raise KeyboardInterrupt
+    return real(self, files, last=last)
+
+_child.LazyHelper.for_batch = for_batch
+try:
+    with ArchiveManager() as manager:
+        manager.extract_archive(sys.argv[1], sys.argv[2])
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_while_a_batch_is_handed_over_does_not_hang_extraction(tmp_path: Path) -> None:
+    """Ctrl-C as a batch of tiny files went to the helper (starting it) left the batch's
+    budget taken: the failing extraction's drain() waited for it for good (found by sending
+    SIGINT to `arcman extract` of 20,000 tiny files; the second run hung)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(300):
+        (src / f"f{i:03d}").write_bytes(b"x" * (i % 50))
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveManager() as manager:
+        manager.create_archive(src, archive)
+    dest = tmp_path / "box" / "dest"
+    dest.parent.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_AS_THE_HELPER_STARTS, str(archive), str(dest)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.stdout == "interrupted\n", result.stderr
+    assert os.listdir(dest.parent) == []  # the staging tree removed
+
+
+def test_a_helper_interrupted_as_it_starts_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while ChildProcess started its reply thread: the caller never got the object
+    to stop the child, which waited for batches until this process exited."""
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def start(self: threading.Thread) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        ChildProcess("write", str(tmp_path))
+    assert len(started) == 1 and started[0].poll() is not None

@@ -134,9 +134,16 @@ class ChildProcess:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             close_fds=True,
         )
-        self._reader = threading.Thread(target=self._read, name=f"arcman-{task}-replies")
-        self._reader.daemon = True
-        self._reader.start()
+        try:
+            self._reader = threading.Thread(target=self._read, name=f"arcman-{task}-replies")
+            self._reader.daemon = True
+            self._reader.start()
+        except BaseException:
+            # Ctrl-C while the reader starts: no caller will ever hold this object to stop
+            # the child, which would wait for batches until this process exits.
+            self._child.kill()
+            self._child.wait()
+            raise
 
     def ready(self) -> bool:
         return self._ready and self._ended is None

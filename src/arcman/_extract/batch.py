@@ -45,12 +45,17 @@ class Remote(Protocol):
 
 
 class _Batch:
-    __slots__ = ("digests", "items", "job")
+    __slots__ = ("digests", "items", "job", "owned")
 
     def __init__(self) -> None:
         self.items: list[Item] = []
         self.digests: list[bytes] = []  # appended by the job, in the items' order
         self.job: Future[None] | None = None  # set when the batch is handed over
+        # Taken once (acquire without blocking) by whoever gives the batch's budget back: the
+        # job as it starts, the helper's reply, or flush() when handing it over was cut short
+        # (Ctrl-C): the budget is returned exactly once, and a job that finds it taken does
+        # nothing.
+        self.owned = threading.Lock()
 
 
 class Digest:
@@ -111,13 +116,26 @@ class FileBatches:
         self._batch, self._cost = _Batch(), 0
         self._slots.acquire()
         self._budget.acquire(cost)
-        tiny = is_tiny_batch(len(batch.items), cost)
-        sent = None
-        if tiny and self._remote is not None:
-            sent = self._send(self._remote, batch, cost)
-        if sent is None:
-            sent = start(None if tiny else self._submit, self._run, batch, cost)
+        try:
+            tiny = is_tiny_batch(len(batch.items), cost)
+            sent = None
+            if tiny and self._remote is not None:
+                sent = self._send(self._remote, batch, cost)
+            if sent is None:
+                sent = start(None if tiny else self._submit, self._run, batch, cost)
+        except BaseException:
+            # Ctrl-C before the batch was handed over (a helper starting, a job being
+            # queued): nothing else would give its budget back, and drain() would wait for
+            # it for good. A helper that took it is stopped before drain() waits.
+            self._give_back(batch, cost)
+            raise
         batch.job = sent
+
+    def _give_back(self, batch: _Batch, cost: int) -> None:
+        """Return the batch's budget and slot, unless whoever owns the batch did."""
+        if batch.owned.acquire(blocking=False):
+            self._budget.release(cost)
+            self._slots.release()
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
@@ -133,8 +151,7 @@ class FileBatches:
                 batch.items = []
                 self._clock.add(self._phase, seconds)
             finally:
-                self._budget.release(cost)
-                self._slots.release()
+                self._give_back(batch, cost)
             if failure is None:
                 job.set_result(None)
             else:
@@ -143,6 +160,8 @@ class FileBatches:
         return job if remote.submit(batch.items, reply) else None
 
     def _run(self, batch: _Batch, cost: int) -> None:
+        if not batch.owned.acquire(blocking=False):
+            return  # given back by flush(): the operation is failing
         try:
             work, done = self._work, batch.digests.append
             with self._clock.measure(self._phase):
