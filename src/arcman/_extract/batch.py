@@ -134,8 +134,11 @@ class FileBatches:
     def _give_back(self, batch: _Batch, cost: int) -> None:
         """Return the batch's budget and slot, unless whoever owns the batch did."""
         if batch.owned.acquire(blocking=False):
-            self._budget.release(cost)
-            self._slots.release()
+            self._release(cost)
+
+    def _release(self, cost: int) -> None:
+        self._budget.release(cost)
+        self._slots.release()
 
     def discard(self) -> None:
         """Drop the pending batch: the operation failed and nothing will wait for it."""
@@ -169,5 +172,4 @@ class FileBatches:
                     done(work(path, data, mode, mtime))
         finally:
             batch.items = []  # the data is not held until every digest has been read
-            self._budget.release(cost)
-            self._slots.release()
+            self._release(cost)  # owned since it started
