@@ -35,6 +35,7 @@ from arcman import (
     IntegrityError,
     LimitExceededError,
     UnsafeMemberError,
+    UnsupportedFormatError,
 )
 from arcman._extract import commit as commit_module
 from arcman._extract import safety
@@ -755,6 +756,28 @@ def test_encrypted_zip_entry_refused(box: Path) -> None:
     raw[cd + 8] |= 1  # general-purpose flag bit 0: encrypted
     (box / "a.zip").write_bytes(bytes(raw))
     assert "encrypted" in str(refused(box / "a.zip", CorruptArchiveError))
+
+
+@pytest.mark.parametrize(("method", "name"), [(9, "deflate64"), (98, "ppmd"), (99, "an unknown")])
+def test_zip_member_of_an_unsupported_method_refused_by_name(
+    box: Path, method: int, name: str
+) -> None:
+    """A method zipfile cannot read (7-Zip and Windows write deflate64) is named, and every
+    command refuses it before a file is written: it is no damage (exit 2, not 3)."""
+    with zipfile.ZipFile(box / "a.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("first", b"readable")
+        z.writestr("second", b"data" * 100)
+    raw = bytearray((box / "a.zip").read_bytes())
+    for header, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local, central
+        struct.pack_into("<H", raw, raw.rindex(header) + at, method)
+    (box / "a.zip").write_bytes(bytes(raw))
+    error = refused(box / "a.zip", UnsupportedFormatError)
+    assert f"'second' is compressed with {name}" in str(error)
+    with ArchiveManager() as manager:
+        with pytest.raises(UnsupportedFormatError):
+            manager.verify_archive(box / "a.zip")
+        with pytest.raises(UnsupportedFormatError):
+            list(manager.list_archive(box / "a.zip"))
 
 
 def _edit_manifest(change: Callable[[Lines], Lines]

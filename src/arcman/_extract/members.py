@@ -20,7 +20,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Self, cast
 
-from .._errors import CorruptArchiveError, UnsafeMemberError
+from .._errors import (
+    ArchiveError,
+    CorruptArchiveError,
+    UnsafeMemberError,
+    UnsupportedFormatError,
+)
 from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
@@ -46,6 +51,10 @@ _ZIP_SPECIAL = {stat.S_IFCHR: "device file", stat.S_IFBLK: "device file", stat.S
 # ``zip out.zip -``). A zip member is always data: unzip, bsdtar, 7z and zipfile extract it.
 _ZIP_FILE_TYPES = (0, stat.S_IFREG, stat.S_IFIFO)
 _ZIP_END_RECORD = 22
+# The compression methods zipfile reads: stored, deflate, bzip2, lzma. Others (deflate64, which
+# Windows Explorer and 7-Zip write for large files; implode, ppmd) are refused by name before
+# anything is extracted, not reported as damage when their first read fails.
+_ZIP_METHODS = (0, 8, 12, 14)
 # tarfile's header errors (not in typeshed): the end-of-archive marker, and a stream that ends
 # where a header is due.
 _END_MARKER: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
@@ -410,7 +419,8 @@ def open_zip(file: str | IO[bytes]) -> zipfile.ZipFile:
     try:
         _check_end(file, archive.comment)
         _check_layout(archive)
-    except CorruptArchiveError:
+        _check_methods(archive)
+    except ArchiveError:
         archive.close()
         raise
     return archive
@@ -424,6 +434,19 @@ def _check_end(file: str | IO[bytes], comment: bytes) -> None:
         f.seek(max(end, 0))
         if end < 0 or f.read(4) != b"PK\x05\x06":
             raise CorruptArchiveError("data follows the end of the zip archive")
+
+
+def _check_methods(archive: zipfile.ZipFile) -> None:
+    import zipfile
+
+    names: dict[int, str] = zipfile.compressor_names  # type: ignore[attr-defined]
+    for info in archive.infolist():
+        if info.compress_type not in _ZIP_METHODS:
+            method = names.get(info.compress_type, "an unknown method")
+            raise UnsupportedFormatError(
+                f"zip member {info.filename!r} is compressed with {method} (method "
+                f"{info.compress_type}); arcman reads stored, deflate, bzip2 and lzma members"
+            )
 
 
 def _check_layout(archive: zipfile.ZipFile) -> None:
