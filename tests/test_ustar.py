@@ -213,3 +213,27 @@ def test_gnu_incremental_times_are_no_name_prefix(type_: bytes) -> None:
     assert parse_plain(big) is None
     read = tarfile_reads(big)
     assert read is not None and read[0] == "dir/run.sh"
+
+
+def test_gnu_incremental_times_are_no_prefix_where_fromtarfile_calls_frombuf_privately(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Newer CPython releases parse a header in ``TarInfo._frombuf``, which ``fromtarfile`` calls
+    directly, not through ``frombuf``: laid out so here, TarHeader must still read the name."""
+    plain = tarfile.TarInfo.frombuf.__func__  # type: ignore[attr-defined]
+
+    def private(cls: type[tarfile.TarInfo], buf: bytes, encoding: str, errors: str,
+                dircheck: bool = True) -> tarfile.TarInfo:
+        return plain(cls, buf, encoding, errors)  # type: ignore[no-any-return]
+
+    def fromtarfile(cls: type[tarfile.TarInfo], source: _Source) -> tarfile.TarInfo:
+        buf = source.fileobj.read(BLOCK)
+        obj = cls._frombuf(buf, source.encoding, source.errors)  # type: ignore[attr-defined]
+        obj.offset = source.fileobj.tell() - BLOCK
+        return obj._proc_member(source)  # type: ignore[attr-defined,no-any-return]
+
+    monkeypatch.setattr(tarfile.TarInfo, "_frombuf", classmethod(private), raising=False)
+    monkeypatch.setattr(tarfile.TarInfo, "fromtarfile", classmethod(fromtarfile))
+    big = gnu_incremental_header("dir/run.sh", tarfile.REGTYPE, uid=8**8)
+    read = tarfile_reads(big)
+    assert read is not None and read[0] == "dir/run.sh"

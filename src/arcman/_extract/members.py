@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Self, cast
+from typing import IO, TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from .._errors import (
     ArchiveError,
@@ -94,18 +94,34 @@ def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
     return SPECIAL, f"tar member type {info.type!r}"
 
 
+_Info = TypeVar("_Info", bound=tarfile.TarInfo)
+
+
 class TarHeader(tarfile.TarInfo):
     """tarfile's TarInfo, except that a GNU header's bytes where ustar keeps the name prefix are
     not taken for one: GNU tar keeps the atime and ctime there in incremental archives, which
-    tarfile read as a directory ('15305310750/file'). GNU tar and bsdtar ignore them."""
+    tarfile read as a directory ('15305310750/file'). GNU tar and bsdtar ignore them.
+
+    Where tarfile has ``_frombuf`` (newer CPython releases), ``fromtarfile`` calls it and not
+    ``frombuf``: both are overridden, so that every version reads such a header alike.
+    """
 
     @classmethod
     def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-        obj = super().frombuf(buf, encoding, errors)
-        if buf[257:265] == GNU_MAGIC and buf[345] and obj.type not in tarfile.GNU_TYPES:
-            name = tarfile.nts(buf[0:100], encoding, errors)  # type: ignore[attr-defined]
-            obj.name = name.rstrip("/") if obj.isdir() else name
-        return obj
+        return _without_gnu_prefix(super().frombuf(buf, encoding, errors), buf, encoding, errors)
+
+    @classmethod
+    def _frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str, **options: Any) -> Self:
+        obj: Self = super()._frombuf(buf, encoding, errors, **options)  # type: ignore[misc]
+        return _without_gnu_prefix(obj, buf, encoding, errors)
+
+
+def _without_gnu_prefix(obj: _Info, buf: bytes | bytearray, encoding: str, errors: str) -> _Info:
+    """``obj`` named by its name field alone when ``buf`` is a GNU header (see TarHeader)."""
+    if buf[257:265] == GNU_MAGIC and buf[345] and obj.type not in tarfile.GNU_TYPES:
+        name = tarfile.nts(buf[0:100], encoding, errors)  # type: ignore[attr-defined]
+        obj.name = name.rstrip("/") if obj.isdir() else name
+    return obj
 
 
 class _HeaderSource:
