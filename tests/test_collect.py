@@ -12,6 +12,7 @@ import pytest
 from arcman import ArchiveConfig, ArchiveManager, SourceError
 from arcman._create.collect import Collector
 from arcman._diff import diff_tree
+from arcman._extract.safety import MAX_LINK_CHAIN
 
 MANIFEST = ".arcman-manifest.jsonl"
 
@@ -274,6 +275,27 @@ def test_a_symlink_chain_that_leads_out_of_the_tree_is_refused(
     with ArchiveManager() as manager:
         manager.create_archive(root, tmp_path / "a.tar", config)
         assert manager.verify_archive_integrity(tmp_path / "a.tar")
+
+
+@pytest.mark.parametrize("length", [MAX_LINK_CHAIN, MAX_LINK_CHAIN + 1])
+def test_a_symlink_chain_longer_than_a_kernel_resolves_is_refused(
+    tmp_path: Path, length: int
+) -> None:
+    """Extraction refuses a chain of more links than a lookup follows: create does too."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / f"l{length}").write_text("f")
+    for i in range(length):
+        (root / f"l{i}").symlink_to(f"l{i + 1}")
+    with ArchiveManager() as manager:
+        if length > MAX_LINK_CHAIN:
+            with pytest.raises(SourceError, match=f"'l0': a chain of more than {MAX_LINK_CHAIN}"):
+                manager.create_archive(root, tmp_path / "a.tar")
+            assert sorted(os.listdir(tmp_path)) == ["src"]
+        else:
+            manager.create_archive(root, tmp_path / "a.tar")
+            manager.extract_archive(tmp_path / "a.tar", tmp_path / "dest")
+            assert (tmp_path / "dest" / "l0").read_text() == "f"
 
 
 def test_diff_takes_the_tree_as_it_is(tmp_path: Path) -> None:

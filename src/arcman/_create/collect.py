@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .._errors import SourceError, UnsafeMemberError
 from .._excludes import Excludes
-from .._extract.safety import normalize_name, resolves_inside, symlink_problem
+from .._extract.safety import MAX_LINK_CHAIN, normalize_name, resolves_inside, symlink_problem
 from .._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
 from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
@@ -148,7 +148,10 @@ class Collector:
             try:
                 inside = resolves_inside(self._links, path)
             except RecursionError:
-                inside = False
+                raise SourceError(
+                    f"cannot archive {path!r}: a chain of more than {MAX_LINK_CHAIN} symlinks, "
+                    f"which no lookup resolves{_REFUSED}", path,
+                ) from None
             if not inside:
                 raise SourceError(
                     f"cannot archive {path!r}: symlink to {target!r} resolves outside the tree "

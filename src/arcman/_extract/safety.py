@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # not at run time: creation uses normalize_name without tarfi
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 RATIO_GRACE = 64 * 1024 * 1024
+# The longest chain of symlinks judged: Linux follows 40 links in one lookup (macOS 32), so a
+# longer one only ever fails with ELOOP. It is refused, by every Python alike: 3.11's realpath
+# gave up at the recursion limit (~1,000 links), 3.13's walks any length.
+MAX_LINK_CHAIN = 40
 
 
 # A name that every rule below accepts unchanged: short ASCII, components with no separator,
@@ -256,8 +260,9 @@ def resolves_inside(links: Mapping[str, str], path: str) -> bool:
     archive's symlinks, path -> target) exist: os.path.realpath's walk (3.11, not strict), on
     the tree the archive describes instead of the disk. verify judges chains with it that
     extraction refuses on disk (StagingTree.finish), such as ``a -> .`` with ``b -> a/..``,
-    whose targets each look harmless. RecursionError for a chain too long, as realpath."""
-    resolved, _ = _walk(links, "", path, {})
+    whose targets each look harmless. RecursionError for a chain of more than MAX_LINK_CHAIN
+    links, as 3.11's realpath raised it for a longer one."""
+    resolved, _ = _walk(links, "", path, {}, 0)
     if resolved is None:
         return False
     normalized = posixpath.normpath(resolved) if resolved else "."
@@ -265,9 +270,12 @@ def resolves_inside(links: Mapping[str, str], path: str) -> bool:
 
 
 def _walk(
-    links: Mapping[str, str], path: str, rest: str, seen: dict[str, str | None]
+    links: Mapping[str, str], path: str, rest: str, seen: dict[str, str | None], depth: int
 ) -> tuple[str | None, bool]:
-    """posixpath._joinrealpath over ``links``: None once the walk leaves the root."""
+    """posixpath._joinrealpath over ``links``: None once the walk leaves the root. ``depth``:
+    how many links are being resolved, one within the other, to get here."""
+    if depth > MAX_LINK_CHAIN:
+        raise RecursionError(f"a chain of more than {MAX_LINK_CHAIN} symlinks")
     while rest:
         name, _, rest = rest.partition("/")
         if not name or name == ".":
@@ -289,7 +297,7 @@ def _walk(
                 continue
             return posixpath.join(newpath, rest), False  # a loop: left unresolved, as realpath
         seen[newpath] = None
-        resolved, ok = _walk(links, path, target, seen)
+        resolved, ok = _walk(links, path, target, seen, depth + 1)
         if resolved is None:
             return None, True
         if not ok:

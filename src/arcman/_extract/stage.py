@@ -285,12 +285,16 @@ class StagingTree:
             for path, target, _ in self._symlinks:
                 self._guarded(f"symlink {path} (to {target})", os.symlink, target, self._abs(path))
             real_root = os.path.realpath(self.root)
+            links = {path: target for path, target, _ in self._symlinks}
             for path, target, mtime in self._symlinks:
+                # Judged on the archive's links (which also bounds a chain's length) and on
+                # the disk, where the links now are.
                 try:
-                    resolved = os.path.realpath(self._abs(path))
-                except RecursionError:  # 3.11's realpath recurses once per link of a chain
+                    inside = resolves_inside(links, path)
+                except RecursionError:
                     raise UnsafeMemberError(path, "chain of symlinks too long to resolve") from None
-                if os.path.commonpath([real_root, resolved]) != real_root:
+                resolved = os.path.realpath(self._abs(path))
+                if not inside or os.path.commonpath([real_root, resolved]) != real_root:
                     raise UnsafeMemberError(path, f"symlink resolves outside ({target!r})")
                 if self._times:
                     self._guarded(
