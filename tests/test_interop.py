@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -65,8 +66,8 @@ def test_tar_tools_extract_arcman_archives(
 
 @pytest.mark.parametrize("ext", TAR_FORMATS)
 def test_tarfile_extracts_arcman_archives(tmp_path: Path, tree: Path, ext: str) -> None:
-    if ext == ".tar.zst":
-        pytest.skip("Python 3.11's tarfile has no zstd support")
+    if ext == ".tar.zst" and sys.version_info < (3, 14):
+        pytest.skip("tarfile reads zstd from Python 3.14")
     archive = _create(tree, tmp_path / f"a{ext}")
     with tarfile.open(archive) as t:
         t.extractall(tmp_path / "dest", filter="data")
