@@ -143,7 +143,9 @@ def read_manifest(source: IO[bytes]) -> Iterator[ManifestEntry]:
     try:
         lines = _lines(source)
         header = json.loads(_text(next(lines)))
-        if not isinstance(header, dict) or header.get("arcman_manifest") != MANIFEST_VERSION:
+        if not isinstance(header, dict):
+            raise TypeError("its first line is not a JSON object")
+        if header.get("arcman_manifest") != MANIFEST_VERSION:
             raise IntegrityError(f"unsupported manifest version in {MANIFEST_NAME}")
         last = next(lines, None)
         for line in lines:
