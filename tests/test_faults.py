@@ -37,6 +37,7 @@ from arcman import (
 )
 from arcman._atomic import clean_stale
 from arcman._create import collect
+from arcman._manifest import ManifestWriter
 from helpers import Stalled
 
 LEFTOVER = _atomic._SIBLING  # what clean_stale recognizes
@@ -113,6 +114,29 @@ def test_disk_full_during_create(
     with ArchiveManager() as manager, pytest.raises(DestinationError, match="no space"):
         manager.create_archive(sample_tree, archive)
     assert snapshot(out) == before  # old archive and sidecars intact, no temporaries
+
+
+@pytest.mark.parametrize("ext", [".tar.gz", ".zip"])
+def test_a_failed_create_closes_its_manifest_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    """Its file (past 1 MiB) was left to the collector: on 3.12 and later, a ResourceWarning."""
+    closed: list[ManifestWriter] = []
+    close = ManifestWriter.close
+
+    def recorded(self: ManifestWriter) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(ManifestWriter, "close", recorded)
+    tree = tmp_path / "src"
+    tree.mkdir()
+    (tree / "a").write_text("a")
+    (tree / "z").write_bytes(b"z" * 2000)
+    config = ArchiveConfig(max_file_size=1000)
+    with ArchiveManager() as manager, pytest.raises(SourceError, match="'z'"):
+        manager.create_archive(tree, tmp_path / f"a{ext}", config)
+    assert closed
 
 
 @pytest.mark.parametrize("sidecar", [".sha256", ".meta"])

@@ -131,6 +131,7 @@ def create_archive(
                 open_sink(fmt, level, out, submit, config.threads, clock, config.memory_budget)
             )
             writer = TarWriter(sink, owner_names=epoch is None)
+        threads.callback(writer.manifest.close)  # its spool, when the run fails before close()
         reader = ContentReader(
             os.path.realpath(source_dir),
             entries,
