@@ -124,6 +124,9 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "x": "", "d/x": "", "d/e/x": "", "a/f": "", "a/b/f": "", "a/b/k": "", "y1": "",
         "d/y2": "",
     },
+    "a single star beside a run of stars stays one segment": {
+        ".gitignore": "*/***\n", "top": "", "d/x": "", "d/e/x": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },

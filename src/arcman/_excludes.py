@@ -72,7 +72,7 @@ def _star_runs(text: str) -> str:
         return text
     negation = "!" if text.startswith("!") else ""
     segments = text[len(negation) :].split("/")
-    return negation + "/".join("**" if s.strip("*") == "" and s else s for s in segments)
+    return negation + "/".join("**" if len(s) > 2 and s.strip("*") == "" else s for s in segments)
 
 
 # git's wildmatch takes POSIX classes in a bracket expression ("[[:digit:]]*.log"), with
