@@ -619,3 +619,5 @@ def test_a_helper_interrupted_as_it_starts_is_stopped(
     with pytest.raises(KeyboardInterrupt):
         ChildProcess("write", str(tmp_path))
     assert len(started) == 1 and started[0].poll() is not None
+    assert started[0].stdin is not None and started[0].stdin.closed
+    assert started[0].stdout is not None and started[0].stdout.closed

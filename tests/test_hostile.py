@@ -8,6 +8,7 @@ hold nothing but the archive afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import io
@@ -747,6 +748,25 @@ def test_zip_entry_with_an_empty_name_refused(box: Path) -> None:
     struct.pack_into("<H", raw, cd + 28, 0)  # the central directory's name length
     (box / "a.zip").write_bytes(bytes(raw))
     refused(box / "a.zip", CorruptArchiveError)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
+def test_a_zip_refused_mid_member_is_closed_at_once(box: Path) -> None:
+    """The member's stream in hand kept the archive's file open (zipfile counts its readers)
+    for as long as the error was held, and then left it to the collector to close."""
+    with zipfile.ZipFile(box / "a.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("first", b"fine")
+        z.writestr("second", os.urandom(4096) * 64)
+    raw = bytearray((box / "a.zip").read_bytes())
+    raw[raw.index(b"second") + len(b"second") + 2000] ^= 0xFF  # inside its deflated data
+    (box / "a.zip").write_bytes(bytes(raw))
+    error = refused(box / "a.zip", CorruptArchiveError)
+    assert error.__traceback__ is not None  # held: its frames hold what the run had in hand
+    open_files = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            open_files.append(os.readlink(f"/proc/self/fd/{fd}"))
+    assert str(box / "a.zip") not in open_files
 
 
 def test_encrypted_zip_entry_refused(box: Path) -> None:

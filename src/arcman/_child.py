@@ -141,8 +141,8 @@ class ChildProcess:
         except BaseException:
             # Ctrl-C while the reader starts: no caller will ever hold this object to stop
             # the child, which would wait for batches until this process exits.
-            self._child.kill()
-            self._child.wait()
+            with self._child:  # and its pipes closed, and waited for
+                self._child.kill()
             raise
 
     def ready(self) -> bool:

@@ -19,7 +19,7 @@ import stat
 import tarfile
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -252,6 +252,7 @@ def _scan_members(
     pax_headers: dict[str, str] = {}
     announced = False  # whether the archive says it carries a manifest
     archive: zipfile.ZipFile | None = None
+    members: Generator[Member, None, None] | None = None
     try:
         if scan.fmt is CompressionFormat.ZIP:
             archive = open_zip(source.zip_file())
@@ -298,6 +299,8 @@ def _scan_members(
     finally:
         if stream is not None:
             stream.close()
+        if members is not None:
+            members.close()  # a zip's member stream in hand holds the archive's file open
         if archive is not None:
             archive.close()
     if scan.manifest is None and verify and (announced or TAR_MANIFEST_MARK in pax_headers):

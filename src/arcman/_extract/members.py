@@ -15,7 +15,7 @@ import stat
 import struct
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Self, TypeVar, cast
@@ -180,7 +180,7 @@ def _inert(pax_headers: dict[str, str]) -> bool:
 
 def tar_members(
     stream: DecompressedStream, clock: PhaseClock, pax_headers: dict[str, str]
-) -> Iterator[Member]:
+) -> Generator[Member, None, None]:
     """The tar stream's members, header parsing timed as the ``parsing`` phase; once they are
     exhausted, ``pax_headers`` holds the pax global headers.
 
@@ -363,11 +363,10 @@ def _zip_errors() -> tuple[type[Exception], ...]:
 
 
 def _zip_reader(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, errors: tuple[type[Exception], ...]
+    stream: IO[bytes], info: zipfile.ZipInfo, errors: tuple[type[Exception], ...]
 ) -> Callable[[int], Data]:
     """The member's read(n); a bad CRC, found by its last read, or data its decoder refuses
     (``errors``) become CorruptArchiveError."""
-    stream = archive.open(info)
 
     def read(n: int) -> Data:
         try:
@@ -383,7 +382,10 @@ def _damaged(info: zipfile.ZipInfo, exc: Exception) -> CorruptArchiveError:
     return CorruptArchiveError(f"damaged zip member {info.filename!r}: {exc}")
 
 
-def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
+def zip_members(archive: zipfile.ZipFile) -> Generator[Member, None, None]:
+    """The archive's members, each file's data read from a stream of its own, which is closed
+    once the next member is asked for, or the iterator closed: the archive's file stays open
+    while any of them is (zipfile counts them), whatever ``archive.close()`` says."""
     errors = _zip_errors()
     dos_in_utc = archive.comment == ZIP_MANIFEST_MARK  # made by arcman
     for info in archive.infolist():
@@ -410,6 +412,7 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
             _zip_name(info), kind, info.file_size, mode, _zip_mtime(info, dos_in_utc),
             detail=detail, end=info.header_offset + _ZIP_LOCAL_HEADER + info.compress_size,
         )
+        data: IO[bytes] | None = None
         try:
             if kind == SYMLINK:
                 with archive.open(info) as link:
@@ -418,10 +421,15 @@ def zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
                     raise UnsafeMemberError(info.filename, "symlink target is too long")
                 member.target = target.decode("utf-8", "surrogateescape")
             elif kind == FILE:
-                member.read = _zip_reader(archive, info, errors)
+                data = archive.open(info)
         except errors as exc:
             raise _damaged(info, exc) from exc
-        yield member
+        if data is None:
+            yield member
+            continue
+        with data:
+            member.read = _zip_reader(data, info, errors)
+            yield member
 
 
 def open_zip(file: str | IO[bytes]) -> zipfile.ZipFile:
