@@ -422,13 +422,10 @@ def zip_members(archive: zipfile.ZipFile) -> Generator[Member, None, None]:
                 member.target = target.decode("utf-8", "surrogateescape")
             elif kind == FILE:
                 data = archive.open(info)
+                member.read = _zip_reader(data, info, errors)
         except errors as exc:
             raise _damaged(info, exc) from exc
-        if data is None:
-            yield member
-            continue
-        with data:
-            member.read = _zip_reader(data, info, errors)
+        with nullcontext() if data is None else data:
             yield member
 
 
