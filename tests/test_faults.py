@@ -558,17 +558,16 @@ def _signalled(proc: subprocess.Popen[bytes], sig: signal.Signals) -> tuple[int,
     """Send ``sig`` to ``proc``, which waits on a stalled pipe, and return its exit status and
     its stderr; killed if it has not ended within 10 s (a hang: TimeoutExpired)."""
     assert proc.stderr is not None
-    try:
-        assert proc.poll() is None, proc.stderr.read()
-        proc.send_signal(sig)
-        returncode = proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    return returncode, err
+    with proc.stderr:  # closed on a hang too: a pipe left open fails a later test
+        try:
+            assert proc.poll() is None, proc.stderr.read()
+            proc.send_signal(sig)
+            returncode = proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return returncode, proc.stderr.read().decode()
 
 
 @pytest.mark.parametrize(
