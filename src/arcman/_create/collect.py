@@ -147,7 +147,7 @@ class Collector:
         for path, target in self._links.items():
             try:
                 inside = resolves_inside(self._links, path)
-            except RecursionError:
+            except UnsafeMemberError:  # a chain too long
                 raise SourceError(
                     f"cannot archive {path!r}: a chain of more than {MAX_LINK_CHAIN} symlinks, "
                     f"which no lookup resolves{_REFUSED}", path,

@@ -260,9 +260,11 @@ def resolves_inside(links: Mapping[str, str], path: str) -> bool:
     archive's symlinks, path -> target) exist: os.path.realpath's walk (3.11, not strict), on
     the tree the archive describes instead of the disk. verify judges chains with it that
     extraction refuses on disk (StagingTree.finish), such as ``a -> .`` with ``b -> a/..``,
-    whose targets each look harmless. RecursionError for a chain of more than MAX_LINK_CHAIN
-    links, as 3.11's realpath raised it for a longer one."""
-    resolved, _ = _walk(links, "", path, {}, 0)
+    whose targets each look harmless. A chain of more than MAX_LINK_CHAIN links is refused."""
+    try:
+        resolved, _ = _walk(links, "", path, {}, 0)
+    except RecursionError:  # _walk's, past MAX_LINK_CHAIN
+        raise UnsafeMemberError(path, "chain of symlinks too long to resolve") from None
     if resolved is None:
         return False
     normalized = posixpath.normpath(resolved) if resolved else "."
