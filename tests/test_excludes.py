@@ -127,6 +127,11 @@ LAYOUTS: dict[str, dict[str, str]] = {
     "a single star beside a run of stars stays one segment": {
         ".gitignore": "*/***\n", "top": "", "d/x": "", "d/e/x": "",
     },
+    "whitespace that git does not trim is literal": {
+        ".gitignore": "a /\nb\t\nc\\\t\nd \t/\ne[\t\n",
+        "a /x": "", "a/y": "", "b\t": "", "b": "", "c\t": "", "c": "", "d \t/f": "", "d/f": "",
+        "e[\t": "", "e[": "", "e\t": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },
@@ -145,6 +150,14 @@ def test_an_escaped_trailing_space_is_part_of_the_pattern(tmp_path: Path) -> Non
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
     assert patterns == [".git", "foo\\ ", "bar\\ ", "baz", "qux\\\\"]
     assert _arcman_kept(root) == {".gitignore", "foo", "bar", "baz "}
+
+
+def test_whitespace_that_git_does_not_trim_is_literal(tmp_path: Path) -> None:
+    """pathspec strips a pattern's trailing whitespace; git only a line's unescaped trailing
+    spaces: "a /" is for a directory named "a ", "b<tab>" for a file named so."""
+    root = _build(tmp_path / "t", LAYOUTS["whitespace that git does not trim is literal"])
+    assert _arcman_kept(root) == {".gitignore", "a", "a/y", "b", "c", "d", "d/f", "e[", "e[\t",
+                                  "e\t"}
 
 
 def test_a_directory_name_is_literal_in_its_gitignore_patterns(tmp_path: Path) -> None:
@@ -222,9 +235,10 @@ def test_generated_gitignores_select_as_git_does(tmp_path_factory: pytest.TempPa
 # end), escapes. A "**" only stands alone in a segment: git 2.39 reads "a**/b" as "a" + "**/b",
 # against its documentation (and pathspec as "a*/b").
 _TOKENS = ["a", "b", "x", " ", "*", "?", "[ab]", "[!a]", "[^b]", "[a-c]", "[]a]", "[!]]",
-           "[a-]", "[-a]", "[*]", "[?]", "[[:alpha:]]", "[[:punct:]]", "\\*", "\\[", "]", "!", "#"]
+           "[a-]", "[-a]", "[*]", "[?]", "[[:alpha:]]", "[[:punct:]]", "\\*", "\\[", "]", "!", "#",
+           "\t", "\\\t"]
 _TOKEN_TREE = ["ba", "x/a", "x/b", "a/b/c", "a/x/b", "b/a/a", "*", "?", "[ab]", "]", "-",
-               "a b", "a/a", "ab/x", "c/d/e", "!a", "#a", "a\\b", "[", "aa/bb/cc"]
+               "a b", "a /x", "a\t", "a/a", "ab/x", "c/d/e", "!a", "#a", "a\\b", "[", "aa/bb/cc"]
 
 
 @needs_git

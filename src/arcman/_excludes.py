@@ -61,7 +61,21 @@ def _for_pathspec(pattern: str) -> tuple[bool, str]:
     segment of three stars or more written as two."""
     text = _trim(pattern)
     dirs_only = text.endswith("/")
-    return dirs_only, _star_runs(_brackets(text[:-1] if dirs_only else text))
+    return dirs_only, _blanks_kept(_star_runs(_brackets(text[:-1] if dirs_only else text)))
+
+
+def _blanks_kept(text: str) -> str:
+    """``text`` with its trailing whitespace written as brackets ("a " as "a[ ]"): pathspec
+    strips a pattern's trailing whitespace, but what git leaves of it is literal (git trims
+    only a line's unescaped trailing spaces): a tab, an escaped space or tab, or the spaces
+    before a directory pattern's slash ("a /" is for a directory named "a ")."""
+    head = text.rstrip()
+    if head == text or _ends_in_open_bracket(text):  # "a[\t": no match, in git as in pathspec
+        return text
+    blanks = text[len(head) :]
+    if (len(head) - len(head.rstrip("\\"))) % 2:  # the first is escaped: its bracket stands for it
+        head = head[:-1]
+    return head + "".join(f"[{blank}]" for blank in blanks)
 
 
 def _star_runs(text: str) -> str:
@@ -118,6 +132,22 @@ def _each_bracket(
         i, replacement = rewrite(text, i, body)
         out.append(replacement)
     return "".join(out)
+
+
+def _ends_in_open_bracket(text: str) -> bool:
+    """Whether ``text`` ends inside a bracket expression that it never closes."""
+    open_at_end = False
+
+    def skip(text: str, start: int, body: int) -> tuple[int, str]:
+        nonlocal open_at_end
+        end = body
+        while end < len(text) and text[end] != "]":
+            end += 2 if text[end] == "\\" else 1
+        open_at_end = end >= len(text)
+        return end + 1, ""
+
+    _each_bracket(text, ("!", "^"), skip)
+    return open_at_end
 
 
 def _brackets(text: str) -> str:
