@@ -132,6 +132,11 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "a /x": "", "a/y": "", "b\t": "", "b": "", "c\t": "", "c": "", "d \t/f": "", "d/f": "",
         "e[\t": "", "e[": "", "e\t": "",
     },
+    "a line ends at a newline only": {
+        ".gitignore": "a\x0cb\nx\ry\np\u2028q\nm\x85n\nk\r\r\n",
+        "a\x0cb": "", "a": "", "b": "", "x\ry": "", "x": "", "y": "", "p\u2028q": "", "p": "",
+        "q": "", "m\x85n": "", "m": "", "n": "", "k": "", "k\r": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },
@@ -150,6 +155,14 @@ def test_an_escaped_trailing_space_is_part_of_the_pattern(tmp_path: Path) -> Non
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
     assert patterns == [".git", "foo\\ ", "bar\\ ", "baz", "qux\\\\"]
     assert _arcman_kept(root) == {".gitignore", "foo", "bar", "baz "}
+
+
+def test_a_gitignore_line_ends_at_a_newline_only(tmp_path: Path) -> None:
+    """As git reads the file: a "\r" before the "\n" is dropped; a lone "\r", a form feed,
+    U+0085 and U+2028 belong to the pattern (str.splitlines() broke lines at each)."""
+    root = _build(tmp_path / "t", LAYOUTS["a line ends at a newline only"])
+    patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
+    assert patterns == [".git", "a\x0cb", "x\ry", "p\u2028q", "m\x85n", "k\r"]
 
 
 def test_whitespace_that_git_does_not_trim_is_literal(tmp_path: Path) -> None:

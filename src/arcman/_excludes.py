@@ -21,9 +21,11 @@ def read_pattern_file(path: str, prefix: str = "") -> list[tuple[str, str]]:
     (anchored) or ``sub/**/...`` (unanchored) for the one spec matched from the source root.
     """
     try:
-        # utf-8-sig: git skips a byte order mark at the start of the file.
-        with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
-            lines = f.read().splitlines()
+        # utf-8-sig: git skips a byte order mark at the start of the file. Lines as git reads
+        # them: ended by "\n" only, less one "\r" before it (splitlines() also broke them at
+        # a lone "\r", a form feed or U+2028, which a name can hold).
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+            lines = [line.removesuffix("\r") for line in f.read().split("\n")]
     except OSError as exc:
         raise SourceError(f"cannot read pattern file {path!r}: {exc.strerror}", path) from exc
     patterns = []
