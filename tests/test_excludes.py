@@ -233,6 +233,43 @@ _GITIGNORES = ["", "a/", "data/", "c/d/"]
 
 
 @needs_git
+def test_a_gitignore_that_is_a_symlink_is_not_read_as_in_git(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _build(tmp_path / "t", {"pats": "a\n", "a": "", "b": "", "sub/a": ""})
+    (root / ".gitignore").symlink_to("pats")
+    (root / "sub" / ".gitignore").symlink_to("../pats")
+    assert _arcman_kept(root) == _git_kept(root)
+    assert "a" in _arcman_kept(root)
+    caplog.clear()
+    assert main(["create", str(root), "--gitignore", "--dry-run", "--json"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"not reading {root / name}: a symbolic link (git does not follow one)"
+        for name in (".gitignore", "sub/.gitignore")
+    ]
+
+
+def test_a_gitignore_in_an_excluded_directory_is_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As git, which never enters it: its patterns could not bring anything back. Nor does a
+    line that git would refuse there stop the run (a ConfigError once it is read)."""
+    root = _build(tmp_path / "t", {
+        ".gitignore": "build/\nnode_modules/\n", "src/a.py": "",
+        "build/.gitignore": "[z-a]\n", "build/x": "",
+        "node_modules/.gitignore": "!*\n", "node_modules/m/x.js": "",
+        "src/node_modules/.gitignore": "[z-a]\n",
+    })
+    found = [origin for _, origin in gitignore_patterns(str(root))]
+    assert found == ["--gitignore (git's own directory)", f"{root}/.gitignore:1",
+                     f"{root}/.gitignore:2"]
+    assert main(["create", str(root), "--gitignore", "--dry-run"]) == 0
+    # What comes after the .gitignore files can re-include a directory: its file is read.
+    assert main(["create", str(root), "--gitignore", "--dry-run", "--exclude", "!build/"]) == 2
+    assert f"{root}/build/.gitignore:1: pattern '[z-a]' is not valid" in capsys.readouterr().err
+
+
+@needs_git
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.sampled_from(_LINES), max_size=6), min_size=4, max_size=4))
 def test_generated_gitignores_select_as_git_does(tmp_path_factory: pytest.TempPathFactory,

@@ -236,10 +236,12 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             flags["reproducible"] = args.reproducible
         # The last pattern that matches decides: the tree's .gitignore files come first, so
         # that the command line's own patterns override them, as in git.
-        excludes = gitignore_patterns(_tree(args)) if args.gitignore else []
-        for path in args.exclude_from:
-            excludes.extend(read_pattern_file(path))
-        excludes.extend((p, "--exclude") for p in args.exclude)
+        overrides = [pair for path in args.exclude_from for pair in read_pattern_file(path)]
+        overrides.extend((p, "--exclude") for p in args.exclude)
+        excludes = (
+            gitignore_patterns(_tree(args), [p for p, _ in overrides]) if args.gitignore else []
+        )
+        excludes.extend(overrides)
         if excludes:
             flags["excludes"] = excludes
     if args.command in ("extract", "verify"):
