@@ -164,6 +164,8 @@ def main() -> int:
         print("needs Linux's /proc/thread-self/schedstat", file=sys.stderr)
         return 2
 
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="arcman-threads-", dir=args.out))
     archive = str(scratch / f"corpus.{args.format}")
     dest = str(scratch / "extracted")
