@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,15 @@ def _git_kept(root: Path) -> set[str]:
         rel = os.path.relpath(directory, root)
         paths.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
     subprocess.run([GIT, "init", "-q", str(root)], check=True, env=env)
-    # Bytes, not text: text mode would read a name's "\r" as a line end.
+    # Bytes, not text: text mode would read a name's "\r" as a line end. Each path after
+    # "./", which git prints back: one that starts with ":" would be read as pathspec magic.
     result = subprocess.run(
         [GIT, "-C", str(root), "check-ignore", "--stdin", "-z"],
-        input=b"\0".join(map(os.fsencode, sorted(paths))), capture_output=True, check=False,
-        env=env,
+        input=b"\0".join(b"./" + os.fsencode(path) for path in sorted(paths)),
+        capture_output=True, check=False, env=env,
     )
     assert result.returncode in (0, 1), result.stderr  # 1: nothing ignored
-    return paths - {os.fsdecode(name) for name in result.stdout.split(b"\0") if name}
+    return paths - {os.fsdecode(name[2:]) for name in result.stdout.split(b"\0") if name}
 
 
 def _same_as_git(root: Path) -> None:
@@ -137,6 +139,11 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "a\x0cb": "", "a": "", "b": "", "x\ry": "", "x": "", "y": "", "p\u2028q": "", "p": "",
         "q": "", "m\x85n": "", "m": "", "n": "", "k": "", "k\r": "",
     },
+    "a ? or a bracket matches one byte, as git's wildmatch": {
+        ".gitignore": "?\n[!a]b\n??x\n[[a]y\n",
+        "é": "", "c": "", "éb": "", "cb": "", "éx": "", "\udce9": "", "[y": "", "ay": "",
+        "by": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },
@@ -155,6 +162,16 @@ def test_an_escaped_trailing_space_is_part_of_the_pattern(tmp_path: Path) -> Non
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
     assert patterns == [".git", "foo\\ ", "bar\\ ", "baz", "qux\\\\"]
     assert _arcman_kept(root) == {".gitignore", "foo", "bar", "baz "}
+
+
+def test_a_question_mark_or_a_bracket_matches_one_byte(tmp_path: Path) -> None:
+    """git matches bytes: "?" and "[!a]" take one byte, not the two of "é" (they took its
+    character, excluding what git keeps), and the one of a name that is not UTF-8."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # re's FutureWarning on "[[a]" would reach the user
+        layout = LAYOUTS["a ? or a bracket matches one byte, as git's wildmatch"]
+        root = _build(tmp_path / "t", layout)
+        assert _arcman_kept(root) == {".gitignore", "é", "éb", "by"}
 
 
 def test_a_gitignore_line_ends_at_a_newline_only(tmp_path: Path) -> None:
@@ -286,9 +303,10 @@ def test_generated_gitignores_select_as_git_does(tmp_path_factory: pytest.TempPa
 # against its documentation (and pathspec as "a*/b").
 _TOKENS = ["a", "b", "x", " ", "*", "?", "[ab]", "[!a]", "[^b]", "[a-c]", "[]a]", "[!]]",
            "[a-]", "[-a]", "[*]", "[?]", "[[:alpha:]]", "[[:punct:]]", "\\*", "\\[", "]", "!", "#",
-           "\t", "\\\t"]
+           "\t", "\\\t", "é", "[é]"]
 _TOKEN_TREE = ["ba", "x/a", "x/b", "a/b/c", "a/x/b", "b/a/a", "*", "?", "[ab]", "]", "-",
-               "a b", "a /x", "a\t", "a/a", "ab/x", "c/d/e", "!a", "#a", "a\\b", "[", "aa/bb/cc"]
+               "a b", "a /x", "a\t", "é", "éb/a", "a/a", "ab/x", "c/d/e", "!a", "#a", "a\\b", "[",
+               "aa/bb/cc"]
 
 
 @needs_git
@@ -444,7 +462,7 @@ def test_command_line_excludes_override_gitignore_negations(
     }
 
 
-@pytest.mark.parametrize("pattern", ["[z-a]", "foo\\", "a[/b]c", "x[!/]", "[\\/]"])
+@pytest.mark.parametrize("pattern", ["[z-a]", "foo\\", "é\\", "a[/b]c", "x[!/]", "[\\/]"])
 def test_a_pattern_that_does_not_compile_is_a_config_error(
     tmp_path: Path, pattern: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -465,6 +483,8 @@ def test_a_pattern_that_does_not_compile_is_a_config_error(
         assert main(["create", str(tmp_path / "src"), *args, "--exclude", pattern]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is not valid" in err
+        if pattern.endswith("\\"):
+            assert err.endswith("is not valid: it ends in a backslash that escapes nothing\n")
     assert sorted(os.listdir(tmp_path)) == ["src"]
 
 

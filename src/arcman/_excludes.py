@@ -8,7 +8,9 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ._config import ArchiveConfig
@@ -53,20 +55,46 @@ def invalid_pattern(pattern: str) -> str | None:
 
     try:
         text = _for_pathspec(pattern)[1]
+    except ValueError as exc:  # see _brackets
+        return str(exc)
+    try:
         if text not in ("", "!"):  # "/" and "!/" match nothing (see Excludes)
-            pathspec.GitIgnoreSpec.from_lines([text])
-    except (ValueError, re.error) as exc:  # pathspec's GitIgnorePatternError is a ValueError
-        return exc.msg if isinstance(exc, re.error) else str(exc)  # re's without a position
+            with _quiet_sets():
+                pathspec.GitIgnoreSpec.from_lines([text])
+    except re.error as exc:
+        return exc.msg  # without a position in pathspec's expression
+    except ValueError as exc:  # pathspec's GitIgnorePatternError
+        if (len(text) - len(text.rstrip("\\"))) % 2:  # its message would quote ``text``
+            return "it ends in a backslash that escapes nothing"
+        return str(exc)
     return None
+
+
+@contextmanager
+def _quiet_sets() -> Iterator[None]:
+    """re's FutureWarnings off: it warns of sets that a later Python may read otherwise
+    ("[[a]", "[a--]"); today's reads them as git does, and the warning would only reach the
+    user's terminal as a line of Python's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
 
 
 def _for_pathspec(pattern: str) -> tuple[bool, str]:
     """(directories only?, the pattern as pathspec is given it): trimmed as git trims a line,
-    without its trailing slash, with POSIX classes rewritten (see _brackets) and a
-    segment of three stars or more written as two."""
+    without its trailing slash, with POSIX classes rewritten (see _brackets), a segment of
+    three stars or more written as two, as bytes (_bytewise) and its trailing blanks kept."""
     text = _trim(pattern)
     dirs_only = text.endswith("/")
-    return dirs_only, _blanks_kept(_star_runs(_brackets(text[:-1] if dirs_only else text)))
+    text = _star_runs(_brackets(text[:-1] if dirs_only else text))
+    return dirs_only, _blanks_kept(_bytewise(text))
+
+
+def _bytewise(text: str) -> str:
+    """``text`` (a pattern or a path) with each of its bytes as one character (UTF-8 read as
+    Latin-1): git's wildmatch works on bytes, so "?" and "[!a]" match one byte, not the two
+    of "é", and matching the two sides thus matches as git does."""
+    return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _blanks_kept(text: str) -> str:
@@ -261,7 +289,8 @@ class Excludes:
                 dirs_only, text = _for_pathspec(pattern)
                 if text not in ("", "!"):  # "/" and "!/" match nothing
                     texts.append((index, dirs_only, text))
-            compiled = pathspec.GitIgnoreSpec.from_lines([text for _, _, text in texts]).patterns
+            with _quiet_sets():
+                compiled = pathspec.GitIgnoreSpec.from_lines([t for _, _, t in texts]).patterns
         except (ValueError, re.error):
             for pattern in patterns:  # name the first pattern that does not compile
                 reason = invalid_pattern(pattern)
@@ -276,12 +305,14 @@ class Excludes:
                 regex = rule.regex
                 kept_off_slash = _negations_skip_slash(regex.pattern)
                 if kept_off_slash != regex.pattern:  # most have no negated bracket
-                    regex = re.compile(kept_off_slash, regex.flags)
+                    with _quiet_sets():
+                        regex = re.compile(kept_off_slash, regex.flags)
                 self._rules.append((regex, rule.include, dirs_only, index))
 
     def decide(self, path: str, is_dir: bool) -> tuple[int, bool] | None:
         """(index, excludes?) of the pattern that decides on ``path`` ("/"-separated, relative
         to the root), or None when none matches it."""
+        path = _bytewise(path)
         for regex, excludes, dirs_only, index in self._rules:
             if dirs_only and not is_dir:
                 continue
