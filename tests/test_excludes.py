@@ -144,6 +144,11 @@ LAYOUTS: dict[str, dict[str, str]] = {
         "é": "", "c": "", "éb": "", "cb": "", "éx": "", "\udce9": "", "[y": "", "ay": "",
         "by": "",
     },
+    "a backslash in a bracket takes the next character as it is": {
+        ".gitignore": "a[\\]b]\nb[\\^]\nc[\\[d]\nd[!\\\\]\ne[\\-z]\nf[\\a-\\c]\n",
+        "a]": "", "ab": "", "a\\": "", "b^": "", "b\\": "", "c[": "", "cd": "", "c\\": "",
+        "d\\": "", "dx": "", "e-": "", "ez": "", "ea": "", "e\\": "", "fb": "", "f\\": "",
+    },
     "a pattern that matched the parent does not decide on its children": {
         ".gitignore": "**/x/**/y\n!x/q/x/y/\n", "x/q/x/y/y": "", "x/q/x/y/z": "",
     },
@@ -172,6 +177,14 @@ def test_a_question_mark_or_a_bracket_matches_one_byte(tmp_path: Path) -> None:
         layout = LAYOUTS["a ? or a bracket matches one byte, as git's wildmatch"]
         root = _build(tmp_path / "t", layout)
         assert _arcman_kept(root) == {".gitignore", "é", "éb", "by"}
+
+
+def test_a_backslash_in_a_bracket_escapes_the_next_character(tmp_path: Path) -> None:
+    """As in git's wildmatch ("[\\]b]" is "]" or "b", "[\\-z]" is "-" or "z"); pathspec ended
+    the bracket at the escaped "]" and took the backslash for a character."""
+    layout = LAYOUTS["a backslash in a bracket takes the next character as it is"]
+    root = _build(tmp_path / "t", layout)
+    assert _arcman_kept(root) == {".gitignore", "a\\", "b\\", "c\\", "d\\", "ea", "e\\", "f\\"}
 
 
 def test_a_gitignore_line_ends_at_a_newline_only(tmp_path: Path) -> None:

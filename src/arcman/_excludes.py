@@ -82,12 +82,12 @@ def _quiet_sets() -> Iterator[None]:
 
 def _for_pathspec(pattern: str) -> tuple[bool, str]:
     """(directories only?, the pattern as pathspec is given it): trimmed as git trims a line,
-    without its trailing slash, with POSIX classes rewritten (see _brackets), a segment of
-    three stars or more written as two, as bytes (_bytewise) and its trailing blanks kept."""
-    text = _trim(pattern)
+    as bytes (_bytewise), without its trailing slash, with its brackets rewritten (see
+    _brackets), a segment of three stars or more written as two and its trailing blanks
+    kept."""
+    text = _bytewise(_trim(pattern))
     dirs_only = text.endswith("/")
-    text = _star_runs(_brackets(text[:-1] if dirs_only else text))
-    return dirs_only, _blanks_kept(_bytewise(text))
+    return dirs_only, _blanks_kept(_star_runs(_brackets(text[:-1] if dirs_only else text)))
 
 
 def _bytewise(text: str) -> str:
@@ -214,8 +214,90 @@ def _glob_bracket(text: str, start: int, body: int) -> tuple[int, str]:
             raise ValueError(f"[:{match[1]}:] is not a character class")
     if slash and j < len(text):
         raise ValueError('a "/" inside a bracket expression is not supported')
+    if j < len(text) and "\\" in text[body:j]:
+        return j + 1, _escaped_bracket(text, start, j)
     out.append(text[j : j + 1])  # the closing "]" (none: pathspec judges the rest)
     return j + 1, "".join(out)
+
+
+def _escaped_bracket(text: str, start: int, end: int) -> str:
+    """The bracket ``text[start:end + 1]``, which holds an escape ("[\\]a]", "[\\-z]"), as
+    git's wildmatch reads it (a backslash takes the next character as it is, in a range
+    too), written out for pathspec, which ends a bracket at its first "]" and takes a
+    backslash for a character: each character or range as "lo-hi", with "]" first and "-"
+    last, where Python's sets take them for characters, and nothing first that pathspec takes
+    for a negation. By hand for the reason _each_bracket gives."""
+    negated = text[start + 1] in "!^"
+    spans: list[tuple[str, str]] = []
+    classes: list[str] = []
+    before = ""  # the character a "-" makes the start of a range (none after a class)
+    j = start + 2 if negated else start + 1
+    while j < end:  # as wildmatch.c's loop, a leading "]" a character
+        char = text[j]
+        match = _CLASS.match(text, j)
+        if char == "\\":
+            char = text[j + 1]
+            j += 2
+        elif char == "-" and before and text[j + 1] != "]":
+            last = text[j + 2] if text[j + 1] == "\\" else text[j + 1]
+            j += 3 if text[j + 1] == "\\" else 2
+            if before <= last:  # a reversed range matches nothing (its start did, alone)
+                spans.append((before, last))
+            before = last
+            continue
+        elif match is not None:  # a known class: _glob_bracket has refused any other
+            classes.append(_CLASS_RANGES[match[1]])
+            before = ""
+            j = match.end()
+            continue
+        else:
+            j += 1
+        spans.append((char, char))
+        before = char
+    spans, close = _taken_out(spans, "]")
+    spans, dash = _taken_out(spans, "-")
+    if negated or close:
+        lead = ""  # what follows "[!" or "]" is a character whatever it is
+    else:
+        spans = [part for lo, hi in spans for part in _split_negation(lo, hi)]
+        plain = [(lo, hi) for lo, hi in spans if lo not in "!^"]
+        if plain:
+            spans.remove(plain[0])
+            lead = f"{plain[0][0]}-{plain[0][1]}"
+        elif classes:  # none starts with "!" or "^" (see _CLASS_RANGES)
+            lead = classes.pop(0)
+        elif dash:
+            lead, dash = "-", False
+        elif len(spans) == 1:
+            return "\\" + spans[0][0]  # a bracket of one character is that character
+        else:
+            raise ValueError('a bracket of only escaped "!" and "^" is not supported')
+    body = lead + "".join(f"{lo}-{hi}" for lo, hi in spans) + "".join(classes)
+    return "[" + ("!" if negated else "") + ("]" if close else "") + body + (
+        "-" if dash else "") + "]"
+
+
+def _split_negation(lo: str, hi: str) -> list[tuple[str, str]]:
+    """The range lo-hi with a first "!" or "^" apart, so that the rest can lead a bracket."""
+    if lo in "!^" and lo < hi:
+        return [(lo, lo), (chr(ord(lo) + 1), hi)]
+    return [(lo, hi)]
+
+
+def _taken_out(spans: list[tuple[str, str]], char: str) -> tuple[list[tuple[str, str]], bool]:
+    """``spans`` without ``char``, and whether one of them held it."""
+    kept: list[tuple[str, str]] = []
+    held = False
+    for lo, hi in spans:
+        if not lo <= char <= hi:
+            kept.append((lo, hi))
+            continue
+        held = True
+        if lo < char:
+            kept.append((lo, chr(ord(char) - 1)))
+        if char < hi:
+            kept.append((chr(ord(char) + 1), hi))
+    return kept, held
 
 
 def _negations_skip_slash(regex: str) -> str:
