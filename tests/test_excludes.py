@@ -316,7 +316,7 @@ def test_generated_gitignores_select_as_git_does(tmp_path_factory: pytest.TempPa
 # against its documentation (and pathspec as "a*/b").
 _TOKENS = ["a", "b", "x", " ", "*", "?", "[ab]", "[!a]", "[^b]", "[a-c]", "[]a]", "[!]]",
            "[a-]", "[-a]", "[*]", "[?]", "[[:alpha:]]", "[[:punct:]]", "\\*", "\\[", "]", "!", "#",
-           "\t", "\\\t", "é", "[é]"]
+           "\t", "\\\t", "é", "[é]", "[\\]a]", "[\\-a]", "[\\\\]"]
 _TOKEN_TREE = ["ba", "x/a", "x/b", "a/b/c", "a/x/b", "b/a/a", "*", "?", "[ab]", "]", "-",
                "a b", "a /x", "a\t", "é", "éb/a", "a/a", "ab/x", "c/d/e", "!a", "#a", "a\\b", "[",
                "aa/bb/cc"]
