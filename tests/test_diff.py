@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arcman import ArchiveManager
 from arcman._cli import main
@@ -166,3 +169,114 @@ def test_foreign_tar_with_hard_links_and_unlisted_parents_compares_as_extracted(
     (tmp_path / "out" / "d" / "b").write_text("z")  # no longer the same file's content
     assert main(["diff", str(archive), str(tmp_path / "out")]) == 1
     assert capsys.readouterr().out.strip() == "M d/b"
+
+
+# Paths of the generated trees, and what is done to a tree after it is archived.
+_FILES = ["a", "b", "d/c", "d/e", "f/g/h"]
+_PATHS = [*_FILES, "l", "m"]
+_DIRS = ["d", "f", "f/g"]
+_CHANGES = st.tuples(
+    st.sampled_from(["write", "flip", "chmod", "remove", "symlink", "mkdir"]),
+    st.sampled_from([*_PATHS, *_DIRS, "l", "m"]),  # the links twice as likely
+    st.binary(max_size=8),
+    st.sampled_from([0o644, 0o600, 0o664, 0o755, 0o4755, 0o700, 0o2775]),
+)
+
+
+def _change(root: Path, change: tuple[str, str, bytes, int]) -> None:
+    """One change, where it can be made (writing below a file cannot, and is left out);
+    "flip" rewrites a file's bytes at the same size, which only its SHA-256 tells."""
+    action, name, data, mode = change
+    path = root / name
+    targets = ["a", "b", "d"]
+    if path.is_symlink():  # pointed elsewhere: a change only the link target tells
+        targets.remove(os.readlink(path))
+    try:
+        if action in ("remove", "symlink") or (action == "mkdir" and not path.is_dir()):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.is_symlink() or path.exists():
+                path.unlink()
+        if action == "write":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        elif action == "flip" and path.is_file() and not path.is_symlink():  # same size
+            path.write_bytes(bytes(byte ^ 0xFF for byte in path.read_bytes()))
+        elif action == "chmod" and not path.is_symlink():
+            path.chmod(mode | 0o700 if path.is_dir() else mode)  # a directory stays walkable
+        elif action == "symlink":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(targets[len(data) % len(targets)])  # dangling or not
+        elif action == "mkdir":
+            path.mkdir(parents=True, exist_ok=True)
+    except OSError:  # below a file, through a link to itself, ...
+        pass
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int, str, str, int]]:
+    """path -> (kind, size, SHA-256, link target, permission bits), as the file system has it."""
+    found = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory, name)
+            rel = path.relative_to(root).as_posix()
+            st_ = path.lstat()
+            if path.is_symlink():
+                found[rel] = ("symlink", 0, "", os.readlink(path), 0)
+            elif path.is_dir():
+                found[rel] = ("dir", 0, "", "", st_.st_mode & 0o7777)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[rel] = ("file", st_.st_size, digest, "", st_.st_mode & 0o7777)
+    return found
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    st.dictionaries(st.sampled_from(_FILES), st.tuples(st.binary(max_size=8),
+                    st.sampled_from([0o644, 0o755, 0o664, 0o600])), min_size=1),
+    st.dictionaries(st.sampled_from(["l", "m"]), st.sampled_from(["a", "b", "d"])),
+    st.lists(_CHANGES, max_size=5),
+)
+def test_diff_reports_what_changed_in_the_tree(
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, tuple[bytes, int]],
+    links: dict[str, str],
+    changes: list[tuple[str, str, bytes, int]],
+) -> None:
+    """Against an oracle that compares the tree's two states itself: the archive's modes as
+    extraction sets them (no setuid, setgid, sticky, group or other write; the owner's rw, and
+    x for a directory), the tree's as they are."""
+    work = tmp_path_factory.mktemp("diff")
+    root = work / "tree"
+    for name, (data, mode) in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+        (root / name).chmod(mode)
+    for name, target in links.items():
+        (root / name).symlink_to(target)
+    before = _snapshot(root)
+    with ArchiveManager() as manager:
+        manager.create_archive(root, work / "a.tar.gz")
+    for change in changes:
+        _change(root, change)
+    after = _snapshot(root)
+    common = before.keys() & after.keys()
+
+    def extracted(kind: str, mode: int) -> int:
+        return (mode & 0o755) | (0o700 if kind == "dir" else 0o600)
+
+    capsys.readouterr()
+    code = main(["diff", str(work / "a.tar.gz"), str(root), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == (0 if result["same"] else 1)
+    assert sorted(result["added"]) == sorted(after.keys() - before.keys())
+    assert sorted(result["removed"]) == sorted(before.keys() - after.keys())
+    changed = {p for p in common if before[p][:4] != after[p][:4]}
+    assert sorted(result["changed"]) == sorted(changed)
+    assert sorted(result["mode_only"]) == sorted(
+        p for p in common - changed
+        if before[p][0] != "symlink" and extracted(before[p][0], before[p][4]) != after[p][4]
+    )
