@@ -16,7 +16,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
 from arcman import CompressionFormat
+from arcman._create.collect import Collector
+from arcman._gitignore import gitignore_patterns
 
 FORMATS = [fmt.extensions[0] for fmt in CompressionFormat]
 TAR_FORMATS = [ext for ext in FORMATS if ext != ".zip"]
@@ -154,3 +158,27 @@ class Stalled(io.RawIOBase):
     def close(self) -> None:
         super().close()
         self.closed_event.set()
+
+
+GIT = shutil.which("git")
+needs_git = pytest.mark.skipif(GIT is None, reason="git is the reference for gitignore rules")
+
+
+def build_layout(root: Path, layout: dict[str, str]) -> Path:
+    """Files of ``layout`` (path -> content); a path ending in "/" is an empty directory."""
+    for rel, content in layout.items():
+        path = root / rel
+        if rel.endswith("/"):
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    return root
+
+
+def gitignore_kept(root: Path) -> set[str]:
+    """The paths ``arcman create --gitignore`` archives from ``root``, .git left aside."""
+    patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
+    collector = Collector(str(root), exclude_patterns=patterns, exclude_paths=set(),
+                          follow_symlinks=False, max_file_size=None, skip_errors=False)
+    return {p for p in collector.collect().entries.names if p.split("/")[0] != ".git"}

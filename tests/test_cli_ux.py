@@ -15,7 +15,7 @@ from rich.console import Console
 
 from arcman import ArchiveConfig, ArchiveManager
 from arcman._cli import build_parser, main
-from arcman._excludes import gitignore_patterns
+from arcman._gitignore import gitignore_patterns
 from arcman._progress_bar import progress_bar
 from helpers import snapshot
 

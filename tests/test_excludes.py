@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -20,30 +19,8 @@ from hypothesis import strategies as st
 from arcman import ArchiveManager
 from arcman._cli import main
 from arcman._create.collect import Collector
-from arcman._excludes import gitignore_patterns
-
-GIT = shutil.which("git")
-needs_git = pytest.mark.skipif(GIT is None, reason="git is the reference for gitignore rules")
-
-
-def _build(root: Path, layout: dict[str, str]) -> Path:
-    """Files of ``layout`` (path -> content); a path ending in "/" is an empty directory."""
-    for rel, content in layout.items():
-        path = root / rel
-        if rel.endswith("/"):
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-    return root
-
-
-def _arcman_kept(root: Path) -> set[str]:
-    """The paths ``arcman create --gitignore`` archives from ``root``, .git left aside."""
-    patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
-    collector = Collector(str(root), exclude_patterns=patterns, exclude_paths=set(),
-                          follow_symlinks=False, max_file_size=None, skip_errors=False)
-    return {p for p in collector.collect().entries.names if p.split("/")[0] != ".git"}
+from arcman._gitignore import gitignore_patterns
+from helpers import GIT, build_layout, gitignore_kept, needs_git
 
 
 def _git_kept(root: Path) -> set[str]:
@@ -68,7 +45,7 @@ def _git_kept(root: Path) -> set[str]:
 
 
 def _same_as_git(root: Path) -> None:
-    assert _arcman_kept(root) == _git_kept(root)
+    assert gitignore_kept(root) == _git_kept(root)
 
 
 LAYOUTS: dict[str, dict[str, str]] = {
@@ -158,15 +135,15 @@ LAYOUTS: dict[str, dict[str, str]] = {
 @needs_git
 @pytest.mark.parametrize("name", LAYOUTS)
 def test_selection_is_gits(tmp_path: Path, name: str) -> None:
-    _same_as_git(_build(tmp_path / "t", LAYOUTS[name]))
+    _same_as_git(build_layout(tmp_path / "t", LAYOUTS[name]))
 
 
 def test_an_escaped_trailing_space_is_part_of_the_pattern(tmp_path: Path) -> None:
     """git strips trailing spaces unless one is escaped ("foo\\ "); pathspec must get it."""
-    root = _build(tmp_path / "t", LAYOUTS["escaped trailing space"])
+    root = build_layout(tmp_path / "t", LAYOUTS["escaped trailing space"])
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
     assert patterns == [".git", "foo\\ ", "bar\\ ", "baz", "qux\\\\"]
-    assert _arcman_kept(root) == {".gitignore", "foo", "bar", "baz "}
+    assert gitignore_kept(root) == {".gitignore", "foo", "bar", "baz "}
 
 
 def test_a_question_mark_or_a_bracket_matches_one_byte(tmp_path: Path) -> None:
@@ -175,22 +152,22 @@ def test_a_question_mark_or_a_bracket_matches_one_byte(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # re's FutureWarning on "[[a]" would reach the user
         layout = LAYOUTS["a ? or a bracket matches one byte, as git's wildmatch"]
-        root = _build(tmp_path / "t", layout)
-        assert _arcman_kept(root) == {".gitignore", "é", "éb", "by"}
+        root = build_layout(tmp_path / "t", layout)
+        assert gitignore_kept(root) == {".gitignore", "é", "éb", "by"}
 
 
 def test_a_backslash_in_a_bracket_escapes_the_next_character(tmp_path: Path) -> None:
     """As in git's wildmatch ("[\\]b]" is "]" or "b", "[\\-z]" is "-" or "z"); pathspec ended
     the bracket at the escaped "]" and took the backslash for a character."""
     layout = LAYOUTS["a backslash in a bracket takes the next character as it is"]
-    root = _build(tmp_path / "t", layout)
-    assert _arcman_kept(root) == {".gitignore", "a\\", "b\\", "c\\", "d\\", "ea", "e\\", "f\\"}
+    root = build_layout(tmp_path / "t", layout)
+    assert gitignore_kept(root) == {".gitignore", "a\\", "b\\", "c\\", "d\\", "ea", "e\\", "f\\"}
 
 
 def test_a_gitignore_line_ends_at_a_newline_only(tmp_path: Path) -> None:
     """As git reads the file: a "\r" before the "\n" is dropped; a lone "\r", a form feed,
     U+0085 and U+2028 belong to the pattern (str.splitlines() broke lines at each)."""
-    root = _build(tmp_path / "t", LAYOUTS["a line ends at a newline only"])
+    root = build_layout(tmp_path / "t", LAYOUTS["a line ends at a newline only"])
     patterns = [pattern for pattern, _ in gitignore_patterns(str(root))]
     assert patterns == [".git", "a\x0cb", "x\ry", "p\u2028q", "m\x85n", "k\r"]
 
@@ -198,26 +175,27 @@ def test_a_gitignore_line_ends_at_a_newline_only(tmp_path: Path) -> None:
 def test_whitespace_that_git_does_not_trim_is_literal(tmp_path: Path) -> None:
     """pathspec strips a pattern's trailing whitespace; git only a line's unescaped trailing
     spaces: "a /" is for a directory named "a ", "b<tab>" for a file named so."""
-    root = _build(tmp_path / "t", LAYOUTS["whitespace that git does not trim is literal"])
-    assert _arcman_kept(root) == {".gitignore", "a", "a/y", "b", "c", "d", "d/f", "e[", "e[\t",
+    root = build_layout(tmp_path / "t", LAYOUTS["whitespace that git does not trim is literal"])
+    assert gitignore_kept(root) == {".gitignore", "a", "a/y", "b", "c", "d", "d/f", "e[", "e[\t",
                                   "e\t"}
 
 
 def test_a_directory_name_is_literal_in_its_gitignore_patterns(tmp_path: Path) -> None:
     """``[ab]/.gitignore`` applies under ``[ab]``, not under ``a`` and ``b``."""
-    root = _build(tmp_path / "t", LAYOUTS["glob characters in directory names"])
+    root = build_layout(tmp_path / "t", LAYOUTS["glob characters in directory names"])
     assert [pattern for pattern, _ in gitignore_patterns(str(root))] == [
         ".git", "\\!neg/**/k", "\\#hash/**/k", "\\?/**/k", "\\[ab\\]/**/*.log",
         "back\\\\slash/**/k", "x\\*/k",
     ]
-    assert {"a/k.log", "b/k.log", "xy/k", "z/k", "neg/k", "backslash/k"} <= _arcman_kept(root)
+    assert {"a/k.log", "b/k.log", "xy/k", "z/k", "neg/k", "backslash/k"} <= gitignore_kept(root)
 
 
 @pytest.mark.parametrize("follow", [False, True])
 def test_excluded_directory_is_decided_as_in_git(tmp_path: Path, follow: bool) -> None:
     """``foo/**`` leaves ``foo`` in and ``!foo/keep`` then keeps ``foo/keep``, from --exclude
     too; ``*`` with ``!*/`` keeps every directory (pathspec leaves all of them out)."""
-    root = _build(tmp_path / "t", {"foo/keep": "", "foo/x": "", "src/main.py": "", "x.txt": ""})
+    layout = {"foo/keep": "", "foo/x": "", "src/main.py": "", "x.txt": ""}
+    root = build_layout(tmp_path / "t", layout)
     (root / "link").symlink_to("src")
     patterns = ["*", "!*/", "!*.py", "foo/**", "!foo/keep"]
     collector = Collector(str(root), exclude_patterns=patterns, exclude_paths=set(),
@@ -231,7 +209,7 @@ def test_excluded_directory_is_decided_as_in_git(tmp_path: Path, follow: bool) -
 def test_dry_run_names_the_pattern_that_decided(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _build(tmp_path / "t", {"foo/keep": "", "foo/x": "", "src/a.py": "", "x.txt": ""})
+    root = build_layout(tmp_path / "t", {"foo/keep": "", "foo/x": "", "src/a.py": "", "x.txt": ""})
     (root / "link").symlink_to("src")
     args = ["--exclude", "*", "--exclude", "!*/", "--exclude", "!*.py",
             "--exclude", "foo/**", "--exclude", "!foo/keep"]
@@ -266,11 +244,11 @@ _GITIGNORES = ["", "a/", "data/", "c/d/"]
 def test_a_gitignore_that_is_a_symlink_is_not_read_as_in_git(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    root = _build(tmp_path / "t", {"pats": "a\n", "a": "", "b": "", "sub/a": ""})
+    root = build_layout(tmp_path / "t", {"pats": "a\n", "a": "", "b": "", "sub/a": ""})
     (root / ".gitignore").symlink_to("pats")
     (root / "sub" / ".gitignore").symlink_to("../pats")
-    assert _arcman_kept(root) == _git_kept(root)
-    assert "a" in _arcman_kept(root)
+    assert gitignore_kept(root) == _git_kept(root)
+    assert "a" in gitignore_kept(root)
     caplog.clear()
     assert main(["create", str(root), "--gitignore", "--dry-run", "--json"]) == 0
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
@@ -284,7 +262,7 @@ def test_a_gitignore_in_an_excluded_directory_is_not_read(
 ) -> None:
     """As git, which never enters it: its patterns could not bring anything back. Nor does a
     line that git would refuse there stop the run (a ConfigError once it is read)."""
-    root = _build(tmp_path / "t", {
+    root = build_layout(tmp_path / "t", {
         ".gitignore": "build/\nnode_modules/\n", "src/a.py": "",
         "build/.gitignore": "[z-a]\n", "build/x": "",
         "node_modules/.gitignore": "!*\n", "node_modules/m/x.js": "",
@@ -308,7 +286,7 @@ def test_generated_gitignores_select_as_git_does(tmp_path_factory: pytest.TempPa
     for directory, lines in zip(_GITIGNORES, files, strict=True):
         if lines:
             layout[f"{directory}.gitignore"] = "\n".join(lines) + "\n"
-    _same_as_git(_build(tmp_path_factory.mktemp("t"), layout))
+    _same_as_git(build_layout(tmp_path_factory.mktemp("t"), layout))
 
 
 # Pieces of a pattern: globs, brackets (negated, with classes, a leading "]", a "-" at an
@@ -338,7 +316,7 @@ def test_generated_patterns_select_as_git_does(
 ) -> None:
     layout = dict.fromkeys(_TOKEN_TREE, "")
     layout[".gitignore"] = "\n".join(lines) + "\n"
-    _same_as_git(_build(tmp_path_factory.mktemp("t"), layout))
+    _same_as_git(build_layout(tmp_path_factory.mktemp("t"), layout))
 
 
 _SEGMENTS = ["x", "y", "*", "?", "x*", "[xy]", "**"]
@@ -364,7 +342,7 @@ def test_a_match_stops_at_a_parent_only_when_the_whole_path_does_not_match(
 def test_dry_run_fails_or_skips_an_unlistable_directory_as_create_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _build(tmp_path / "t", {"a.txt": "", "locked/f": ""})
+    root = build_layout(tmp_path / "t", {"a.txt": "", "locked/f": ""})
 
     def refusing(real: Any) -> Any:  # as chmod 000 does to anyone but root
         def listing(path: str | int = ".", *args: Any) -> Any:
@@ -398,7 +376,7 @@ def test_dry_run_fails_or_skips_an_unreadable_file_as_create_does(
     """A file without read permission is listed by collection (a stat is enough) but cannot be
     opened: the plan must fail (exit 4) or skip it (exit 6) as create does, not list it as
     archived with exit 0."""
-    root = _build(tmp_path / "t", {"a.txt": "", "secret": "s"})
+    root = build_layout(tmp_path / "t", {"a.txt": "", "secret": "s"})
     real_open = os.open
     denied = str(root / "secret")
 
@@ -426,7 +404,7 @@ def test_dry_run_leaves_out_the_output_inside_the_tree_as_create_does(
 ) -> None:
     """`create . -o app.tar.gz` keeps the archive (and its sidecars) out of itself: a dry run
     with the same -o, after an earlier create, must not list them as going in."""
-    root = _build(tmp_path / "t", {"a.txt": "x"})
+    root = build_layout(tmp_path / "t", {"a.txt": "x"})
     out = str(root / "app.tar.gz")
     assert main(["create", str(root), "-o", out, "-q"]) == 0
     assert main(["create", str(root), "-o", out, "--dry-run", "--json"]) == 0
@@ -443,7 +421,7 @@ def test_dry_run_refuses_the_names_create_refuses(
 ) -> None:
     """A copy of a manifest left at the root, or (zip) a name that is not UTF-8, fails the plan
     or is skipped by it as it fails or is skipped by create."""
-    root = _build(tmp_path / "t", {"a.txt": "", ".arcman-manifest.jsonl": "{}"})
+    root = build_layout(tmp_path / "t", {"a.txt": "", ".arcman-manifest.jsonl": "{}"})
     if ext == "zip":
         os.remove(root / ".arcman-manifest.jsonl")
         (root / os.fsdecode(b"bad\xff")).write_text("")
@@ -461,7 +439,7 @@ def test_command_line_excludes_override_gitignore_negations(
 ) -> None:
     """As in git, where command-line patterns take precedence: a .gitignore that re-includes
     a file cannot bring back one the user excluded by name (a secret, say)."""
-    root = _build(tmp_path / "t", {".gitignore": "*.env\n!keep.env\n", "keep.env": "x",
+    root = build_layout(tmp_path / "t", {".gitignore": "*.env\n!keep.env\n", "keep.env": "x",
                                    "other.env": "", "a.txt": ""})
     (tmp_path / "extra").write_text("a.txt\n")
     code = main(["create", str(root), "--gitignore", "--dry-run", "--json",
@@ -505,7 +483,7 @@ def test_an_invalid_line_of_a_pattern_file_is_named_by_its_file_and_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """It was named as re-rooted ('sub/**/[z-a]'), a pattern the user never wrote."""
-    root = _build(tmp_path / "t", {"a": "a", "sub/.gitignore": "# build\n*.o\n[z-a]\n"})
+    root = build_layout(tmp_path / "t", {"a": "a", "sub/.gitignore": "# build\n*.o\n[z-a]\n"})
     (tmp_path / "extra").write_text("*.log\n\nfoo\\\n")
     out = tmp_path / "a.tar.gz"
     gitignore = str(root / "sub" / ".gitignore")
@@ -536,14 +514,14 @@ def test_a_posix_class_matches_the_characters_git_matches(tmp_path: Path, name: 
     layout[".gitignore"] = (
         f"f[[:{name}:]]\n*[![:{name}:]]g\nx[[:{name}:]-z]\ny[[:{name}:]]z\n"
     )
-    _same_as_git(_build(tmp_path / "t", layout))
+    _same_as_git(build_layout(tmp_path / "t", layout))
 
 
 def test_a_name_that_is_not_a_posix_class_is_refused(tmp_path: Path) -> None:
     """git's wildmatch gives up on "[[:bogus:]]" (the pattern matches nothing): a typo."""
     from arcman import ArchiveConfig, ConfigError
 
-    root = _build(tmp_path / "t", {"a b": "", ".gitignore": "*[[:bogus:]]*\n"})
+    root = build_layout(tmp_path / "t", {"a b": "", ".gitignore": "*[[:bogus:]]*\n"})
     with pytest.raises(ConfigError, match=re.escape("[:bogus:] is not a character class")):
         gitignore_patterns(str(root))
     config = ArchiveConfig(exclude_patterns=["[[:Space:]]"])
@@ -559,7 +537,7 @@ def test_gitignore_leaves_out_gits_own_directory(
 ) -> None:
     """A checkout's .git (its whole history, and whatever secrets it ever held) is not part
     of the tree git sees: `create . --gitignore` went on to archive it."""
-    root = _build(tmp_path / "t", {".git/config": "[core]\n", "sub/.git": "gitdir: ../x\n",
+    root = build_layout(tmp_path / "t", {".git/config": "[core]\n", "sub/.git": "gitdir: ../x\n",
                                    "a": ""})
     assert main(["create", str(root), "--gitignore", "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)

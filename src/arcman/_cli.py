@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     excludes.add_argument("--exclude-from", action="append", default=[], metavar="FILE",
                           help="read gitignore-style patterns from FILE (repeatable)")
     excludes.add_argument("--gitignore", action="store_true",
-                          help="honour the tree's .gitignore files, nested ones too")
+                          help="honour the .gitignore files git reads for the tree: nested ones, "
+                               "and those above it in its repository")
 
     parser = argparse.ArgumentParser(
         prog="arcman",
@@ -222,7 +223,8 @@ def _completion_parser(shtab: Any) -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None means "not given")."""
-    from ._excludes import gitignore_patterns, read_pattern_file
+    from ._excludes import read_pattern_file
+    from ._gitignore import gitignore_patterns
 
     flags: dict[str, Any] = {}
     if getattr(args, "threads", None) is not None:

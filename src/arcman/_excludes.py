@@ -1,11 +1,10 @@
-"""Exclude patterns from files (``--exclude-from``, the tree's ``.gitignore`` files), git's
+"""Exclude patterns from files (``--exclude-from``, ``.gitignore``: see _gitignore.py), git's
 decision on each path (Excludes) and the ``create --dry-run`` plan that says what goes in and
 which pattern left each path out."""
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import re
 import warnings
@@ -15,8 +14,6 @@ from dataclasses import dataclass, field
 
 from ._config import ArchiveConfig
 from ._errors import ConfigError, SourceError
-
-log = logging.getLogger("arcman")
 
 
 def read_pattern_file(path: str, prefix: str = "") -> list[tuple[str, str]]:
@@ -410,54 +407,6 @@ class Excludes:
     def excluded(self, path: str, is_dir: bool) -> bool:
         decision = self.decide(path, is_dir)
         return decision is not None and decision[1]
-
-
-def gitignore_patterns(root: str, overrides: Sequence[str] = ()) -> list[tuple[str, str]]:
-    """The tree as git sees it: without git's own ``.git`` (a repository's history, which
-    git never takes for content), then every ``.gitignore`` under ``root`` (parents before
-    children, so deeper ones win). As git, the walk never enters a directory that is excluded
-    (by the patterns found so far, then by ``overrides``, the patterns that will come after
-    them): a ``.gitignore`` in there could not bring anything back, and an ignored
-    node_modules can hold a hundred thousand files. As git (2.32 on), a ``.gitignore`` that is
-    a symbolic link is not followed; a warning says so."""
-    found: list[tuple[str, str]] = [(".git", "--gitignore (git's own directory)")]
-    # A file's patterns only match below its directory (see _reroot), so a directory is
-    # decided by its ancestors' files alone, the deepest first (their patterns come last),
-    # after the overrides: the same decision as all the patterns in one Excludes, which would
-    # be compiled again for every file found.
-    overriding, git_own = Excludes(overrides), Excludes([".git"])
-    by_directory: dict[str, Excludes] = {}  # a .gitignore's directory -> its patterns
-    for directory, dirs, files in os.walk(root):
-        rel = os.path.relpath(directory, root)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/")
-        if ".gitignore" in files:
-            path = os.path.join(directory, ".gitignore")
-            if os.path.islink(path):
-                log.warning("not reading %s: a symbolic link (git does not follow one)", path)
-            else:
-                patterns = read_pattern_file(path, prefix)
-                found.extend(patterns)
-                by_directory[prefix] = Excludes([pattern for pattern, _ in patterns])
-        chain = [overriding, *(by_directory[a] for a in _ancestors(prefix) if a in by_directory),
-                 git_own]
-        dirs[:] = [name for name in sorted(dirs)
-                   if not _excluded_by(chain, f"{prefix}/{name}" if prefix else name)]
-    return found
-
-
-def _excluded_by(chain: list[Excludes], directory: str) -> bool:
-    """Whether the first of ``chain`` to decide on ``directory`` excludes it."""
-    for excludes in chain:
-        decision = excludes.decide(directory, True)
-        if decision is not None:
-            return decision[1]
-    return False
-
-
-def _ancestors(prefix: str) -> list[str]:
-    """``prefix`` and the directories above it, the deepest first ("" is the root)."""
-    parts = prefix.split("/") if prefix else []
-    return ["/".join(parts[:n]) for n in range(len(parts), -1, -1)]
 
 
 @dataclass

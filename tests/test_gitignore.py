@@ -1,0 +1,117 @@
+"""--gitignore in a tree inside a repository: the .gitignore files above it apply, rewritten to
+apply from the tree, as git applies them (git check-ignore is the reference)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from arcman._cli import main
+from arcman._gitignore import from_below, gitignore_patterns
+from helpers import GIT, build_layout, gitignore_kept, needs_git
+
+
+@pytest.mark.parametrize(("pattern", "components", "rewritten"), [
+    ("*.log", ["x"], ["*.log"]),  # no slash but at the end: any depth, from the tree too
+    ("build/", ["x", "y"], ["build/"]),
+    ("/x/y/build", ["x", "y"], ["/build"]),
+    ("x/y/build/", ["x", "y"], ["/build/"]),  # a slash in the middle anchors it as well
+    ("!/x/y/keep", ["x", "y"], ["!/keep"]),
+    ("x/*/b", ["x", "y"], ["/b"]),
+    ("[xz]/y?/b", ["x", "y1"], ["/b"]),
+    ("x/y /b", ["x", "y"], []),  # "y " is no "y": a space in a segment is no trailing space
+    ("**/b", ["x"], ["/**/b"]),
+    ("**/x/b", ["x"], ["/b", "/**/x/b"]),  # "**" takes none of the components, or more
+    ("x/**/b", ["x", "y"], ["/**/b"]),  # b at any depth in the tree, its top too
+    ("a/**", ["a"], ["/**"]),  # everything in the tree
+    ("/x", ["x"], []),  # the tree itself: archived as asked
+    ("/x/y", ["x", "y", "z"], []),  # a directory above the tree
+    ("/other/b", ["x"], []),  # elsewhere in the repository
+])
+def test_a_pattern_from_above_is_rewritten_to_apply_from_the_tree(
+    pattern: str, components: list[str], rewritten: list[str]
+) -> None:
+    assert from_below(pattern, components) == rewritten
+
+
+def test_the_repositorys_gitignore_applies_to_a_tree_inside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = build_layout(tmp_path / "repo", {
+        ".gitignore": "__pycache__/\n*.env\n/services/api/build/\n/services/web/\n",
+        "services/.gitignore": "!keep.env\n",
+        "services/api/app.py": "", "services/api/.env": "", "services/api/keep.env": "",
+        "services/api/__pycache__/app.pyc": "", "services/api/build/out": "",
+        "services/api/lib/build/x": "",
+    })
+    (repo / ".git").mkdir()
+    tree = repo / "services" / "api"
+    assert gitignore_kept(tree) == {"app.py", "keep.env", "lib", "lib/build", "lib/build/x"}
+    assert main(["create", str(tree), "--gitignore", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert (f"- build  (pattern '/build/' from {repo}/.gitignore:3, written there as "
+            "'/services/api/build/')") in out
+    # Outside a repository, the directories above the tree are not looked at.
+    os.rmdir(repo / ".git")
+    assert [o for _, o in gitignore_patterns(str(tree))] == ["--gitignore (git's own directory)"]
+
+
+def _git_kept_below(repo: Path, tree: Path) -> set[str] | None:
+    """The paths under ``tree`` that git, run in ``repo``, does not ignore; None when it
+    ignores the tree itself or a directory above it (arcman archives the tree as asked)."""
+    assert GIT is not None
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run([GIT, "init", "-q", str(repo)], check=True, env=env)
+
+    def ignored(cwd: Path, paths: list[str]) -> set[str]:
+        result = subprocess.run(
+            [GIT, "-C", str(cwd), "check-ignore", "--stdin", "-z"],
+            input=b"\0".join(b"./" + os.fsencode(p) for p in paths),
+            capture_output=True, check=False, env=env,
+        )
+        assert result.returncode in (0, 1), result.stderr
+        return {os.fsdecode(name[2:]) for name in result.stdout.split(b"\0") if name}
+
+    above = tree.relative_to(repo).parts
+    if ignored(repo, ["/".join(above[: n + 1]) for n in range(len(above))]):
+        return None
+    paths = set()
+    for directory, dirs, files in os.walk(tree):
+        rel = os.path.relpath(directory, tree)
+        paths.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
+    return paths - ignored(tree, sorted(paths))
+
+
+_SEGMENTS = ["x", "y", "y ", "\\x", "a", "*", "**", "?", "x*", "[xy]", "[!x]", "***", "é"]
+_LAST = ["a", "b", "*.log", "k*", "d/", "a/", "**", "*"]
+_PATTERNS = st.tuples(
+    st.sampled_from(["", "/", "!", "!/"]), st.lists(st.sampled_from(_SEGMENTS), max_size=3),
+    st.sampled_from(_LAST),
+).map(lambda t: t[0] + "/".join([*t[1], t[2]]))
+_TREE = ["a", "b", "c.log", "d/a", "d/k1", "e/f/a", "e/b", "x/a", "y/b.log", "kk"]
+
+
+@needs_git
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PATTERNS, min_size=1, max_size=4), st.lists(_PATTERNS, max_size=3),
+    st.lists(_PATTERNS, max_size=2),
+)
+def test_generated_gitignores_above_the_tree_select_as_git_does(
+    tmp_path_factory: pytest.TempPathFactory, top: list[str], middle: list[str],
+    own: list[str],
+) -> None:
+    """The repository's root, the directory between it and the tree, and the tree each have
+    a .gitignore; the tree is repo/x/y."""
+    layout = {f"x/y/{name}": "" for name in _TREE}
+    layout |= {"x/sibling": "", ".gitignore": "\n".join(top) + "\n",
+               "x/.gitignore": "\n".join(middle) + "\n", "x/y/.gitignore": "\n".join(own) + "\n"}
+    repo = build_layout(tmp_path_factory.mktemp("t") / "repo", layout)
+    kept = _git_kept_below(repo, repo / "x" / "y")
+    if kept is not None:
+        assert gitignore_kept(repo / "x" / "y") == kept
