@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import io
 import os
 import shutil
 import struct
@@ -16,7 +17,17 @@ from pathlib import Path
 import pytest
 
 from arcman import ArchiveManager, IntegrityError
-from helpers import FORMATS, MANIFEST, TAR_FORMATS, installed, snapshot, tool
+from helpers import (
+    FORMATS,
+    MANIFEST,
+    TAR_FORMATS,
+    installed,
+    snapshot,
+    tar_dir,
+    tar_file,
+    tar_link,
+    tool,
+)
 
 LONG = "n" * 150  # longer than ustar's 100 bytes: needs a pax or GNU header
 
@@ -263,6 +274,29 @@ def test_arcman_extracts_tarfile_archives(tmp_path: Path, tree: Path, mode: str)
             t.add(tree / entry, arcname=entry)
     _arcman_extract(archive, tmp_path / "dest")
     assert snapshot(tmp_path / "dest") == snapshot(tree)
+
+
+@pytest.mark.parametrize("text", ["1700000000.123456789", "-1.5", "1700000000.000000001"])
+def test_a_pax_mtime_with_a_fraction_is_set_to_the_nanosecond(tmp_path: Path, text: str) -> None:
+    """As GNU tar sets it (tarfile's float would be ~0.2 us off), on every kind of member and
+    on both ways files are written: 40 tiny ones (the helper process writes most) and a large
+    one (streamed)."""
+    seconds, _, fraction = text.partition(".")
+    sign = -1 if text.startswith("-") else 1
+    expected = int(seconds) * 10**9 + sign * int(fraction.ljust(9, "0"))
+    members = [tar_dir("d"), tar_link("d/link", "f0"), tar_file("big", b"x" * (4 << 20))]
+    members += [tar_file(f"d/f{n}", b"%d" % n) for n in range(40)]
+    for info, _ in members:
+        info.mtime = int(seconds) - (1 if text.startswith("-") else 0)
+        info.pax_headers = {"mtime": text}
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+    with ArchiveManager() as manager:
+        manager.extract_archive(archive, tmp_path / "out")
+    for info, _ in members:
+        assert (tmp_path / "out" / info.name).lstat().st_mtime_ns == expected, info.name
 
 
 def test_arcman_extracts_zipfile_archives(tmp_path: Path, tree: Path) -> None:

@@ -19,19 +19,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, ByteBudget, Submit, is_tiny_batch, start
 from .members import Data
 
+if TYPE_CHECKING:
+    from .files import Mtime
+
 BATCH_FILES = 64
 BATCH_BYTES = 1024 * 1024
 MAX_BATCHES = 16
 
-Work = Callable[[str, Data, int, int], bytes]
+Work = Callable[[str, Data, int, "Mtime"], bytes]
 """``work(path, data, mode, mtime)``: handle one member and return its raw SHA-256."""
-Item = tuple[str, Data, int, int]
+Item = tuple[str, Data, int, "Mtime"]
 Reply = Callable[[list[bytes], "BaseException | None", float], None]
 
 
@@ -98,7 +101,7 @@ class FileBatches:
         self._cost = 0
         self._slots = threading.BoundedSemaphore(MAX_BATCHES)
 
-    def add(self, path: str, data: Data, mode: int, mtime: int) -> Digest:
+    def add(self, path: str, data: Data, mode: int, mtime: Mtime) -> Digest:
         """Queue ``work(path, data, mode, mtime)``; its digest is due once the batch ran."""
         batch = self._batch
         digest = Digest(batch, len(batch.items))

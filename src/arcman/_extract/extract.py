@@ -333,18 +333,19 @@ def _dispatch(
         member.target if kind in (SYMLINK, HARDLINK) else None,
     )
     digest: Digest | bytes | None = None
+    mtime = member.mtime if member.exact_mtime is None else member.exact_mtime
     if kind == DIR:
-        sink.add_dir(path, member.mode, member.mtime)
+        sink.add_dir(path, member.mode, mtime)
     elif kind == FILE:
         scan.file_count += 1
         if member.size <= SMALL_MEMBER:
             # A copy: a view would pin its whole 4 MiB piece until a worker is done with it.
             data = bytes(_read_exactly(member, member.size))
-            digest = sink.add_file(path, data, member.mode, member.mtime)
+            digest = sink.add_file(path, data, member.mode, mtime)
         else:
-            digest = sink.add_large(path, _chunks(member, after_chunk), member.mode, member.mtime)
+            digest = sink.add_large(path, _chunks(member, after_chunk), member.mode, mtime)
     elif kind == SYMLINK:
-        sink.add_symlink(path, member.target or "", member.mtime)
+        sink.add_symlink(path, member.target or "", mtime)
     elif kind == HARDLINK:
         sink.add_hardlink(path, member.target or "")
     scan.observed.add(record, digest)

@@ -13,8 +13,11 @@ import os
 # Not typing's: see _child.py.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    # An mtime as extraction sets it: whole seconds (any that the file system takes), or
+    # (seconds, nanoseconds) for one with a fraction (a pax header's), set exactly.
+    Mtime = int | tuple[int, int]
     # A file for the helper: (path, data, create_mode, mode_after or None, mtime or None).
-    WireItem = tuple[str, bytes | memoryview, int, int | None, int | None]
+    WireItem = tuple[str, bytes | memoryview, int, int | None, Mtime | None]
 
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 WRITE_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -27,18 +30,22 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def set_mtime(target: int | str, mtime: int, *, follow_symlinks: bool = True) -> None:
+def set_mtime(target: int | str, mtime: Mtime, *, follow_symlinks: bool = True) -> None:
     """os.utime, where a time that the platform's time_t cannot hold (2038 and later where it
     has 32 bits, as on Raspberry Pi OS's armhf) is an OSError, not an OverflowError."""
     try:
-        os.utime(target, (mtime, mtime), follow_symlinks=follow_symlinks)
+        if isinstance(mtime, tuple):  # in nanoseconds: a float would be ~0.2 us off
+            ns = mtime[0] * 1_000_000_000 + mtime[1]
+            os.utime(target, ns=(ns, ns), follow_symlinks=follow_symlinks)
+        else:
+            os.utime(target, (mtime, mtime), follow_symlinks=follow_symlinks)
     except OverflowError:
         raise OSError(errno.EOVERFLOW, f"mtime {mtime} is out of this platform's range") from None
 
 
 def write_file(
     path: str, data: bytes | memoryview, create_mode: int, mode_after: int | None,
-    mtime: int | None,
+    mtime: Mtime | None,
 ) -> bytes:
     """Create ``path`` (never an existing file, never through a link), write ``data``, give it
     ``mode_after`` and ``mtime`` where set, and return the data's raw SHA-256."""
@@ -52,7 +59,7 @@ def write_file(
     return digest
 
 
-def finish_file(fd: int, mode_after: int | None, mtime: int | None) -> None:
+def finish_file(fd: int, mode_after: int | None, mtime: Mtime | None) -> None:
     if mode_after is not None:
         os.fchmod(fd, mode_after)
     if mtime is not None:

@@ -76,6 +76,10 @@ class Member:
     read: Callable[[int], Data] | None = None
     detail: str = ""
     end: int = 0  # zip: the least offset in the file where the member's data may end
+    # The mtime to give the file where it is not whole seconds: (seconds, nanoseconds) from a
+    # pax header, which GNU tar restores too; ``mtime`` (whole seconds, the one of the
+    # header's ustar field) is what the manifest and the checks compare.
+    exact_mtime: tuple[int, int] | None = None
 
 
 def _tar_kind(info: tarfile.TarInfo) -> tuple[str, str]:
@@ -240,6 +244,7 @@ def _tar_member(info: tarfile.TarInfo, stream: DecompressedStream, *, stored: in
     return Member(
         info.name, kind, info.size, info.mode, _mtime(info),
         info.linkname if kind in (SYMLINK, HARDLINK) else None, read, detail,
+        exact_mtime=_pax_mtime(info),
     )
 
 
@@ -253,6 +258,23 @@ def _mtime(info: tarfile.TarInfo) -> int:
     if not -(2**63) <= mtime < 2**63:
         raise CorruptArchiveError(f"damaged tar header: mtime {info.mtime!r} of {info.name!r}")
     return mtime
+
+
+def _pax_mtime(info: tarfile.TarInfo) -> tuple[int, int] | None:
+    """A pax header's mtime as (seconds, nanoseconds), read from its text (tarfile's float
+    is ~0.2 us off), where it has a fraction; None where it has none, or is not a number."""
+    text = info.pax_headers.get("mtime")
+    if text is None or "." not in text:
+        return None
+    import decimal  # here: most archives have no such header
+
+    try:
+        exact = decimal.Decimal(text)
+        seconds = int(exact.to_integral_value(decimal.ROUND_FLOOR))
+        nanoseconds = int((exact - seconds) * 1_000_000_000)
+    except (decimal.InvalidOperation, ValueError, OverflowError):
+        return None
+    return (seconds, nanoseconds) if nanoseconds else None
 
 
 def _next_header(source: _HeaderSource) -> tarfile.TarInfo | None:

@@ -31,20 +31,20 @@ from .sparse import is_hole
 from .writeback import FILE_COST, Writeback
 
 if TYPE_CHECKING:
-    from .files import WireItem
+    from .files import Mtime, WireItem
 
 # What a file system says to a link or a mode it cannot hold (FAT: EPERM; FUSE: ENOSYS).
 _UNSUPPORTED = {errno.EPERM, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 class MemberSink(Protocol):
-    def add_dir(self, path: str, mode: int, mtime: int) -> None: ...
+    def add_dir(self, path: str, mode: int, mtime: Mtime) -> None: ...
 
-    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Digest: ...
+    def add_file(self, path: str, data: Data, mode: int, mtime: Mtime) -> Digest: ...
 
-    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> bytes: ...
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: Mtime) -> bytes: ...
 
-    def add_symlink(self, path: str, target: str, mtime: int) -> None: ...
+    def add_symlink(self, path: str, target: str, mtime: Mtime) -> None: ...
 
     def add_hardlink(self, path: str, target: str) -> None: ...
 
@@ -88,26 +88,26 @@ class HashSink:
         self._clock = clock
         self._links: dict[str, str] = {}  # symlinks, judged together by finish()
 
-    def _hash(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
+    def _hash(self, path: str, data: Data, mode: int, mtime: Mtime) -> bytes:
         return hashlib.sha256(data).digest()  # timed by FileBatches, per batch
 
-    def add_dir(self, path: str, mode: int, mtime: int) -> None:
+    def add_dir(self, path: str, mode: int, mtime: Mtime) -> None:
         pass
 
-    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Digest:
+    def add_file(self, path: str, data: Data, mode: int, mtime: Mtime) -> Digest:
         return self._batches.add(path, data, mode, mtime)
 
     def flush(self) -> None:
         self._batches.flush()
 
-    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> bytes:
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: Mtime) -> bytes:
         digest = hashlib.sha256()
         for chunk in chunks:
             with self._clock.measure("verification"):
                 digest.update(chunk)
         return digest.digest()
 
-    def add_symlink(self, path: str, target: str, mtime: int) -> None:
+    def add_symlink(self, path: str, target: str, mtime: Mtime) -> None:
         self._links[path] = target
 
     def add_hardlink(self, path: str, target: str) -> None:
@@ -146,9 +146,9 @@ class StagingTree:
         self._modes_kept = apply_modes
         self._times = preserve_timestamps
         self._umask = current_umask()
-        self._dirs: dict[str, tuple[int, int]] = {}
+        self._dirs: dict[str, tuple[int, Mtime]] = {}
         self._made: set[str] = {""}
-        self._symlinks: list[tuple[str, str, int]] = []
+        self._symlinks: list[tuple[str, str, Mtime]] = []
         self._hardlinks: list[tuple[str, str]] = []
         # Last: nothing to close if the lines above fail. Early syncs are a thread of their
         # own, which sequential mode does not start.
@@ -194,7 +194,7 @@ class StagingTree:
         self._budget.drain()
         self.writeback.close()
 
-    def add_dir(self, path: str, mode: int, mtime: int) -> None:
+    def add_dir(self, path: str, mode: int, mtime: Mtime) -> None:
         self._ensure_parent(path)
         if path not in self._made:
             self._guarded(path, os.mkdir, self._abs(path), 0o700)
@@ -213,7 +213,7 @@ class StagingTree:
             return final, None
         return 0o600, final
 
-    def _write(self, path: str, data: Data, mode: int, mtime: int) -> bytes:
+    def _write(self, path: str, data: Data, mode: int, mtime: Mtime) -> bytes:
         """Write and hash one file (timed by FileBatches, per batch)."""
         try:
             digest = write_file(
@@ -224,14 +224,14 @@ class StagingTree:
         self.writeback.wrote(len(data) + FILE_COST)
         return digest
 
-    def add_file(self, path: str, data: Data, mode: int, mtime: int) -> Digest:
+    def add_file(self, path: str, data: Data, mode: int, mtime: Mtime) -> Digest:
         self._ensure_parent(path)
         return self._batches.add(path, data, mode, mtime)
 
     def flush(self) -> None:
         self._batches.flush()
 
-    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: int) -> bytes:
+    def add_large(self, path: str, chunks: Iterator[Data], mode: int, mtime: Mtime) -> bytes:
         self._ensure_parent(path)
         digest = hashlib.sha256()
         try:
@@ -259,7 +259,7 @@ class StagingTree:
         self.writeback.wrote(FILE_COST)
         return digest.digest()
 
-    def add_symlink(self, path: str, target: str, mtime: int) -> None:
+    def add_symlink(self, path: str, target: str, mtime: Mtime) -> None:
         self._ensure_parent(path)
         self._symlinks.append((path, target, mtime))
 
