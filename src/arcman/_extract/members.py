@@ -77,8 +77,8 @@ class Member:
     detail: str = ""
     end: int = 0  # zip: the least offset in the file where the member's data may end
     # The mtime to give the file where it is not whole seconds: (seconds, nanoseconds) from a
-    # pax header, which GNU tar restores too; ``mtime`` (whole seconds, the one of the
-    # header's ustar field) is what the manifest and the checks compare.
+    # pax header, which GNU tar restores too; ``mtime`` (whole seconds) is what the manifest
+    # and the checks compare.
     exact_mtime: tuple[int, int] | None = None
 
 
