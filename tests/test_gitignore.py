@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,19 @@ def test_the_repositorys_gitignore_applies_to_a_tree_inside_it(
     # Outside a repository, the directories above the tree are not looked at.
     os.rmdir(repo / ".git")
     assert [o for _, o in gitignore_patterns(str(tree))] == ["--gitignore (git's own directory)"]
+
+
+def test_a_gitignore_that_is_no_regular_file_is_not_read(tmp_path: Path) -> None:
+    """A FIFO named .gitignore made the walk wait for ever for a writer (git waits too); it
+    is passed over with a warning, and create then refuses it as the special file it is."""
+    tree = build_layout(tmp_path / "t", {"a": ""})
+    os.mkfifo(tree / ".gitignore")
+    result = subprocess.run(
+        [sys.executable, "-m", "arcman", "create", str(tree), "--gitignore", "--dry-run"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert f"not reading {tree / '.gitignore'}: not a regular file" in result.stderr
+    assert result.returncode == 4 and "special file" in result.stderr
 
 
 def _git_kept_below(repo: Path, tree: Path) -> set[str] | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Sequence
 
+from ._errors import SourceError
 from ._excludes import Excludes, read_pattern_file
 
 log = logging.getLogger("arcman")
@@ -51,9 +53,20 @@ def gitignore_patterns(root: str, overrides: Sequence[str] = ()) -> list[tuple[s
 
 
 def _read(path: str, prefix: str) -> list[tuple[str, str]]:
-    """A .gitignore's patterns, re-rooted under ``prefix``; none from a symbolic link."""
-    if os.path.islink(path):
+    """A .gitignore's patterns, re-rooted under ``prefix``; none where there is no such file,
+    and none, with a warning, from a symbolic link or from what is not a regular file (git
+    waits for ever on a FIFO named .gitignore)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise SourceError(f"cannot read pattern file {path!r}: {exc.strerror}", path) from exc
+    if stat.S_ISLNK(mode):
         log.warning("not reading %s: a symbolic link (git does not follow one)", path)
+        return []
+    if not stat.S_ISREG(mode):
+        log.warning("not reading %s: not a regular file", path)
         return []
     return read_pattern_file(path, prefix)
 
@@ -73,8 +86,6 @@ def _inherited_patterns(root: str) -> list[tuple[str, str]]:
     found = []
     for depth in range(len(components)):
         path = os.path.join(repository, *components[:depth], ".gitignore")
-        if not os.path.isfile(path):
-            continue
         for pattern, origin in _read(path, ""):
             for rewritten in from_below(pattern, components[depth:]):
                 found.append((rewritten, origin if rewritten == pattern
