@@ -16,6 +16,8 @@ import json
 import os
 import stat
 import struct
+import subprocess
+import sys
 import tarfile
 import time
 import zipfile
@@ -1065,6 +1067,24 @@ def test_unreadable_sidecars(box: Path, tmp_path: Path) -> None:
     with ArchiveManager() as manager:
         manager.extract_archive(archive, tmp_path / "out")
     assert (tmp_path / "out" / "f").read_bytes() == b"x"
+
+
+def test_sidecars_that_are_fifos_stall_nothing(box: Path, tmp_path: Path) -> None:
+    """A FIFO in a sidecar's place made extract and verify wait for ever for a writer: a .meta
+    that is no regular file is no size hint, a .sha256 an integrity error (exit 1)."""
+    archive = make_tar(box / "a.tar", [("f", tarfile.REGTYPE, b"x")])
+    os.mkfifo(box / "a.tar.meta")
+
+    def arcman(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "arcman", *args], capture_output=True,
+                              text=True, timeout=60)
+
+    assert arcman("extract", str(archive), "-C", str(tmp_path / "out")).returncode == 0
+    assert (tmp_path / "out" / "f").read_bytes() == b"x"
+    os.mkfifo(box / "a.tar.sha256")
+    result = arcman("verify", str(archive))
+    assert result.returncode == 1
+    assert f"cannot read {archive}.sha256: not a regular file" in result.stderr
 
 
 def test_a_sidecar_left_from_another_archive_is_no_size_hint(

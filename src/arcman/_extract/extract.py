@@ -11,6 +11,7 @@ was seen and the manifest are both spooled (see check.py) and compared as stream
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -165,11 +166,26 @@ def _hash_file(path: str, stop: threading.Event) -> str:
     return digest.hexdigest()
 
 
+def _read_sidecar(path: str, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the sidecar ``path``; an OSError where it cannot be read or is
+    no regular file: it is opened without waiting (O_NONBLOCK), since a FIFO put in its place
+    would wait for a writer for ever, and checked before it is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = bytearray()
+        while len(data) < limit and (piece := os.read(fd, limit - len(data))):
+            data += piece
+        return bytes(data)
+    finally:
+        os.close(fd)
+
+
 def _expected_checksum(archive_path: str) -> str | None:
     """The digest in ``<archive>.sha256`` (sha256sum format), if that sidecar exists."""
     try:
-        with open(archive_path + ".sha256", "rb") as f:
-            fields = f.read(4096).split()
+        fields = _read_sidecar(archive_path + ".sha256", 4096).split()
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -422,8 +438,7 @@ def _known_size(source: ArchiveSource) -> tuple[int, str] | None:
         return None
     meta = source.path + ".meta"
     try:
-        with open(meta, encoding="utf-8") as f:
-            head = f.read(_META_HEAD)
+        head = _read_sidecar(meta, _META_HEAD).decode("utf-8", "replace")
         # The member list follows the sizes: a million names are not decoded for one number
         # (json.load of the whole sidecar was the peak of extracting a million files).
         cut = head.find('\n  "files": [')
