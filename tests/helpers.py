@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tarfile
 import threading
@@ -182,3 +183,30 @@ def gitignore_kept(root: Path) -> set[str]:
     collector = Collector(str(root), exclude_patterns=patterns, exclude_paths=set(),
                           follow_symlinks=False, max_file_size=None, skip_errors=False)
     return {p for p in collector.collect().entries.names if p.split("/")[0] != ".git"}
+
+
+def git(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+    """git without the user's or the system's configuration."""
+    assert GIT is not None
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run([GIT, *args], env=env, capture_output=True, check=False, **kwargs)
+
+
+def git_ignored(cwd: Path, paths: Iterable[str]) -> set[str]:
+    """Which of ``paths`` (relative to ``cwd``, in a repository) git check-ignore ignores."""
+    # Bytes, not text: text mode would read a name's "\r" as a line end. Each path after
+    # "./", which git prints back: one that starts with ":" would be read as pathspec magic.
+    result = git("-C", str(cwd), "check-ignore", "--stdin", "-z",
+                 input=b"\0".join(b"./" + os.fsencode(path) for path in paths))
+    assert result.returncode in (0, 1), result.stderr  # 1: nothing ignored
+    return {os.fsdecode(name[2:]) for name in result.stdout.split(b"\0") if name}
+
+
+def tree_paths(root: Path) -> set[str]:
+    """Every path under ``root`` (directories too), git's own .git left aside."""
+    paths = set()
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        rel = os.path.relpath(directory, root)
+        paths.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
+    return paths

@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import re
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,28 +19,14 @@ from arcman import ArchiveManager
 from arcman._cli import main
 from arcman._create.collect import Collector
 from arcman._gitignore import gitignore_patterns
-from helpers import GIT, build_layout, gitignore_kept, needs_git
+from helpers import build_layout, git, git_ignored, gitignore_kept, needs_git, tree_paths
 
 
 def _git_kept(root: Path) -> set[str]:
     """The paths under ``root`` that git does not ignore (directories too, unlike ls-files)."""
-    assert GIT is not None
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    paths = set()
-    for directory, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".git"]
-        rel = os.path.relpath(directory, root)
-        paths.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
-    subprocess.run([GIT, "init", "-q", str(root)], check=True, env=env)
-    # Bytes, not text: text mode would read a name's "\r" as a line end. Each path after
-    # "./", which git prints back: one that starts with ":" would be read as pathspec magic.
-    result = subprocess.run(
-        [GIT, "-C", str(root), "check-ignore", "--stdin", "-z"],
-        input=b"\0".join(b"./" + os.fsencode(path) for path in sorted(paths)),
-        capture_output=True, check=False, env=env,
-    )
-    assert result.returncode in (0, 1), result.stderr  # 1: nothing ignored
-    return paths - {os.fsdecode(name[2:]) for name in result.stdout.split(b"\0") if name}
+    paths = tree_paths(root)
+    git("init", "-q", str(root)).check_returncode()
+    return paths - git_ignored(root, sorted(paths))
 
 
 def _same_as_git(root: Path) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from arcman._cli import main
 from arcman._gitignore import from_below, gitignore_patterns
-from helpers import GIT, build_layout, gitignore_kept, needs_git
+from helpers import build_layout, git, git_ignored, gitignore_kept, needs_git, tree_paths
 
 
 @pytest.mark.parametrize(("pattern", "components", "rewritten"), [
@@ -78,27 +78,12 @@ def test_a_gitignore_that_is_no_regular_file_is_not_read(tmp_path: Path) -> None
 def _git_kept_below(repo: Path, tree: Path) -> set[str] | None:
     """The paths under ``tree`` that git, run in ``repo``, does not ignore; None when it
     ignores the tree itself or a directory above it (arcman archives the tree as asked)."""
-    assert GIT is not None
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
-    subprocess.run([GIT, "init", "-q", str(repo)], check=True, env=env)
-
-    def ignored(cwd: Path, paths: list[str]) -> set[str]:
-        result = subprocess.run(
-            [GIT, "-C", str(cwd), "check-ignore", "--stdin", "-z"],
-            input=b"\0".join(b"./" + os.fsencode(p) for p in paths),
-            capture_output=True, check=False, env=env,
-        )
-        assert result.returncode in (0, 1), result.stderr
-        return {os.fsdecode(name[2:]) for name in result.stdout.split(b"\0") if name}
-
+    git("init", "-q", str(repo)).check_returncode()
     above = tree.relative_to(repo).parts
-    if ignored(repo, ["/".join(above[: n + 1]) for n in range(len(above))]):
+    if git_ignored(repo, ["/".join(above[: n + 1]) for n in range(len(above))]):
         return None
-    paths = set()
-    for directory, dirs, files in os.walk(tree):
-        rel = os.path.relpath(directory, tree)
-        paths.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
-    return paths - ignored(tree, sorted(paths))
+    paths = tree_paths(tree)
+    return paths - git_ignored(tree, sorted(paths))
 
 
 _SEGMENTS = ["x", "y", "y ", "\\x", "a", "*", "**", "?", "x*", "[xy]", "[!x]", "***", "é"]
