@@ -164,15 +164,23 @@ def _each_bracket(
     return "".join(out)
 
 
+def _closing(text: str, body: int) -> int:
+    """The index of the "]" that closes a bracket whose set begins at ``body`` (a backslash
+    escapes the next character), or len(text) where none does. For text whose classes are
+    already ranges (see _brackets), or a regular expression."""
+    end = body
+    while end < len(text) and text[end] != "]":
+        end += 2 if text[end] == "\\" else 1
+    return min(end, len(text))
+
+
 def _ends_in_open_bracket(text: str) -> bool:
     """Whether ``text`` ends inside a bracket expression that it never closes."""
     open_at_end = False
 
     def skip(text: str, start: int, body: int) -> tuple[int, str]:
         nonlocal open_at_end
-        end = body
-        while end < len(text) and text[end] != "]":
-            end += 2 if text[end] == "\\" else 1
+        end = _closing(text, body)
         open_at_end = end >= len(text)
         return end + 1, ""
 
@@ -308,9 +316,7 @@ def _negations_skip_slash(regex: str) -> str:
 
 def _regex_bracket(regex: str, start: int, body: int) -> tuple[int, str]:
     """One bracket of an expression, behind a lookahead if negated (see _negations_skip_slash)."""
-    j = body
-    while j < len(regex) and regex[j] != "]":
-        j += 2 if regex[j] == "\\" else 1
+    j = _closing(regex, body)
     bracket = regex[start : j + 1]
     # "[^/]" is pathspec's own "*" and "?" (quantified: a lookahead would change "*").
     lookahead = "(?!/)" if bracket.startswith("[^") and bracket != "[^/]" else ""
