@@ -210,3 +210,10 @@ def tree_paths(root: Path) -> set[str]:
         rel = os.path.relpath(directory, root)
         paths.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
     return paths
+
+
+def run_arcman(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m arcman ARGS`` in a fresh interpreter; a run that would wait for ever fails
+    the test with TimeoutExpired instead of hanging it."""
+    return subprocess.run([sys.executable, "-m", "arcman", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)

@@ -4,8 +4,6 @@ apply from the tree, as git applies them (git check-ignore is the reference)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,15 @@ from hypothesis import strategies as st
 
 from arcman._cli import main
 from arcman._gitignore import from_below, gitignore_patterns
-from helpers import build_layout, git, git_ignored, gitignore_kept, needs_git, tree_paths
+from helpers import (
+    build_layout,
+    git,
+    git_ignored,
+    gitignore_kept,
+    needs_git,
+    run_arcman,
+    tree_paths,
+)
 
 
 @pytest.mark.parametrize(("pattern", "components", "rewritten"), [
@@ -67,10 +73,7 @@ def test_a_gitignore_that_is_no_regular_file_is_not_read(tmp_path: Path) -> None
     is passed over with a warning, and create then refuses it as the special file it is."""
     tree = build_layout(tmp_path / "t", {"a": ""})
     os.mkfifo(tree / ".gitignore")
-    result = subprocess.run(
-        [sys.executable, "-m", "arcman", "create", str(tree), "--gitignore", "--dry-run"],
-        capture_output=True, text=True, timeout=60,
-    )
+    result = run_arcman("create", tree, "--gitignore", "--dry-run")
     assert f"not reading {tree / '.gitignore'}: not a regular file" in result.stderr
     assert result.returncode == 4 and "special file" in result.stderr
 

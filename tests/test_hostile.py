@@ -16,8 +16,6 @@ import json
 import os
 import stat
 import struct
-import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -51,6 +49,7 @@ from arcman._extract.safety import (
     normalize_name,
 )
 from arcman._manifest import DIR, FILE, MANIFEST_NAME, SYMLINK
+from helpers import run_arcman
 
 # ---------------------------------------------------------------- helpers
 
@@ -1074,15 +1073,10 @@ def test_sidecars_that_are_fifos_stall_nothing(box: Path, tmp_path: Path) -> Non
     that is no regular file is no size hint, a .sha256 an integrity error (exit 1)."""
     archive = make_tar(box / "a.tar", [("f", tarfile.REGTYPE, b"x")])
     os.mkfifo(box / "a.tar.meta")
-
-    def arcman(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "arcman", *args], capture_output=True,
-                              text=True, timeout=60)
-
-    assert arcman("extract", str(archive), "-C", str(tmp_path / "out")).returncode == 0
+    assert run_arcman("extract", archive, "-C", tmp_path / "out").returncode == 0
     assert (tmp_path / "out" / "f").read_bytes() == b"x"
     os.mkfifo(box / "a.tar.sha256")
-    result = arcman("verify", str(archive))
+    result = run_arcman("verify", archive)
     assert result.returncode == 1
     assert f"cannot read {archive}.sha256: not a regular file" in result.stderr
 
