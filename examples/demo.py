@@ -30,7 +30,7 @@ def main() -> None:
         print("members:")
         for entry in manager.list_archive(archive):
             digest = (entry.sha256 or "-")[:12]
-            print(f"  {entry.type:7s} {entry.mode:04o} {entry.size:>6d} {digest:12s} {entry.name}")
+            print(f"  {entry.type:8s} {entry.mode:04o} {entry.size:>6d} {digest:12s} {entry.name}")
         extracted = manager.extract_archive(archive, OUT / "deployed")
         print(f"extracted {extracted.file_count} files to {(OUT / 'deployed').relative_to(HERE)} "
               f"(verified by {extracted.verification})")

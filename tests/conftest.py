@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +74,18 @@ def sample_tree(tmp_path: Path) -> Path:
     run.chmod(0o755)
     (root / "link").symlink_to("a.txt")
     return root
+
+
+@pytest.fixture
+def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Make opening one path fail with EACCES (chmod cannot stop root, which runs the tests)."""
+    real_open = os.open
+    denied: set[str] = set()
+
+    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(path) in denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr("arcman._create.read.os.open", guarded_open)
+    yield lambda p: denied.add(os.path.realpath(p))

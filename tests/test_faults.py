@@ -906,21 +906,6 @@ def test_vanished_source_file_skipped_when_asked(
     assert "a.txt" not in listed and "run.sh" in listed  # manifest and contents agree
 
 
-@pytest.fixture
-def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
-    """Make opening one path fail with EACCES (chmod cannot stop root, which runs the tests)."""
-    real_open = os.open
-    denied: set[str] = set()
-
-    def guarded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if os.fspath(path) in denied:
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr("arcman._create.read.os.open", guarded_open)
-    yield lambda p: denied.add(os.path.realpath(p))
-
-
 @pytest.mark.parametrize("name", ["a.txt", "sub/big.bin"])
 def test_unreadable_source_file(
     tmp_path: Path, sample_tree: Path, unreadable: Callable[[Path], None], name: str

@@ -345,10 +345,11 @@ def test_fast_check_judges_as_the_plain_one(members: list[Member], data: st.Data
 
 def _plain_members(members: list[Member]) -> bool:
     """Members whose manifest lines the fast check takes as they are: no kind the manifest
-    cannot hold, no symlink without a target, no directory twice."""
+    cannot hold, no link without a target, no directory twice."""
     dirs = [m[0] for m in members if m[1] == "dir"]
     return len(dirs) == len(set(dirs)) and all(
-        m[1] in ("file", "dir") or (m[1] == "symlink" and m[6] is not None) for m in members
+        m[1] in ("file", "dir") or (m[1] in ("symlink", "hardlink") and m[6] is not None)
+        for m in members
     )
 
 

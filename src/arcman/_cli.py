@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--dry-run", action="store_true",
                         help="list what would be archived and why anything is left out")
     create.add_argument("--follow-symlinks", action="store_true", help="archive link targets")
+    create.add_argument("--hard-dereference", action="store_true",
+                        help="archive each name of a hard-linked file as a copy, not a link "
+                        "(as tar --hard-dereference; a zip always does)")
     create.add_argument("--max-file-size", type=int, metavar="BYTES", help="refuse larger files")
     create.add_argument(
         "--skip-unreadable", action="store_true",
@@ -289,6 +292,7 @@ def _config(args: argparse.Namespace, settings: Any) -> Any:
     if args.command == "create":
         extra.update(
             follow_symlinks=args.follow_symlinks,
+            hard_links=not args.hard_dereference,
             max_file_size=args.max_file_size,
             on_error="skip" if args.skip_unreadable else "fail",
             create_checksums=not args.no_checksum,
@@ -438,12 +442,21 @@ def _operate(
     # Lines made as they are printed, and the entries streamed as JSON: a listing of a big
     # archive is never one string or one list of dicts in memory.
     lines = (
-        (f"{e.type:7s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {_visible(e.name)}"
-         for e in entries)
+        (f"{e.type:8s} {e.mode:04o} {e.size:>12d} {e.sha256 or '-':64s} {_visible(e.name)}"
+         + _link_suffix(e) for e in entries)
         if args.long
         else (_visible(e.name) for e in entries)
     )
     return {"archive": args.archive, "entries": entries}, lines, code
+
+
+def _link_suffix(entry: Any) -> str:
+    """What a link points to, as ``tar tv`` shows it."""
+    if entry.target is None:
+        return ""
+    return f" link to {_visible(entry.target)}" if entry.type == "hardlink" else (
+        f" -> {_visible(entry.target)}"
+    )
 
 
 def _archive(args: argparse.Namespace) -> str | IO[bytes]:

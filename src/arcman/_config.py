@@ -98,6 +98,10 @@ class ArchiveConfig:
     decompressed data read ahead), an eighth to archive bytes queued for the output thread, the
     rest to per-member records, which are compact (a few bytes a name) or spooled to disk.
     ``on_error="skip"`` turns unreadable source files into reported skips instead of errors.
+    ``hard_links=False`` archives each name of a file with several (hard links) as a copy of
+    its own, as ``tar --hard-dereference`` does; by default a tar stores the content once and
+    the other names as links to the first, which extraction makes links again. A zip, which
+    has no links, always stores copies.
     """
 
     compression_level: int | None = None
@@ -118,6 +122,7 @@ class ArchiveConfig:
     reproducible: bool = False
     source_date_epoch: int | None = None
     limits: ExtractionLimits = field(default_factory=ExtractionLimits)
+    hard_links: bool = True
 
     def __post_init__(self) -> None:
         for name in _BOOL_FIELDS:

@@ -19,8 +19,7 @@ from ._config import ArchiveConfig
 from ._create.collect import Collector, SourceEntry
 from ._extract.safety import normalize_name
 from ._extract.stage import safe_mode
-from ._extract.ustar import HARDLINK
-from ._manifest import DIR, FILE, SYMLINK, reproducible_mode
+from ._manifest import DIR, FILE, HARDLINK, SYMLINK, reproducible_mode
 from ._metadata import ArchiveEntry
 
 

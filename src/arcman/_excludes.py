@@ -451,6 +451,7 @@ def plan(
         max_file_size=config.max_file_size,
         skip_errors=config.on_error == "skip",
         name_check=functools.partial(check_name, zip_rules=config.format is CompressionFormat.ZIP),
+        hard_links=config.hard_links and config.format is not CompressionFormat.ZIP,
     ).collect()
     root = os.path.realpath(source)
     result = Plan(skipped=collection.skipped)

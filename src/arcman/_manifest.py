@@ -8,10 +8,12 @@ read without loading a DOM of the whole tree:
      "sha256": "<64 hex digits>"}
     {"path": "bin", "type": "dir", "mode": 493, "mtime": 1700000000}
     {"path": "bin/latest", "type": "symlink", "target": "run.sh", "mode": 511, "mtime": ...}
-    {"end": true, "count": 3, "size": 120}
+    {"path": "bin/start.sh", "type": "hardlink", "mode": 493, "mtime": ..., "target": "bin/run.sh"}
+    {"end": true, "count": 4, "size": 120}
 
 The closing line guards against a cut-off manifest. Paths are POSIX and relative, one entry per
-member in archive order: readers compare the two in lockstep.
+member in archive order: readers compare the two in lockstep. A hard link names an earlier
+file entry as its target and has no content (no size, no digest) of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import IO, Any
 from ._errors import IntegrityError
 from ._manifest_line import DIR as DIR
 from ._manifest_line import FILE as FILE
+from ._manifest_line import HARDLINK as HARDLINK
 from ._manifest_line import KINDS as KINDS
 from ._manifest_line import SYMLINK as SYMLINK
 from ._manifest_line import entry_line as entry_line
@@ -41,9 +44,9 @@ _SPOOL_IN_MEMORY = 1024 * 1024
 def reproducible_mode(kind: str, mode: int) -> int:
     """The mode a reproducible archive stores: only "directory or executable" is kept, so a
     checkout's umask and group/other bits do not change the archive's bytes."""
-    if kind == DIR or (kind == FILE and mode & 0o111):
+    if kind == DIR or (kind in (FILE, HARDLINK) and mode & 0o111):
         return 0o755
-    return 0o644 if kind == FILE else 0o777
+    return 0o644 if kind in (FILE, HARDLINK) else 0o777
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +212,7 @@ def _entry(obj: Any) -> ManifestEntry:
         raise TypeError(f"bad field types for {path!r}")
     if kind == FILE and (not isinstance(digest, str) or len(digest) != 64):
         raise ValueError(f"missing or bad sha256 for {path!r}")
-    if kind == SYMLINK and not isinstance(target, str):
-        raise ValueError(f"missing symlink target for {path!r}")
+    if kind in (SYMLINK, HARDLINK) and not isinstance(target, str):
+        raise ValueError(f"missing {kind} target for {path!r}")
     return ManifestEntry(path, kind, size, mode, mtime, digest, target)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 # The C function that json.dumps(ensure_ascii=False) quotes strings with.
 from _json import encode_basestring as _string
 
-FILE, DIR, SYMLINK = "file", "dir", "symlink"
-KINDS = (FILE, DIR, SYMLINK)
+FILE, DIR, SYMLINK, HARDLINK = "file", "dir", "symlink", "hardlink"
+KINDS = (FILE, DIR, SYMLINK, HARDLINK)
 
 
 def entry_line(

@@ -29,7 +29,7 @@ from .._atomic import (
 from .._config import MAX_EPOCH, ArchiveConfig
 from .._errors import ConfigError, DestinationError, UnsupportedFormatError
 from .._formats import CompressionFormat
-from .._manifest import FILE, reproducible_mode
+from .._manifest import FILE, HARDLINK, reproducible_mode
 from .._metadata import ArchiveMetadata, utc_timestamp
 from .._names import NameList
 from .._progress import Progress
@@ -91,6 +91,7 @@ def create_archive(
         out = StreamOutput(archive)
         archive_path, excluded = out.name, set()
     unread: set[int] = set()  # rows of the table that were skipped while reading
+    unread_paths: set[str] = set()  # their paths, which hard links may name
     read_skips: list[str] = []
     total = files = 0
     with (
@@ -107,6 +108,7 @@ def create_archive(
             max_file_size=config.max_file_size,
             skip_errors=skip,
             name_check=functools.partial(check_name, zip_rules=fmt is CompressionFormat.ZIP),
+            hard_links=config.hard_links and fmt is not CompressionFormat.ZIP,  # zip has none
         )
         walked: Iterable[SourceEntry]
         if config.progress_callback is not None:
@@ -156,9 +158,13 @@ def create_archive(
                 continue
             entry, content = item
             row += 1
+            if entry.kind == HARDLINK and entry.target in unread_paths:
+                # The same file, so the same failure: the link would name no member.
+                content = Skipped(f"hard link to {entry.target}, which was skipped")
             if isinstance(content, Skipped):
                 read_skips.append(f"{entry.path}: {content.reason}")
                 unread.add(row)
+                unread_paths.add(entry.path)
                 progress.advance(entry.size, entry.path)
                 continue
             if isinstance(content, LargeFile):  # its bytes are told chunk by chunk

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .._columns import Columns
-from .._manifest import DIR, FILE, SYMLINK
+from .._manifest import DIR, FILE, HARDLINK, SYMLINK
 from .._names import NameList
 
-_KINDS = (FILE, DIR, SYMLINK)
+_KINDS = (FILE, DIR, SYMLINK, HARDLINK)
 _KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _MODE_BITS = 12  # stat.S_IMODE fits in 12 bits; the kind's code goes above them
 _COLUMNS = "HQqII"  # kind and mode, size, mtime, owner index, change stamp
@@ -47,7 +47,7 @@ class EntryTable:
         self._rows = Columns(_COLUMNS)
         # (uid, gid) pairs repeat across a tree: a row holds the index of its pair.
         self._owner_ids: dict[tuple[int, int], int] = {}
-        self._targets: dict[int, str] = {}  # symlinks only, by row
+        self._targets: dict[int, str] = {}  # links only, by row
         self.total_bytes = 0
 
     def add(

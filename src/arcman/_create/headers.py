@@ -15,7 +15,7 @@ from zlib import adler32
 
 BLOCK = 512
 PADDING = tuple(bytes(-n % BLOCK) for n in range(BLOCK))  # what follows data, by size % BLOCK
-REGTYPE, DIRTYPE, SYMTYPE = b"0", b"5", b"2"
+REGTYPE, LNKTYPE, SYMTYPE, DIRTYPE = b"0", b"1", b"2", b"5"
 _OCTAL_7 = 8**7
 _OCTAL_11 = 8**11
 # magic "ustar\0", version "00", then after the owner names: empty devmajor/devminor and prefix.

@@ -2,8 +2,9 @@
 
 Headers are POSIX pax (plain ustar where the member fits, built by headers.py; pax records
 for long or non-ASCII names and large values), readable by GNU tar, bsdtar and Python's
-tarfile. Owner names are looked up once per uid/gid rather than once per member. A batch of
-small files may come as finished records and manifest lines (read.Records), written whole.
+tarfile; a hard link is a link member (type 1) naming its file's first member. Owner names
+are looked up once per uid/gid rather than once per member. A batch of small files may come
+as finished records and manifest lines (read.Records), written whole.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ import grp
 import pwd
 import tarfile
 
-from .._manifest import DIR, FILE, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestWriter
+from .._manifest import DIR, FILE, HARDLINK, MANIFEST_NAME, TAR_MANIFEST_MARK, ManifestWriter
 from .collect import SourceEntry
 from .compress import Sink
-from .headers import BLOCK, DIRTYPE, PADDING, REGTYPE, SYMTYPE, ustar_header
+from .headers import BLOCK, DIRTYPE, LNKTYPE, PADDING, REGTYPE, SYMTYPE, ustar_header
 from .read import Content, LargeFile, Loaded, Records
 
 RECORD = 20 * BLOCK
 # Records are gathered into writes of about this size: one sink call per member (header, data,
 # padding: three) cost more than the zstd compression of a small file did.
 COALESCE = 1024 * 1024
-_TYPES = {FILE: REGTYPE, DIR: DIRTYPE}
+_TYPES = {FILE: REGTYPE, DIR: DIRTYPE, HARDLINK: LNKTYPE}
 
 
 class _OwnerNames:

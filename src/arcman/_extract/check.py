@@ -180,7 +180,7 @@ def _as_written(observed: Iterable[_Fields], manifest: IO[bytes]) -> bool:
             if path in dirs:
                 return False
             dirs.add(path)
-        elif kind != SYMLINK or target is None:
+        elif kind not in (SYMLINK, HARDLINK) or target is None:
             return False
         lines.append(entry_line(path, kind, size, mode & 0o7777, mtime, digest, target))
         count += 1
@@ -254,7 +254,7 @@ def _compare(member: Observed, entry: ManifestEntry) -> None:
             )
         if member.sha256 != entry.sha256:
             raise IntegrityError(f"{member.path!r} fails its SHA-256 check", member.path)
-    elif member.kind == SYMLINK and member.target != entry.target:
+    elif member.kind in (SYMLINK, HARDLINK) and member.target != entry.target:
         raise IntegrityError(
             f"{member.path!r} points elsewhere than its manifest says", member.path
         )

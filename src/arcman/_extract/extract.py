@@ -336,7 +336,10 @@ def _dispatch(
     member: Member, scan: Scan, sink: MemberSink, guard: MemberGuard | None,
     after_chunk: Callable[[str | None], None] | None,
 ) -> None:
-    # The path in the archive, where it is not the one in the destination (strip_components).
+    # The path in the archive, where it is not the one in the destination (strip_components),
+    # and a link's target as the archive (and so its manifest) gives it: the guard changes a
+    # hard link's to its path in the destination.
+    target = member.target
     listed = guard.strip(member) if guard is not None and guard.strip_components else None
     path = guard.check(member) if guard is not None else _listed_path(member.name, scan.fmt)
     if path is None:
@@ -346,7 +349,7 @@ def _dispatch(
     kind = member.kind
     record = pack_record(
         listed or path, kind, member.size if kind == FILE else 0, member.mode, member.mtime,
-        member.target if kind in (SYMLINK, HARDLINK) else None,
+        target if kind in (SYMLINK, HARDLINK) else None,
     )
     digest: Digest | bytes | None = None
     mtime = member.mtime if member.exact_mtime is None else member.exact_mtime

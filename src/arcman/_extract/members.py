@@ -27,11 +27,11 @@ from .._errors import (
     UnsupportedFormatError,
 )
 from .._manifest import DIR, FILE, SYMLINK, ZIP_MANIFEST_MARK
+from .._manifest import HARDLINK as HARDLINK
 from .._stats import PhaseClock
 from .decompress import DecompressedStream
 from .sparse import SparseData
 from .ustar import BLOCK, GNU_MAGIC, parse_plain
-from .ustar import HARDLINK as HARDLINK
 from .ustar import SPECIAL as SPECIAL
 
 if TYPE_CHECKING:  # imported by open_zip: tar runs do without zipfile (~4.5 ms with pathlib)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from .._config import ExtractionLimits
 from .._errors import LimitExceededError, UnsafeMemberError
-from .._manifest import DIR, FILE, SYMLINK
+from .._manifest import DIR, FILE, HARDLINK, SYMLINK
 from .nameset import NameSet
-from .ustar import HARDLINK, SPECIAL
+from .ustar import SPECIAL
 
 if TYPE_CHECKING:  # not at run time: creation uses normalize_name without tarfile and zipfile
     from .members import Member

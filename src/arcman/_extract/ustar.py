@@ -18,10 +18,9 @@ import struct
 from typing import NamedTuple
 
 from .._create.headers import byte_sum
-from .._manifest import DIR, FILE, SYMLINK
+from .._manifest import DIR, FILE, HARDLINK, SYMLINK
 
 BLOCK = 512
-HARDLINK = "hardlink"
 SPECIAL = "special"  # devices, fifos and other members that are never extracted
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
