@@ -89,3 +89,22 @@ def unreadable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], Non
 
     monkeypatch.setattr("arcman._create.read.os.open", guarded_open)
     yield lambda p: denied.add(os.path.realpath(p))
+
+
+@pytest.fixture
+def after_collection(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
+    """Run an action between collection and reading (a file changing under arcman's feet)."""
+    # Imported here: conftest is imported before pytest_configure blocks the fast libraries.
+    from arcman._create import collect
+
+    def install(action: Callable[[], None]) -> None:
+        real = collect.Collector.walk
+
+        def walk_then_act(self: collect.Collector) -> Iterator[collect.SourceEntry]:
+            entries = list(real(self))
+            action()
+            yield from entries
+
+        monkeypatch.setattr(collect.Collector, "walk", walk_then_act)
+
+    return install

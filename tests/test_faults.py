@@ -36,7 +36,6 @@ from arcman import (
     _atomic,
 )
 from arcman._atomic import clean_stale
-from arcman._create import collect
 from arcman._manifest import ManifestWriter
 from helpers import Stalled
 
@@ -766,23 +765,6 @@ def test_a_buffered_writer_to_a_pipe_gets_what_it_held_first(
 
 
 # ---------------------------------------------------------------- misbehaving sources
-
-
-@pytest.fixture
-def after_collection(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
-    """Run an action between collection and reading (a file changing under arcman's feet)."""
-
-    def install(action: Callable[[], None]) -> None:
-        real = collect.Collector.walk
-
-        def walk_then_act(self: collect.Collector) -> Iterator[collect.SourceEntry]:
-            entries = list(real(self))
-            action()
-            yield from entries
-
-        monkeypatch.setattr(collect.Collector, "walk", walk_then_act)
-
-    return install
 
 
 def _grow(path: Path) -> None:

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arcman import ArchiveConfig, ArchiveManager, IntegrityError
+from arcman import ArchiveConfig, ArchiveManager, IntegrityError, SourceError
 from arcman._cli import main
+from arcman._create import files
 from helpers import FORMATS, MANIFEST, TAR_FORMATS, tool
 
 CONFIGS = [
@@ -30,8 +31,8 @@ _DIRS = ["", "a/", "a/b/", "c/"]
 def _names(root: Path) -> dict[str, tuple[bytes, int]]:
     """Every file under ``root`` (the manifest left out): its content and its inode."""
     found = {}
-    for directory, _, files in os.walk(root):
-        for name in files:
+    for directory, _, names in os.walk(root):
+        for name in names:
             path = os.path.join(directory, name)
             rel = os.path.relpath(path, root)
             if rel != MANIFEST:
@@ -203,6 +204,42 @@ def test_links_to_a_skipped_file_are_skipped_and_reported(
     assert "skipped zz: hard link to big" in caplog.text
     assert set(meta.files) == {"d", "solo"}
     assert set(_names(tmp_path / "out")) == {"solo"}
+
+
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [("replaced", "changed while the archive was being made"), ("removed", "No such file")],
+)
+def test_a_link_changed_after_its_file_was_read_fails_or_is_skipped(
+    tmp_path: Path, linked: Path, monkeypatch: pytest.MonkeyPatch,
+    after_collection: Callable[[Callable[[], None]], None], change: str, said: str, skip: bool,
+) -> None:
+    """Once ``big`` is read and checked, its link ``zz`` is replaced or removed: the link's
+    own check must tell, or another file would be archived as one more name of ``big``."""
+    after_collection(lambda: None)  # the whole tree is walked before ``big`` is read
+    real = files.check_unchanged
+
+    def then_change(fd: int, size: int, stamp: int, path: str) -> None:
+        real(fd, size, stamp, path)
+        if path.endswith("/big"):
+            (linked / "zz").unlink()
+            if change == "replaced":
+                (linked / "zz").write_bytes(b"another file")
+
+    monkeypatch.setattr(files, "check_unchanged", then_change)
+    archive = tmp_path / "a.tar"
+    if not skip:
+        with ArchiveManager() as manager, pytest.raises(SourceError, match=said) as failed:
+            manager.create_archive(linked, archive)
+        assert failed.value.path is not None and failed.value.path.endswith("/zz")
+        assert not archive.exists()
+        return
+    with ArchiveManager(ArchiveConfig(on_error="skip")) as manager:
+        meta = manager.create_archive(linked, archive)
+        manager.extract_archive(archive, tmp_path / "out")
+    assert len(meta.skipped) == 1 and meta.skipped[0].startswith("zz: ") and said in meta.skipped[0]
+    assert _groups(_names(tmp_path / "out")) == {frozenset({"big", "d/again"}), frozenset({"solo"})}
 
 
 def test_links_of_a_file_over_the_size_limit_are_skipped_too(

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import IO, Any, NoReturn
 
+    from ._metadata import ArchiveEntry
+
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_UNSAFE = 0, 1, 2, 3
 EXIT_SOURCE, EXIT_DEST, EXIT_SKIPPED, EXIT_INTERNAL = 4, 5, 6, 70
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 130, 141, 143
@@ -450,7 +452,7 @@ def _operate(
     return {"archive": args.archive, "entries": entries}, lines, code
 
 
-def _link_suffix(entry: Any) -> str:
+def _link_suffix(entry: ArchiveEntry) -> str:
     """What a link points to, as ``tar tv`` shows it."""
     if entry.target is None:
         return ""

@@ -27,7 +27,7 @@ from .._extract.safety import MAX_LINK_CHAIN, normalize_name, resolves_inside, s
 from .._manifest import DIR, FILE, HARDLINK, MANIFEST_NAME, SYMLINK
 from .entries import EntryTable
 from .entries import SourceEntry as SourceEntry  # the writers' and diff's import path
-from .files import change_stamp
+from .files import change_stamp, link_stamp
 
 
 @dataclass
@@ -256,7 +256,8 @@ class Collector:
                 row: _Row | None = None
                 if self._storable(path):
                     row = (path, kind, size, stat.S_IMODE(mode), int(st.st_mtime), st.st_uid,
-                           st.st_gid, target, change_stamp(st))
+                           st.st_gid, target,
+                           link_stamp(st) if kind == HARDLINK else change_stamp(st))
                     if kind == FILE and self._first_rows is not None and st.st_nlink > 1:
                         # _rows adds the row to the table as soon as this scan hands it out,
                         # before the scan resumes: its index is the table's length now.

@@ -34,7 +34,9 @@ class SourceEntry:
     uid: int
     gid: int
     target: str | None = None
-    stamp: int = 0  # change_stamp when collected: reading checks the file is still that one
+    # change_stamp when collected (link_stamp for a hard link): reading checks that the file
+    # is still that one
+    stamp: int = 0
 
 
 class EntryTable:

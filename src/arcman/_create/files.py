@@ -44,6 +44,13 @@ def change_stamp(st: os.stat_result) -> int:
     return st.st_ctime_ns & 0xFFFFFFFF
 
 
+def link_stamp(st: os.stat_result) -> int:
+    """What tells that a hard link's name still names the file collected: its inode number,
+    cut to 32 bits. Not its change stamp, which moves whenever another name of the file is
+    made or removed; while the file has a name, no other file can have its number."""
+    return st.st_ino & 0xFFFFFFFF
+
+
 def open_source(path: str, follow_symlinks: bool) -> int:
     """Open a source file for reading: not through a symlink unless following them, and never
     blocking (O_NONBLOCK: a FIFO put in a file's place would wait for a writer)."""

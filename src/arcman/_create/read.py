@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -33,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._child import ChildProcess, LazyHelper
 from .._errors import SourceError
-from .._manifest import FILE
+from .._manifest import FILE, HARDLINK
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, Submit, is_tiny_batch, start
 from .collect import SourceEntry
-from .files import check_unchanged, open_source, read_whole, record_batch
+from .files import check_unchanged, link_stamp, open_source, read_whole, record_batch
 
 if TYPE_CHECKING:
     from .files import Read, Recorded, RecordItem
@@ -215,7 +216,10 @@ class ContentReader:
                 yield from _handed(entries, self._inline(entries))
             else:
                 entry = entries[0]
-                yield entry, self._open_large(entry) if entry.kind == FILE else None
+                if entry.kind == FILE:
+                    yield entry, self._open_large(entry)
+                else:
+                    yield entry, self._check_link(entry) if entry.kind == HARDLINK else None
             reserved -= cost
 
     def _open_large(self, entry: SourceEntry) -> LargeFile | Skipped:
@@ -226,6 +230,24 @@ class ContentReader:
             if not self._skip:
                 raise
             return Skipped(str(exc))
+
+    def _check_link(self, entry: SourceEntry) -> Skipped | None:
+        """A hard link has no content to read; it is checked instead to be still a name of
+        the file collected (link_stamp), so that a name replaced since its file was read is
+        not archived as one more name of that file."""
+        path = os.path.join(self._root, entry.path)
+        try:
+            try:
+                st = os.stat(path, follow_symlinks=self._follow)
+            except OSError as exc:
+                raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+            if not stat.S_ISREG(st.st_mode) or link_stamp(st) != entry.stamp:
+                raise SourceError(f"{path!r} changed while the archive was being made", path)
+        except SourceError as exc:
+            if not self._skip:
+                raise
+            return Skipped(str(exc))
+        return None
 
     def _inline(self, entries: list[SourceEntry]) -> Batch:
         """A batch handled by this thread: made into Records where it can be, else read."""
