@@ -309,16 +309,22 @@ def test_a_name_with_a_newline_cannot_forge_a_line_of_the_report(
     assert "arcman: error: forged" not in proc.stderr.replace("\\x0aarcman: error: forged", "")
 
 
-def test_list_and_diff_escape_control_characters_in_names(
+def test_list_diff_and_dry_run_escape_control_characters_in_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A name holding a newline or an escape sequence is one line of `list`/`diff`, shown as
-    GNU tar shows it escaped, not a forged second line or a terminal command; --json keeps
-    the name as it is (JSON escapes it)."""
+    """A name holding a newline or an escape sequence is one line of `list`/`diff`/a dry run,
+    shown as GNU tar shows it escaped, not a forged second line or a terminal command;
+    --json keeps the name as it is (JSON escapes it)."""
     source = tmp_path / "src"
     source.mkdir()
     (source / "a\nforged").write_text("x")
     (source / "b\x1b[2Jclear").write_text("y")
+    (source / "c\nleft-out").write_text("z")
+    assert main(["create", str(source), "--dry-run", "--exclude", "c*"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "+ a\\x0aforged", "+ b\\x1b[2Jclear", "- c\\x0aleft-out  (pattern 'c*' from --exclude)"
+    ]
+    (source / "c\nleft-out").unlink()
     archive = tmp_path / "a.tar.gz"
     assert main(["create", str(source), "-o", str(archive), "-q"]) == 0
     capsys.readouterr()

@@ -163,8 +163,14 @@ def test_a_dry_run_lists_links_as_such(
 ) -> None:
     assert main(["create", str(linked), "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert {e["path"]: e["type"] for e in plan["included"]}["zz"] == "hardlink"
+    included = {e["path"]: e for e in plan["included"]}
+    assert included["zz"] == {"path": "zz", "type": "hardlink", "size": 0, "target": "big"}
+    assert "target" not in included["big"]
     assert plan["total_bytes"] == 70_004
+    assert main(["create", str(linked), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "+ zz  (hard link to big)" in lines and "+ big" in lines
+    assert lines[-1] == "would archive 2 files (68.4 KiB), leave out 0"
 
 
 def test_a_file_whose_other_names_are_outside_the_tree_is_a_file(tmp_path: Path) -> None:

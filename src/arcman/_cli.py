@@ -355,16 +355,19 @@ def _dry_run(
     result = plan(args.source, config, settings["excludes"].origins, args.output)
     out = {
         "source": args.source,
-        "included": [{"path": p, "type": k, "size": s} for p, k, s in result.included],
+        "included": [
+            {"path": p, "type": k, "size": s, **({} if t is None else {"target": t})}
+            for p, k, s, t in result.included
+        ],
         "excluded": [{"path": p, "reason": r} for p, r in result.excluded],
         "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
         "total_bytes": result.total_bytes,
     }
-    lines = [f"+ {p}" for p, _, _ in result.included]
-    lines += [f"- {p}  ({r})" for p, r in result.excluded]
-    lines += [f"! {p}  (skipped: {r})" for p, r in result.skipped]
+    lines = [f"+ {_visible(p)}" + _planned_link(k, t) for p, k, _, t in result.included]
+    lines += [f"- {_visible(p)}  ({_visible(r)})" for p, r in result.excluded]
+    lines += [f"! {_visible(p)}  (skipped: {_visible(r)})" for p, r in result.skipped]
     lines.append(
-        f"would archive {_files(sum(k == 'file' for _, k, _ in result.included))} "
+        f"would archive {_files(sum(k == 'file' for _, k, _, _ in result.included))} "
         f"({_human(result.total_bytes)}), leave out {len(result.excluded)}"
         + (f", skip {len(result.skipped)}" if result.skipped else "")
     )
@@ -450,6 +453,15 @@ def _operate(
         else (_visible(e.name) for e in entries)
     )
     return {"archive": args.archive, "entries": entries}, lines, code
+
+
+def _planned_link(kind: str, target: str | None) -> str:
+    """What a link create would archive points to: a hard link is stored once, as a link."""
+    if target is None:
+        return ""
+    return f"  (hard link to {_visible(target)})" if kind == "hardlink" else (
+        f" -> {_visible(target)}"
+    )
 
 
 def _link_suffix(entry: ArchiveEntry) -> str:

@@ -420,13 +420,14 @@ class Plan:
     """What ``create`` would archive, each path it would leave out with the reason, and each it
     would skip (``on_error="skip"``: a directory it cannot list, a special file) and why."""
 
-    included: list[tuple[str, str, int]] = field(default_factory=list)  # (path, kind, size)
+    # (path, kind, size, a link's target or None)
+    included: list[tuple[str, str, int, str | None]] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
     @property
     def total_bytes(self) -> int:
-        return sum(size for _, _, size in self.included)
+        return sum(size for _, _, size, _ in self.included)
 
 
 def plan(
@@ -460,12 +461,12 @@ def plan(
         # collection only stats it, so the plan opens it as create's reader does.
         reason = _unopenable(os.path.join(root, e.path), config) if e.kind == FILE else None
         if reason is None:
-            result.included.append((e.path, e.kind, e.size))
+            result.included.append((e.path, e.kind, e.size, e.target))
         elif config.on_error == "skip":
             result.skipped.append((e.path, reason))
         else:
             raise SourceError(reason, e.path)
-    kept = {path for path, _, _ in result.included} | {""}
+    kept = {path for path, _, _, _ in result.included} | {""}
     skipped = {path for path, _ in result.skipped}
     excludes = Excludes(config.exclude_patterns)
     for directory, dirs, files in os.walk(root, followlinks=config.follow_symlinks):
