@@ -351,6 +351,46 @@ def test_an_archive_read_by_the_helper_is_the_sequential_ones_byte_for_byte(
     assert snapshot(tmp_path / "out") == snapshot(tree)
 
 
+def test_hard_links_the_helper_checks_make_the_sequential_archive(
+    tmp_path: Path, patient: type[Patient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hard links ride in the helper's batches (checked there, made into link records): the
+    archive is the sequential one byte for byte, and a name replaced meanwhile is refused."""
+    tree = _tiny_tree(tmp_path / "src")
+    for i in range(0, 600, 3):
+        original = tree / f"d{i % 6}" / f"f{i:04d}.txt"
+        os.link(original, original.with_suffix(".link"))
+    helped, alone = tmp_path / "helped.tar.gz", tmp_path / "alone.tar.gz"
+    with ArchiveManager(POOLED) as manager:
+        result = manager.create_archive(tree, helped)
+    with ArchiveManager(ArchiveConfig(enable_parallelization=False)) as manager:
+        manager.create_archive(tree, alone)
+    assert helped.read_bytes() == alone.read_bytes()
+    assert result.file_count == 600 and len(result.files) == 806  # 200 links, 6 directories
+    assert len(patient.started) == 1 and patient.started[0].sent > 600
+    with ArchiveManager(POOLED) as manager:
+        manager.extract_archive(helped, tmp_path / "out")
+    out = tmp_path / "out" / "d0"
+    assert os.path.samefile(out / "f0000.txt", out / "f0000.link")
+
+    class Replacing(Patient):
+        def submit(self, batch: list, reply) -> None:  # type: ignore[no-untyped-def, type-arg]
+            for item in batch:
+                if item[0] == "d0/f0300.link":
+                    (tree / item[0]).unlink()
+                    (tree / item[0]).write_bytes(b"another file")
+            super().submit(batch, reply)
+
+    first = patient.started
+    _helpers_are(monkeypatch, Replacing)
+    with ArchiveManager(POOLED) as manager, pytest.raises(SourceError) as caught:
+        manager.create_archive(tree, tmp_path / "replaced.tar.gz")
+    assert caught.value.path == str(tree / "d0" / "f0300.link")
+    assert "changed while the archive was being made" in str(caught.value)
+    assert Patient.started and Patient.started[0].sent > 0
+    assert _no_child_left([*first, *Patient.started])
+
+
 class Vanishing(Patient):
     """Removes d4/f0400.txt just before the batch that holds it goes to the helper (a tar's
     records helper is told the tree's root and gets names under it)."""

@@ -13,36 +13,44 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arcman._create.files import change_stamp, read_batch, record_batch
-from arcman._create.headers import BLOCK, PADDING, REGTYPE
+from arcman._create.files import change_stamp, link_stamp, read_batch, record_batch
+from arcman._create.headers import BLOCK, LNKTYPE, PADDING, REGTYPE
 from arcman._create.tar_writer import _header
-from arcman._manifest import FILE, entry_line
+from arcman._manifest import FILE, HARDLINK, entry_line
 
 NAMES = st.text("abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=40).filter(
     lambda name: name not in (".", "..")
 )
 OWNER = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=32)
+Item = tuple[str, int, int, int, int, int, int, str, str, str | None]
 
 
 def _items(
-    root: Path, names: list[str], user: str = "", group: str = ""
-) -> list[tuple[str, int, int, int, int, int, int, str, str]]:
-    """The wire items ContentReader sends for these files (see files.RecordItem)."""
-    items = []
+    root: Path, names: list[str], user: str = "", group: str = "",
+    links: dict[str, str] | None = None,
+) -> list[Item]:
+    """The wire items ContentReader sends for these files and ``links``, hard links by their
+    targets (see files.RecordItem)."""
+    items: list[Item] = []
     for name in names:
         st_ = os.stat(root / name)
+        target = (links or {}).get(name)
         items.append((
-            name, st_.st_size, change_stamp(st_), st_.st_mode & 0o7777, st_.st_uid, st_.st_gid,
-            int(st_.st_mtime), user, group,
+            name, 0 if target else st_.st_size,
+            link_stamp(st_) if target else change_stamp(st_), st_.st_mode & 0o7777,
+            st_.st_uid, st_.st_gid, int(st_.st_mtime), user, group, target,
         ))
     return items
 
 
-def _member_by_member(root: Path, items: list[tuple[str, int, int, int, int, int, int, str, str]]
-                      ) -> tuple[bytes, str]:
-    """What TarWriter.add and ManifestWriter.add make of the same files, one by one."""
+def _member_by_member(root: Path, items: list[Item]) -> tuple[bytes, str]:
+    """What TarWriter.add and ManifestWriter.add make of the same members, one by one."""
     records, lines = [], []
-    for name, size, _, mode, uid, gid, mtime, user, group in items:
+    for name, size, _, mode, uid, gid, mtime, user, group, target in items:
+        if target is not None:
+            records.append(_header(name, LNKTYPE, mode, uid, gid, 0, mtime, target, user, group))
+            lines.append(entry_line(name, HARDLINK, 0, mode, mtime, None, target))
+            continue
         data = (root / name).read_bytes()
         records += [
             _header(name, REGTYPE, mode, uid, gid, size, mtime, "", user, group), data,
@@ -70,8 +78,7 @@ def test_records_are_what_the_writer_makes_member_by_member(
         assert record_batch("", str(root), items) == _member_by_member(root, items)
 
 
-def _read_answer(root: Path, items: list[tuple[str, int, int, int, int, int, int, str, str]]
-                 ) -> list[tuple[bytes, str] | str]:
+def _read_answer(root: Path, items: list[Item]) -> list[tuple[bytes, str] | str]:
     return read_batch("", [(str(root / item[0]), item[1], item[2]) for item in items])
 
 
@@ -102,6 +109,34 @@ def test_a_file_that_cannot_be_read_gets_read_batchs_answer(tmp_path: Path) -> N
     assert answer[0] == (b"a" * 10, hashlib.sha256(b"a" * 10).hexdigest())
     assert isinstance(answer[1], str) and "No such file or directory" in answer[1]
     assert answer[2] == (b"c" * 10, hashlib.sha256(b"c" * 10).hexdigest())
+
+
+def test_hard_links_are_what_the_writer_makes_member_by_member(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"content")
+    os.link(tmp_path / "a", tmp_path / "b")
+    os.link(tmp_path / "a", tmp_path / "c")
+    items = _items(tmp_path, ["a", "b", "c"], "u", "g", links={"b": "a", "c": "a"})
+    assert record_batch("", str(tmp_path), items) == _member_by_member(tmp_path, items)
+
+
+def test_a_hard_link_that_changed_gets_each_members_answer(tmp_path: Path) -> None:
+    """A name that no longer names its file fails its check: the caller reports it."""
+    (tmp_path / "a").write_bytes(b"content")
+    os.link(tmp_path / "a", tmp_path / "b")
+    items = _items(tmp_path, ["a", "b"], links={"b": "a"})
+    (tmp_path / "b").unlink()
+    (tmp_path / "b").write_bytes(b"another file")
+    answer = record_batch("", str(tmp_path), items)
+    assert isinstance(answer, list) and answer[0] == _read_answer(tmp_path, items[:1])[0]
+    assert isinstance(answer[1], str) and "changed while the archive was being made" in answer[1]
+
+
+def test_a_hard_link_whose_target_needs_pax_gets_each_members_answer(tmp_path: Path) -> None:
+    (tmp_path / ("t" * 101)).write_bytes(b"x")
+    os.link(tmp_path / ("t" * 101), tmp_path / "b")
+    items = _items(tmp_path, ["t" * 101, "b"], links={"b": "t" * 101})
+    answer = record_batch("", str(tmp_path), items)
+    assert answer == [(b"x", hashlib.sha256(b"x").hexdigest()), None]
 
 
 def test_the_helpers_task_imports_only_the_standard_librarys_core() -> None:

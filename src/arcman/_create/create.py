@@ -153,7 +153,7 @@ def create_archive(
                 for entry in item.entries:
                     progress.advance(entry.size, entry.path)
                 total += nbytes
-                files += len(item.entries)
+                files += sum(entry.kind == FILE for entry in item.entries)
                 row += len(item.entries)
                 continue
             entry, content = item

@@ -1,6 +1,7 @@
-"""How one source file is opened, read whole and checked: by ContentReader, on its threads, and
-by the helper process (_child.py) that reads batches of tiny files beside the GIL; and how such
-a batch is made into finished tar records, there or inline (record_batch).
+"""How one source file is opened, read whole and checked, and a hard link checked: by
+ContentReader, on its threads, and by the helper process (_child.py) that reads batches of tiny
+files beside the GIL; and how such a batch is made into finished tar records, there or inline
+(record_batch).
 
 Imported by that child: nothing here may import more than the standard library's core and
 arcman's exception classes, headers and manifest lines.
@@ -13,8 +14,8 @@ import os
 import stat
 
 from .._errors import SourceError
-from .._manifest_line import FILE, entry_line
-from .headers import BLOCK, PADDING, REGTYPE, ustar_header
+from .._manifest_line import FILE, HARDLINK, entry_line
+from .headers import BLOCK, LNKTYPE, PADDING, REGTYPE, ustar_header
 
 # Not typing's: see _child.py.
 TYPE_CHECKING = False
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
     WireItem = tuple[str, int, int]
     # What the helper made of it: its content and SHA-256 (hex), or why it cannot be read.
     Read = tuple[bytes, str] | str
-    # A file for record_batch: its archive name, size, change stamp, mode, uid, gid, mtime,
-    # user and group name.
-    RecordItem = tuple[str, int, int, int, int, int, int, str, str]
-    # The batch's tar records back to back and its manifest lines, or read_batch's answer.
-    Recorded = tuple[bytes, str] | list[Read]
+    # A member for record_batch: its archive name, size, stamp (change_stamp, or link_stamp
+    # for a hard link), mode, uid, gid, mtime, user and group name, and a hard link's target
+    # (None for a file).
+    RecordItem = tuple[str, int, int, int, int, int, int, str, str, str | None]
+    # The batch's tar records back to back and its manifest lines, or else each member's
+    # read_batch answer (None for a hard link that checked out, else why it did not).
+    Recorded = tuple[bytes, str] | list[Read | None]
 
 # O_NONBLOCK: a FIFO put in a file's place would block the open until a writer came, before
 # it could be refused; regular files ignore the flag.
@@ -49,6 +52,18 @@ def link_stamp(st: os.stat_result) -> int:
     cut to 32 bits. Not its change stamp, which moves whenever another name of the file is
     made or removed; while the file has a name, no other file can have its number."""
     return st.st_ino & 0xFFFFFFFF
+
+
+def check_link(path: str, stamp: int, follow_symlinks: bool) -> None:
+    """Raise SourceError unless the hard link at ``path`` still names the file collected (its
+    link_stamp): it has no content to read, whose check would tell that it was replaced or
+    removed after its file was read."""
+    try:
+        st = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError as exc:
+        raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
+    if not stat.S_ISREG(st.st_mode) or link_stamp(st) != stamp:
+        raise SourceError(f"{path!r} changed while the archive was being made", path)
 
 
 def open_source(path: str, follow_symlinks: bool) -> int:
@@ -110,21 +125,44 @@ def read_batch(follow: str, batch: list[WireItem]) -> list[Read]:
 
 def record_batch(follow: str, root: str, batch: list[RecordItem]) -> Recorded:
     """The helper's task for tar archives (run inline too): each file of ``batch``, under
-    ``root``, read as read_batch reads it, and the batch made into its members' tar records
-    (plain ustar header, content, padding) and manifest lines, each joined into one. A batch
-    with a file that cannot be read, or that needs more than a plain header (a long or
-    non-ASCII name), is answered with read_batch's list instead: its caller makes those
-    members as it makes any other."""
-    read = read_batch(follow, [(os.path.join(root, item[0]), item[1], item[2]) for item in batch])
+    ``root``, read as read_batch reads it, each hard link checked (check_link), and the batch
+    made into its members' tar records (plain ustar header, content, padding) and manifest
+    lines, each joined into one. A batch with a member that cannot be read or checked, or
+    that needs more than a plain header (a long or non-ASCII name), is answered with each
+    member's answer instead: its caller makes those members as it makes any other."""
+    contents = iter(read_batch(follow, [
+        (os.path.join(root, item[0]), item[1], item[2]) for item in batch if item[9] is None
+    ]))
+    answer: list[Read | None] = []
+    for name, _, stamp, *_, target in batch:
+        if target is None:
+            answer.append(next(contents))
+            continue
+        try:
+            check_link(os.path.join(root, name), stamp, follow == "follow")
+        except SourceError as exc:
+            answer.append(str(exc))
+            continue
+        answer.append(None)
     records: list[bytes] = []
     lines: list[str] = []
-    for (name, size, _, mode, uid, gid, mtime, user, group), item in zip(batch, read, strict=True):
+    for (name, size, _, mode, uid, gid, mtime, user, group, target), item in zip(
+        batch, answer, strict=True
+    ):
         if isinstance(item, str):
-            return read
+            return answer
+        if item is None:  # a hard link
+            header = ustar_header(name, LNKTYPE, mode, uid, gid, 0, mtime, target or "", user,
+                                  group)
+            if header is None:
+                return answer
+            records.append(header)
+            lines.append(entry_line(name, HARDLINK, 0, mode, mtime, None, target))
+            continue
         data, digest = item
         header = ustar_header(name, REGTYPE, mode, uid, gid, size, mtime, "", user, group)
         if header is None:
-            return read
+            return answer
         records += (header, data, PADDING[size % BLOCK])
         lines.append(entry_line(name, FILE, size, mode, mtime, digest))
     return b"".join(records), "".join(lines)

@@ -1,7 +1,8 @@
 """ContentReader: reads and hashes file contents in worker threads, ahead of the writer.
 
 Files up to SMALL_FILE_LIMIT are read whole and hashed by a worker (and, for zip, deflated by
-the ``prepare`` hook) while the writer is still busy with earlier members. Consecutive small
+the ``prepare`` hook) while the writer is still busy with earlier members; hard links, with
+nothing to read, are checked (files.check_link) in the same batches. Consecutive small
 files go to a worker in batches (up to BATCH_FILES files or BATCH_BYTES bytes): a pool job costs
 ~30 us of the consumer's time, more than reading a tiny file does. A batch of tiny files
 (``is_tiny_batch``) is read by the consumer itself when it reaches it, and so is a tree that
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -38,7 +38,7 @@ from .._manifest import FILE, HARDLINK
 from .._stats import PhaseClock
 from .._workers import ITEM_OVERHEAD, Submit, is_tiny_batch, start
 from .collect import SourceEntry
-from .files import check_unchanged, link_stamp, open_source, read_whole, record_batch
+from .files import check_link, check_unchanged, open_source, read_whole, record_batch
 
 if TYPE_CHECKING:
     from .files import Read, Recorded, RecordItem
@@ -123,7 +123,8 @@ class LargeFile:
 
 
 Content = Loaded | LargeFile | Skipped | None
-Batch = list[Loaded | Skipped] | Records  # what a batch of small files comes to
+# What a batch of small files (and hard links: None once checked) comes to.
+Batch = list[Loaded | Skipped | None] | Records
 
 
 class ContentReader:
@@ -152,6 +153,9 @@ class ContentReader:
         self._prepare = prepare
         self._owner_names = owner_names
         self._follow_arg = "follow" if follow_symlinks else ""
+        # Hard links ride in batches, as empty files do, unless skipping: a batch made into
+        # Records could not leave out a link whose file an earlier batch skipped.
+        self._links_batched = not skip_errors
         self._helper = (
             LazyHelper("records", self._follow_arg, root) if owner_names is not None
             else LazyHelper("read", self._follow_arg)
@@ -174,7 +178,7 @@ class ContentReader:
         while pending is not None or window:
             # Reserve and submit in archive order while the budget allows (always at least one).
             while pending is not None and len(window) < WINDOW:
-                if not _is_small(pending):
+                if not self._is_small(pending):
                     # Charged too, so a long run of directories cannot grow the window unbounded.
                     if window and reserved + ITEM_OVERHEAD > self._budget:
                         break
@@ -185,7 +189,8 @@ class ContentReader:
                 batch: list[SourceEntry] = []
                 cost = 0
                 while (
-                    pending is not None and _is_small(pending) and len(batch) < BATCH_FILES
+                    pending is not None and self._is_small(pending)
+                    and len(batch) < BATCH_FILES
                     and (not batch or cost + pending.size <= BATCH_BYTES)
                     and (not (window or batch) or reserved + cost + pending.size + ITEM_OVERHEAD
                          <= self._budget)
@@ -212,7 +217,7 @@ class ContentReader:
             entries, job, cost = window.popleft()
             if job is not None:
                 yield from _handed(entries, job.result())
-            elif _is_small(entries[0]):
+            elif self._is_small(entries[0]):
                 yield from _handed(entries, self._inline(entries))
             else:
                 entry = entries[0]
@@ -231,18 +236,16 @@ class ContentReader:
                 raise
             return Skipped(str(exc))
 
+    def _is_small(self, entry: SourceEntry) -> bool:
+        """Whether ``entry`` goes in a batch: a small file, or a hard link (see __init__)."""
+        if entry.kind == FILE:
+            return entry.size <= SMALL_FILE_LIMIT
+        return entry.kind == HARDLINK and self._links_batched
+
     def _check_link(self, entry: SourceEntry) -> Skipped | None:
-        """A hard link has no content to read; it is checked instead to be still a name of
-        the file collected (link_stamp), so that a name replaced since its file was read is
-        not archived as one more name of that file."""
         path = os.path.join(self._root, entry.path)
         try:
-            try:
-                st = os.stat(path, follow_symlinks=self._follow)
-            except OSError as exc:
-                raise SourceError(f"cannot read {path!r}: {exc.strerror}", path) from exc
-            if not stat.S_ISREG(st.st_mode) or link_stamp(st) != entry.stamp:
-                raise SourceError(f"{path!r} changed while the archive was being made", path)
+            check_link(path, entry.stamp, self._follow)
         except SourceError as exc:
             if not self._skip:
                 raise
@@ -261,7 +264,8 @@ class ContentReader:
         names = self._owner_names
         assert names is not None
         return [
-            (e.path, e.size, e.stamp, e.mode, e.uid, e.gid, e.mtime, *names(e.uid, e.gid))
+            (e.path, e.size, e.stamp, e.mode, e.uid, e.gid, e.mtime, *names(e.uid, e.gid),
+             e.target if e.kind == HARDLINK else None)
             for e in entries
         ]
 
@@ -296,7 +300,9 @@ class ContentReader:
             for entry, item in zip(entries, answer, strict=True)
         ])
 
-    def _loaded(self, path: str, item: Read) -> Loaded | Skipped:
+    def _loaded(self, path: str, item: Read | None) -> Loaded | Skipped | None:
+        if item is None:  # a hard link, checked
+            return None
         if isinstance(item, str):
             if not self._skip:
                 raise SourceError(item, path)
@@ -307,12 +313,14 @@ class ContentReader:
         self._stopping = True
         self._helper.stop(at_once=at_once)
 
-    def _load_batch(self, entries: list[SourceEntry]) -> list[Loaded | Skipped]:
+    def _load_batch(self, entries: list[SourceEntry]) -> list[Loaded | Skipped | None]:
         with self._clock.measure("hashing"):
             loaded = [self._load(entry) for entry in entries]
         return self._prepared(loaded)
 
-    def _prepared(self, loaded: list[Loaded | Skipped]) -> list[Loaded | Skipped]:
+    def _prepared(
+        self, loaded: list[Loaded | Skipped | None]
+    ) -> list[Loaded | Skipped | None]:
         if self._prepare is not None:
             with self._clock.measure("compression"):  # zip's members are deflated here
                 for item in loaded:
@@ -320,7 +328,9 @@ class ContentReader:
                         item.prepared = self._prepare(item.data)
         return loaded
 
-    def _load(self, entry: SourceEntry) -> Loaded | Skipped:
+    def _load(self, entry: SourceEntry) -> Loaded | Skipped | None:
+        if entry.kind == HARDLINK:
+            return self._check_link(entry)
         path = os.path.join(self._root, entry.path)
         try:
             data = read_whole(path, entry.size, entry.stamp, self._follow)
@@ -340,6 +350,3 @@ def _handed(
     else:
         yield from zip(entries, batch, strict=True)
 
-
-def _is_small(entry: SourceEntry) -> bool:
-    return entry.kind == FILE and entry.size <= SMALL_FILE_LIMIT
