@@ -367,3 +367,30 @@ def test_fast_check_leaves_other_mtimes_to_the_plain_one() -> None:
     check_against_manifest(log, manifest)
     log.close()
     manifest.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["file", "dir", "symlink", "hardlink"]),
+    path=st.text() | st.sampled_from(_PATHS),
+    target=st.text() | st.sampled_from(_TARGETS + _PATHS),
+    size=st.integers(0, 2**63 - 1),
+    mode=st.integers(0, 0o7777),
+    mtime=st.integers(-(2**63), 2**63 - 1),
+    digest=st.sampled_from(_DIGESTS),
+)
+def test_a_line_is_what_json_makes_of_its_entry(
+    kind: str, path: str, target: str, size: int, mode: int, mtime: int, digest: str
+) -> None:
+    """Lines are formatted without json, but must be the text json writes for the entry: the
+    fast check matches lines that earlier versions wrote with json."""
+    link = target if kind in ("symlink", "hardlink") else None
+    sha256 = digest if kind == "file" else None
+    obj: dict[str, object] = {"path": path, "type": kind}
+    if kind == "file":
+        obj["size"] = size
+    obj.update(mode=mode, mtime=mtime)
+    obj.update({} if sha256 is None else {"sha256": sha256})
+    obj.update({} if link is None else {"target": link})
+    line = entry_line(path, kind, size, mode, mtime, sha256, link)
+    assert line == json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
