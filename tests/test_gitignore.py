@@ -117,3 +117,50 @@ def test_generated_gitignores_above_the_tree_select_as_git_does(
     kept = _git_kept_below(repo, repo / "x" / "y")
     if kept is not None:
         assert gitignore_kept(repo / "x" / "y") == kept
+
+
+def _repository_with_tracked_ignored_files(root: Path) -> Path:
+    """A repository whose .gitignore rules match files it tracks (added with ``git add -f``):
+    build/keep.txt and x.log; ok.txt is tracked and not ignored, y.log ignored and untracked."""
+    build_layout(root, {".gitignore": "build/\n*.log\n", "build/keep.txt": "k", "x.log": "x",
+                        "y.log": "y", "ok.txt": "o"})
+    assert git("init", "-q", str(root)).returncode == 0
+    assert git("-C", str(root), "add", "-f", "build/keep.txt", "x.log", "ok.txt").returncode == 0
+    return root
+
+
+@needs_git
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_files_git_tracks_that_its_rules_leave_out_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, dry_run: bool
+) -> None:
+    """git's rules do not apply to files it tracks: --gitignore, which reads the rules and
+    not git's index, leaves them out, and says so instead of dropping them unnoticed."""
+    repository = _repository_with_tracked_ignored_files(tmp_path / "repo")
+    output = ["--dry-run"] if dry_run else ["-o", str(tmp_path / "a.tar.gz")]
+    assert main(["create", str(repository), "--gitignore", *output]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "--gitignore left out 2 files that git tracks, which git keeps (its ignore rules do not "
+        "apply to tracked files): build/keep.txt, x.log"
+    ]
+
+
+@needs_git
+def test_no_word_of_tracked_files_that_are_archived_or_without_git(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = _repository_with_tracked_ignored_files(tmp_path / "repo")
+    # A pattern on the command line brings them back, as it overrides the tree's rules.
+    assert main(["create", str(repository), "--gitignore", "--exclude", "!x.log",
+                 "--exclude", "!build/", "--dry-run"]) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no git installed
+    assert main(["create", str(repository), "--gitignore", "--dry-run"]) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_no_word_outside_a_repository(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    build_layout(tmp_path / "tree", {".gitignore": "*.log\n", "x.log": "x"})
+    assert main(["create", str(tmp_path / "tree"), "--gitignore", "--dry-run"]) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

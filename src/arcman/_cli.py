@@ -353,6 +353,10 @@ def _dry_run(
     from ._excludes import plan
 
     result = plan(args.source, config, settings["excludes"].origins, args.output)
+    if args.gitignore:
+        from ._gitignore import warn_of_tracked
+
+        warn_of_tracked(args.source, (path for path, _, _, _ in result.included))
     out = {
         "source": args.source,
         "included": [
@@ -385,6 +389,10 @@ def _operate(
         if not args.output:
             raise ValueError("create needs -o/--output (or --dry-run)")
         meta = manager.create_archive(args.source, _output(args), config)
+        if args.gitignore:
+            from ._gitignore import warn_of_tracked
+
+            warn_of_tracked(args.source, meta.files)
         if meta.skipped:
             code = EXIT_SKIPPED
             # The library logs each skip as a warning; -q hides warnings, never skips.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Iterable, Sequence
 
 from ._errors import SourceError
 from ._excludes import Excludes, read_pattern_file
@@ -50,6 +52,48 @@ def gitignore_patterns(root: str, overrides: Sequence[str] = ()) -> list[tuple[s
         dirs[:] = [name for name in sorted(dirs)
                    if not _excluded_by(chain, f"{prefix}/{name}" if prefix else name)]
     return found
+
+
+def warn_of_tracked(root: str, archived: Iterable[str]) -> None:
+    """Warn of the files git tracks under ``root`` that its ``.gitignore`` rules match and
+    that are not among ``archived``: git keeps such a file (its rules do not apply to what it
+    tracks), ``--gitignore`` reads the rules, not git's index, and leaves it out. git itself
+    says which (``ls-files --cached --ignored``): where it is not installed, or ``root`` is in
+    no repository it will read, nothing is said."""
+    tracked = _tracked_but_ignored(root)
+    if not tracked:
+        return
+    left = set(tracked)
+    for name in archived:
+        left.discard(name)
+    if left:
+        names = sorted(left)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        log.warning(
+            "--gitignore left out %d file%s that git tracks, which git keeps (its ignore rules "
+            "do not apply to tracked files): %s", len(names), "" if len(names) == 1 else "s",
+            shown,
+        )
+
+
+def _tracked_but_ignored(root: str) -> list[str]:
+    """What ``git ls-files --cached --ignored`` lists for ``root`` with the .gitignore files
+    as its rules (those arcman reads), as paths relative to ``root``; none without git or a
+    repository."""
+    git = shutil.which("git")
+    if git is None:
+        return []
+    try:
+        listed = subprocess.run(
+            [git, "-C", root, "ls-files", "-z", "--cached", "--ignored",
+             "--exclude-per-directory=.gitignore"],
+            capture_output=True, timeout=60, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if listed.returncode != 0:  # not a repository, or one git refuses (safe.directory)
+        return []
+    return [os.fsdecode(path) for path in listed.stdout.split(b"\0") if path]
 
 
 def _read(path: str, prefix: str) -> list[tuple[str, str]]:
