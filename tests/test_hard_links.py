@@ -113,6 +113,13 @@ def _members(archive: Path) -> dict[str, tarfile.TarInfo]:
         return {m.name: m for m in tar.getmembers()}
 
 
+def _member_text(archive: Path, name: str) -> str:
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read().decode()
+
+
 @pytest.fixture
 def linked(tmp_path: Path) -> Path:
     """``big`` (70 KB) also named ``d/again`` and ``zz``; ``solo`` with one name."""
@@ -132,15 +139,8 @@ def test_the_content_is_stored_once(tmp_path: Path, linked: Path) -> None:
         assert members[name].mode == members["big"].mode
     assert meta.file_count == 2 and meta.uncompressed_size == 70_004
     assert archive.stat().st_size < 2 * 70_000
-    manifest = [json.loads(line) for line in members_data(archive, MANIFEST).splitlines()]
+    manifest = [json.loads(line) for line in _member_text(archive, MANIFEST).splitlines()]
     assert {"path": "zz", "type": "hardlink", "target": "big"}.items() <= manifest[-2].items()
-
-
-def members_data(archive: Path, name: str) -> str:
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile(name)
-        assert member is not None
-        return member.read().decode()
 
 
 @pytest.mark.parametrize("how", ["api", "cli"])
